@@ -1,0 +1,122 @@
+/**
+ * The v1 kernel API (Backend.AI's kernel management and execute calls). Thin handlers: validate,
+ * one service call, status + JSON.
+ */
+import Router from '@koa/router';
+import type { Config } from '../../config/index.js';
+import type { KernelManager } from '../../kernels/kernel-manager.js';
+import type { KernelRecord } from '../../kernels/kernel-record.js';
+import type { ExecuteRequest, QueryService } from '../../kernels/query-service.js';
+import { invalidInput } from '../../errors.js';
+import { readJsonBody } from '../http.js';
+import { assertKernelId, validateObject, type ObjectSchema } from '../validate.js';
+
+export interface V1Deps {
+  config: Config;
+  kernels: KernelManager;
+  queries: QueryService;
+  clock?: () => number;
+}
+
+const CREATE_SCHEMA: ObjectSchema = {
+  lang: { type: 'string', required: true, minLength: 1, maxLength: 64 },
+  clientSessionToken: { type: 'string', minLength: 1, maxLength: 256 },
+  resourceLimits: {
+    type: 'object',
+    fields: {
+      maxMem: { type: 'integer', min: 1 },
+      timeout: { type: 'integer', min: 1 },
+    },
+  },
+};
+
+interface CreateBody {
+  lang: string;
+  clientSessionToken?: string;
+  resourceLimits?: { maxMem?: number; timeout?: number };
+}
+
+const EXECUTE_SCHEMA: ObjectSchema = {
+  mode: { type: 'string', required: true, enum: ['query', 'continue', 'input'] },
+  code: { type: 'string' },
+  runId: { type: 'string', minLength: 1, maxLength: 64, pattern: /^[A-Za-z0-9_.:-]+$/ },
+  options: { type: 'object', fields: {}, allowExtra: true },
+};
+
+interface ExecuteBody {
+  mode: 'query' | 'continue' | 'input';
+  code?: string;
+  runId?: string;
+}
+
+function toExecuteRequest(body: ExecuteBody): ExecuteRequest {
+  const need = (field: 'code' | 'runId') => {
+    const value = body[field];
+    if (value === undefined) throw invalidInput(`${field} is required in mode "${body.mode}"`);
+    return value;
+  };
+  switch (body.mode) {
+    case 'query':
+      return { mode: 'query', code: need('code'), runId: body.runId };
+    case 'continue':
+      return { mode: 'continue', runId: need('runId') };
+    case 'input':
+      return { mode: 'input', runId: need('runId'), code: need('code') };
+  }
+}
+
+/** The info fields of the seed (ages in ms, memory in KB, CPU in ms), plus the kernel's state. */
+export function kernelInfo(record: KernelRecord, now: number) {
+  return {
+    lang: record.lang,
+    age: Math.max(0, now - record.createdAt),
+    idle: Math.max(0, now - record.lastActivity),
+    queryTimeout: record.limits.timeoutMs,
+    idleTimeout: record.limits.idleTimeoutMs,
+    maxCpuCredit: record.limits.maxCpuCreditMs,
+    numQueriesExecuted: record.numQueriesExecuted,
+    memoryUsed: record.memoryUsedKB,
+    cpuCreditUsed: record.cpuCreditUsedMs,
+    state: record.state,
+  };
+}
+
+export function v1Router(deps: V1Deps): Router {
+  const clock = deps.clock ?? Date.now;
+  const router = new Router({ prefix: '/v1/kernel' });
+
+  router.post('/create', async (ctx) => {
+    const body = validateObject<CreateBody>(CREATE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
+    const { record, created } = await deps.kernels.create({
+      lang: body.lang,
+      clientSessionToken: body.clientSessionToken,
+      limits: { maxMemKB: body.resourceLimits?.maxMem, timeoutMs: body.resourceLimits?.timeout },
+    });
+    ctx.status = created ? 201 : 200;
+    ctx.body = { kernelId: record.id };
+  });
+
+  router.get('/:id', async (ctx) => {
+    const record = await deps.kernels.get(assertKernelId(ctx.params.id!));
+    ctx.body = kernelInfo(record, clock());
+  });
+
+  router.delete('/:id', async (ctx) => {
+    await deps.kernels.delete(assertKernelId(ctx.params.id!));
+    ctx.status = 204;
+  });
+
+  router.patch('/:id', async (ctx) => {
+    await deps.kernels.restart(assertKernelId(ctx.params.id!));
+    ctx.status = 204;
+  });
+
+  router.post('/:id', async (ctx) => {
+    const id = assertKernelId(ctx.params.id!);
+    const body = validateObject<ExecuteBody>(EXECUTE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
+    const result = await deps.queries.execute(id, toExecuteRequest(body));
+    ctx.body = { result };
+  });
+
+  return router;
+}

@@ -1,0 +1,125 @@
+/**
+ * The service's configuration: one declarative table of options (name, default, parser), read once from
+ * an environment object, validated, frozen. A bad value stops the start with a message naming the variable.
+ * Names follow Jupyter Kernel Gateway (KG_*) where it has one, so its users can switch.
+ */
+import { readFileSync } from 'node:fs';
+
+type Parser<T> = (raw: string, name: string) => T;
+
+class ConfigError extends Error {}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => (raw, name) => {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+};
+const num = (min: number): Parser<number> => (raw, name) => {
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new ConfigError(`${name} must be a number >= ${min}, got "${raw}"`);
+  return value;
+};
+const bool: Parser<boolean> = (raw, name) => {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+};
+const str: Parser<string> = (raw) => raw;
+const list: Parser<string[]> = (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean);
+const oneOf = <T extends string>(...values: T[]): Parser<T> => (raw, name) => {
+  if (!(values as string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+  return raw as T;
+};
+/** `lang=n,lang=n` pairs, e.g. per-language pool sizes or runtimes. */
+const pairs = <T>(valueParser: Parser<T>): Parser<Record<string, T>> => (raw, name) => {
+  const out: Record<string, T> = {};
+  for (const item of list(raw, name)) {
+    const [key, value] = item.split('=');
+    if (!key || value === undefined) throw new ConfigError(`${name} must be a list of name=value pairs, got "${raw}"`);
+    out[key.trim()] = valueParser(value.trim(), name);
+  }
+  return out;
+};
+
+interface Option<T> {
+  env: string;
+  parse: Parser<T>;
+  doc: string;
+}
+const opt = <T>(env: string, parse: Parser<T>, doc: string): Option<T> => ({ env, parse, doc });
+export const OPTIONS = {
+  port: opt('KG_PORT', int(0, 65535), 'TCP port the service listens on'),
+  ip: opt('KG_IP', str, 'address the service listens on'),
+  authToken: opt('KG_AUTH_TOKEN', str, 'when set, every request needs this token'),
+  maxKernels: opt('KG_MAX_KERNELS', int(0), 'most kernels alive at once; 0 = no limit'),
+  maxKernelsPerToken: opt('POLYKERNEL_MAX_KERNELS_PER_TOKEN', int(0), 'most v1 kernels per clientSessionToken prefix; 0 = no limit'),
+  defaultKernelName: opt('KG_DEFAULT_KERNEL_NAME', str, 'kernel started when a request names none'),
+  listKernels: opt('KG_LIST_KERNELS', bool, 'whether GET /api/kernels lists kernels'),
+  envWhitelist: opt('KG_ENV_WHITELIST', list, 'variables besides KERNEL_* passed from a create request to the kernel'),
+  allowOrigin: opt('KG_ALLOW_ORIGIN', str, 'Access-Control-Allow-Origin'),
+  allowHeaders: opt('KG_ALLOW_HEADERS', str, 'Access-Control-Allow-Headers'),
+  allowMethods: opt('KG_ALLOW_METHODS', str, 'Access-Control-Allow-Methods'),
+  allowCredentials: opt('KG_ALLOW_CREDENTIALS', str, 'Access-Control-Allow-Credentials'),
+  exposeHeaders: opt('KG_EXPOSE_HEADERS', str, 'Access-Control-Expose-Headers'),
+  maxAge: opt('KG_MAX_AGE', str, 'Access-Control-Max-Age'),
+  instance: opt('POLYKERNEL_INSTANCE', str, 'name of this service instance; it adopts and reaps only containers labelled with it'),
+  redisUrl: opt('REDIS_URL', str, 'Redis for shared state; empty = in-process store'),
+  redisPrefix: opt('POLYKERNEL_REDIS_PREFIX', str, 'prefix of every Redis key'),
+  stateDir: opt('POLYKERNEL_STATE_DIR', str, 'host directory holding one socket directory per kernel'),
+  imagePrefix: opt('POLYKERNEL_IMAGE_PREFIX', str, 'kernel images are <prefix><lang>:latest'),
+  containerRuntime: opt('KG_CONTAINER_RUNTIME', str, 'OCI runtime for kernels (runc, runsc)'),
+  containerRuntimeByLang: opt('POLYKERNEL_RUNTIME_BY_LANG', pairs(str), 'per-language runtime, e.g. python3=runsc'),
+  defaultMaxMemKB: opt('POLYKERNEL_DEFAULT_MAX_MEM_KB', int(16384), 'memory cap of a kernel when the request sets none (KB)'),
+  maxMemKBCap: opt('POLYKERNEL_MAX_MEM_KB', int(16384), 'largest maxMem a request may ask for (KB); more is 406'),
+  defaultTimeoutMs: opt('POLYKERNEL_DEFAULT_TIMEOUT_MS', int(1), 'query timeout when the request sets none (ms)'),
+  timeoutCapMs: opt('POLYKERNEL_MAX_TIMEOUT_MS', int(1), 'largest timeout a request may ask for (ms); more is 406'),
+  idleTimeoutMs: opt('POLYKERNEL_IDLE_TIMEOUT_MS', int(0), 'a kernel idle this long is destroyed; 0 = never'),
+  maxCpuCreditMs: opt('POLYKERNEL_MAX_CPU_CREDIT_MS', int(0), 'CPU time after which a kernel is destroyed; 0 = no limit'),
+  cpus: opt('POLYKERNEL_CPUS', num(0.01), 'CPU quota per kernel, in CPUs'),
+  pidsLimit: opt('POLYKERNEL_PIDS_LIMIT', int(8), 'most processes per kernel container'),
+  workDirSizeMB: opt('POLYKERNEL_WORKDIR_MB', int(1), 'size of the writable work directory (MB)'),
+  tmpSizeMB: opt('POLYKERNEL_TMP_MB', int(1), 'size of the writable /tmp (MB)'),
+  startTimeoutMs: opt('POLYKERNEL_START_TIMEOUT_MS', int(100), 'how long a kernel may take to answer kernel_info after its start'),
+  flushWindowMs: opt('POLYKERNEL_FLUSH_WINDOW_MS', int(10), 'v1 query: return "continued" with the output so far after this long'),
+  maxOutputBytes: opt('POLYKERNEL_MAX_OUTPUT_BYTES', int(1024), 'output kept per v1 query; the rest is cut with a marker'),
+  statsIntervalMs: opt('POLYKERNEL_STATS_INTERVAL_MS', int(100), 'how often memory and CPU of kernels are sampled'),
+  maxBodyBytes: opt('POLYKERNEL_MAX_BODY_BYTES', int(1024), 'largest request body; more is 413'),
+  prespawnCount: opt('KG_PRESPAWN_COUNT', int(0, 64), 'warm kernels kept ready for the default language'),
+  poolSizes: opt('POLYKERNEL_POOL_SIZES', pairs(int(0, 64)), 'warm kernels per language, e.g. python3=2,javascript=1'),
+  keepKernelsOnShutdown: opt('POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN', bool, 'on SIGTERM leave kernels running for re-adoption instead of removing them'),
+  logLevel: opt('POLYKERNEL_LOG_LEVEL', oneOf('debug', 'info', 'warn', 'error', 'silent'), 'log level'),
+  notebookRoot: opt('KG_NOTEBOOK_ROOT', str, 'root directory of notebooks for /api/executions'),
+  maxConcurrentExecutions: opt('POLYKERNEL_MAX_CONCURRENT_EXECUTIONS', int(1), 'notebook executions run at once; more wait in a queue'),
+} as const;
+
+type Options = typeof OPTIONS;
+export type Config = { readonly [K in keyof Options]: ReturnType<Options[K]['parse']> };
+
+export { ConfigError };
+
+/** The defaults shipped in config/defaults.json, as raw strings keyed by variable name. */
+export function readDefaults(file = new URL('../../../config/defaults.json', import.meta.url)): Record<string, string> {
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+}
+
+/**
+ * Reads every option from `env` (process.env in production, a plain object in tests), falling back to the
+ * defaults file. Defaults go through the same parsers, so a bad default fails as loudly as a bad variable.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<Config> = {},
+  defaults: Record<string, string> = readDefaults(),
+): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, option] of Object.entries(OPTIONS) as [string, Option<unknown>][]) {
+    const fromEnv = env[option.env];
+    const raw = fromEnv !== undefined ? fromEnv : defaults[option.env];
+    if (raw === undefined) throw new ConfigError(`${option.env} has no default in config/defaults.json`);
+    out[key] = option.parse(raw, option.env);
+  }
+  Object.assign(out, overrides);
+  return Object.freeze(out) as Config;
+}

@@ -1,0 +1,452 @@
+/**
+ * Kernel lifecycle: create, find, restart, interrupt, delete, adopt after a restart of the service, and
+ * react to container deaths. One set of kernels for every API surface (v1, Jupyter, executions).
+ *
+ * A kernel = one container + one host socket directory + one store record (+ a LiveKernel in this
+ * process). Every path that acquires one of them releases all of them on failure (`destroy`).
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config/index.js';
+import {
+  conflict,
+  DomainError,
+  invalidInput,
+  kernelFailed,
+  limitExceeded,
+  notFound,
+  tooManyKernels,
+} from '../errors.js';
+import type { Logger } from '../logger.js';
+import {
+  CONNECTION_FILE_NAME,
+  containerConnectionInfo,
+  hostConnectionInfo,
+  newKernelKey,
+} from '../protocol/connection-file.js';
+import type { ContainerRuntime, DeathReason } from '../runtime/runtime.js';
+import { LABELS } from '../runtime/runtime.js';
+import type { Store } from '../store/store.js';
+import type { KernelRecord, KernelState, ResourceLimits } from './kernel-record.js';
+import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
+import { LiveKernel } from './live-kernel.js';
+
+const KERNEL_UID = 1000;
+
+export interface CreateKernelRequest {
+  /** Kernel name or alias; the default kernel when absent. */
+  lang?: string;
+  clientSessionToken?: string;
+  limits?: { maxMemKB?: number; timeoutMs?: number };
+  /** Variables for the kernel's environment (already filtered by the API layer). */
+  env?: Record<string, string>;
+  /** Host directory to mount as the kernel's work directory (notebook executions). */
+  workDir?: string;
+}
+
+export interface CreateKernelResult {
+  record: KernelRecord;
+  /** False when a live kernel with the same clientSessionToken was returned instead. */
+  created: boolean;
+}
+
+interface TokenClaim {
+  kernelId: string;
+  lang: string;
+}
+
+export interface KernelEvents {
+  /** Execution state changed as the service sees it (restarting, dead, …). */
+  state: [kernelId: string, state: KernelState];
+  /** The kernel is gone; `reason` says why (deleted, out-of-memory, idle timeout, …). */
+  removed: [kernelId: string, reason: string];
+}
+
+export class KernelManager extends EventEmitter<KernelEvents> {
+  private readonly live = new Map<string, LiveKernel>();
+  private readonly starting = new Map<string, Promise<KernelRecord>>();
+  /** Kernels being restarted or removed by us: their container's death is expected. */
+  private readonly expectingDeath = new Set<string>();
+  /** Why recently removed kernels went away, so a caller that was waiting on one can say why. */
+  private readonly graveyard = new Map<string, string>();
+  /** Capacity held by creates in flight, so concurrent creates cannot overshoot KG_MAX_KERNELS. */
+  private reserved = 0;
+  private stopDeathWatch?: () => void;
+
+  constructor(
+    private readonly config: Config,
+    private readonly runtime: ContainerRuntime,
+    private readonly store: Store,
+    readonly specs: KernelSpecRegistry,
+    private readonly log: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {
+    super();
+  }
+
+  /** Adopts the kernels the store knows whose containers still run; removes every other leftover. */
+  async start(): Promise<void> {
+    this.stopDeathWatch = this.runtime.onDeath((containerId, reason, labels) =>
+      this.onContainerDeath(containerId, reason, labels),
+    );
+    await mkdir(this.config.stateDir, { recursive: true, mode: 0o711 });
+    const records = await this.store.list<KernelRecord>('kernels');
+    const containers = await this.runtime.listManaged();
+    const runningById = new Map(
+      containers.filter((c) => c.running).map((c) => [c.labels[LABELS.kernelId], c.containerId] as const),
+    );
+    const adopted = new Set<string>();
+    for (const record of records) {
+      if (runningById.get(record.id) === record.containerId) {
+        try {
+          await this.adopt(record);
+          adopted.add(record.containerId);
+          continue;
+        } catch (error) {
+          this.log.warn('Could not re-adopt kernel', { kernelId: record.id, error: (error as Error).message });
+        }
+      }
+      await this.destroy(record, 'not running after a restart of the service');
+    }
+    for (const container of containers) {
+      if (!adopted.has(container.containerId) && !container.labels[LABELS.pool]) {
+        this.log.info('Removing leftover container', { containerId: container.containerId.slice(0, 12) });
+        await this.runtime.remove(container.containerId);
+      }
+    }
+  }
+
+  private async adopt(record: KernelRecord): Promise<void> {
+    const kernel = this.connect(record);
+    await kernel.waitReady(5000);
+    kernel.lastActivity = record.lastActivity;
+    this.log.info('Re-adopted kernel', { kernelId: record.id, containerId: record.containerId.slice(0, 12) });
+  }
+
+  private connect(record: KernelRecord): LiveKernel {
+    const info = hostConnectionInfo(record.connDir, containerConnectionInfo(record.key, record.lang));
+    const kernel = new LiveKernel(record.id, info, this.clock, (error) =>
+      this.log.warn('Dropped a bad frame from a kernel', { kernelId: record.id, error: error.message }),
+    );
+    this.live.set(record.id, kernel);
+    return kernel;
+  }
+
+  /** Checks a request's limits against the server's caps; fills in defaults. */
+  resolveLimits(requested: CreateKernelRequest['limits'] = {}): ResourceLimits {
+    const maxMemKB = requested.maxMemKB ?? this.config.defaultMaxMemKB;
+    const timeoutMs = requested.timeoutMs ?? this.config.defaultTimeoutMs;
+    if (maxMemKB > this.config.maxMemKBCap) {
+      throw limitExceeded(`resourceLimits.maxMem ${maxMemKB} KB exceeds this server's limit of ${this.config.maxMemKBCap} KB`);
+    }
+    if (maxMemKB < 16384) throw invalidInput('resourceLimits.maxMem must be at least 16384 KB (16 MB)');
+    if (timeoutMs > this.config.timeoutCapMs) {
+      throw limitExceeded(`resourceLimits.timeout ${timeoutMs} ms exceeds this server's limit of ${this.config.timeoutCapMs} ms`);
+    }
+    return {
+      maxMemKB,
+      timeoutMs,
+      idleTimeoutMs: this.config.idleTimeoutMs,
+      maxCpuCreditMs: this.config.maxCpuCreditMs,
+    };
+  }
+
+  async resolveSpec(lang: string | undefined): Promise<KernelSpecEntry> {
+    const name = lang ?? this.config.defaultKernelName;
+    const entry = await this.specs.resolve(name);
+    if (!entry) {
+      const known = (await this.specs.names()).join(', ') || 'none (run `npm run images`)';
+      throw invalidInput(`unknown lang "${name}"; available: ${known}`);
+    }
+    return entry;
+  }
+
+  async create(request: CreateKernelRequest): Promise<CreateKernelResult> {
+    const spec = await this.resolveSpec(request.lang);
+    const limits = this.resolveLimits(request.limits);
+    const id = randomUUID();
+    const token = request.clientSessionToken;
+    if (token !== undefined) {
+      const existing = await this.claimToken(token, { kernelId: id, lang: spec.name });
+      if (existing) return { record: existing, created: false };
+    }
+    try {
+      this.reserveCapacity();
+    } catch (error) {
+      if (token !== undefined) await this.store.delete('tokens', token);
+      throw error;
+    }
+    const started = this.startKernel(id, spec, limits, request).finally(() => {
+      this.reserved--;
+      this.starting.delete(id);
+    });
+    this.starting.set(id, started);
+    return { record: await started, created: true };
+  }
+
+  /**
+   * Claims a clientSessionToken for a new kernel. Returns the kernel already holding it when that kernel
+   * lives (REPL continuity); a claim by a kernel that is gone is taken over.
+   */
+  private async claimToken(token: string, claim: TokenClaim): Promise<KernelRecord | undefined> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await this.store.putIfAbsent('tokens', token, claim)) return undefined;
+      const held = await this.store.get<TokenClaim>('tokens', token);
+      if (!held) continue;
+      if (held.lang !== claim.lang) {
+        throw conflict(`clientSessionToken "${token}" is in use by a ${held.lang} kernel; use another token for ${claim.lang}`);
+      }
+      const pending = this.starting.get(held.kernelId);
+      const record = pending ? await pending.catch(() => undefined) : await this.store.get<KernelRecord>('kernels', held.kernelId);
+      if (record && record.state !== 'dead') return record;
+      await this.store.delete('tokens', token);
+    }
+    throw conflict(`clientSessionToken "${token}" is being claimed concurrently; try again`);
+  }
+
+  private reserveCapacity(): void {
+    const max = this.config.maxKernels;
+    if (max > 0 && this.live.size + this.reserved >= max) {
+      throw tooManyKernels(`the kernel limit (KG_MAX_KERNELS=${max}) is reached; delete a kernel first`);
+    }
+    this.reserved++;
+  }
+
+  private async startKernel(
+    id: string,
+    spec: KernelSpecEntry,
+    limits: ResourceLimits,
+    request: CreateKernelRequest,
+  ): Promise<KernelRecord> {
+    const now = this.clock();
+    const key = newKernelKey();
+    const connDir = path.join(this.config.stateDir, id);
+    const runtime = this.config.containerRuntimeByLang[spec.name] ?? this.config.containerRuntime;
+    const record: KernelRecord = {
+      id,
+      lang: spec.name,
+      image: spec.image,
+      runtime,
+      containerId: '',
+      connDir,
+      key,
+      createdAt: now,
+      lastActivity: now,
+      state: 'starting',
+      limits,
+      clientSessionToken: request.clientSessionToken,
+      numQueriesExecuted: 0,
+      memoryUsedKB: 0,
+      cpuCreditUsedMs: 0,
+      cpuCreditBaseMs: 0,
+      connections: 0,
+    };
+    await this.store.put('kernels', id, record);
+    try {
+      await this.writeConnectionDir(connDir, key, spec.name);
+      const container = await this.runtime.startKernel({
+        kernelId: id,
+        lang: spec.name,
+        image: spec.image,
+        hostConnDir: connDir,
+        memoryBytes: limits.maxMemKB * 1024,
+        cpus: this.config.cpus,
+        pidsLimit: this.config.pidsLimit,
+        workDirSizeMB: this.config.workDirSizeMB,
+        tmpSizeMB: this.config.tmpSizeMB,
+        runtime,
+        env: request.env ?? {},
+        workDirBind: request.workDir,
+      });
+      record.containerId = container.containerId;
+      await this.store.update<KernelRecord>('kernels', id, { containerId: container.containerId });
+      const kernel = this.connect(record);
+      await kernel.waitReady(this.config.startTimeoutMs);
+      record.state = kernel.state;
+      record.lastActivity = this.clock();
+      await this.store.update<KernelRecord>('kernels', id, { state: record.state, lastActivity: record.lastActivity });
+      this.log.info('Kernel ready', { kernelId: id, lang: spec.name, ms: this.clock() - now });
+      return record;
+    } catch (error) {
+      await this.destroy(record, 'failed to start');
+      if (error instanceof DomainError) throw error;
+      throw kernelFailed(`the ${spec.name} kernel failed to start: ${(error as Error).message}`);
+    }
+  }
+
+  private async writeConnectionDir(connDir: string, key: string, kernelName: string): Promise<void> {
+    // 0700 and owned by the kernel's uid: only that kernel's container (and root) can reach its sockets.
+    await mkdir(connDir, { mode: 0o700 });
+    const file = path.join(connDir, CONNECTION_FILE_NAME);
+    await writeFile(file, JSON.stringify(containerConnectionInfo(key, kernelName)), { mode: 0o400 });
+    await chown(file, KERNEL_UID, KERNEL_UID);
+    await chown(connDir, KERNEL_UID, KERNEL_UID);
+  }
+
+  /** The stored record with the live figures of this process merged in; 404 when unknown. */
+  async get(id: string): Promise<KernelRecord> {
+    const pending = this.starting.get(id);
+    if (pending) await pending.catch(() => undefined);
+    const record = await this.store.get<KernelRecord>('kernels', id);
+    if (!record) throw notFound(`no kernel with id ${id}`);
+    const kernel = this.live.get(id);
+    if (kernel) {
+      record.state = kernel.state;
+      record.lastActivity = Math.max(record.lastActivity, kernel.lastActivity);
+    }
+    return record;
+  }
+
+  async list(): Promise<KernelRecord[]> {
+    const records = await this.store.list<KernelRecord>('kernels');
+    return records.map((record) => {
+      const kernel = this.live.get(record.id);
+      return kernel ? { ...record, state: kernel.state, lastActivity: Math.max(record.lastActivity, kernel.lastActivity) } : record;
+    });
+  }
+
+  /** The live connection of a kernel, for those that exchange messages with it; 404 when unknown. */
+  async liveKernel(id: string): Promise<LiveKernel> {
+    const pending = this.starting.get(id);
+    if (pending) await pending.catch(() => undefined);
+    const kernel = this.live.get(id);
+    if (!kernel || kernel.state === 'dead') {
+      const why = this.graveyard.get(id);
+      throw notFound(why ? `kernel ${id} is gone (${why})` : `no kernel with id ${id}`);
+    }
+    return kernel;
+  }
+
+  /** Why a kernel that was removed went away, if it went recently. */
+  removalReason(id: string): string | undefined {
+    return this.graveyard.get(id);
+  }
+
+  async delete(id: string, reason = 'deleted'): Promise<void> {
+    const record = await this.get(id);
+    await this.destroy(record, reason);
+  }
+
+  async interrupt(id: string): Promise<void> {
+    const record = await this.get(id);
+    await this.liveKernel(id);
+    await this.runtime.signal(record.containerId, 'SIGINT');
+  }
+
+  /**
+   * A fresh kernel process in the same container: globals and imports are gone, idle resets, age and
+   * CPU credit keep accumulating.
+   */
+  async restart(id: string): Promise<KernelRecord> {
+    const record = await this.get(id);
+    const kernel = await this.liveKernel(id);
+    this.expectingDeath.add(record.containerId);
+    kernel.state = 'restarting';
+    this.emit('state', id, 'restarting');
+    try {
+      await this.runtime.restart(record.containerId);
+      kernel.reconnect();
+      kernel.state = 'starting';
+      await kernel.waitReady(this.config.startTimeoutMs);
+    } catch (error) {
+      await this.destroy(record, 'failed to restart');
+      throw kernelFailed(`kernel ${id} failed to restart: ${(error as Error).message}`);
+    } finally {
+      this.expectingDeath.delete(record.containerId);
+    }
+    const patch: Partial<KernelRecord> = {
+      state: kernel.state,
+      lastActivity: this.clock(),
+      cpuCreditBaseMs: record.cpuCreditUsedMs,
+    };
+    await this.store.update<KernelRecord>('kernels', id, patch);
+    this.emit('state', id, kernel.state);
+    return { ...record, ...patch };
+  }
+
+  /** Counts a v1 query. */
+  async countQuery(id: string): Promise<void> {
+    const record = await this.store.get<KernelRecord>('kernels', id);
+    if (record) await this.store.update<KernelRecord>('kernels', id, { numQueriesExecuted: record.numQueriesExecuted + 1 });
+  }
+
+  async setConnections(id: string, connections: number): Promise<void> {
+    await this.store.update<KernelRecord>('kernels', id, { connections });
+  }
+
+  /** Live kernels of this process, for the usage sampler and the culler. */
+  liveKernels(): LiveKernel[] {
+    return [...this.live.values()];
+  }
+
+  /**
+   * Releases everything a kernel holds: its connection, container, socket directory, record and token.
+   * Safe to call more than once and on a half-created kernel.
+   */
+  async destroy(record: KernelRecord, reason: string): Promise<void> {
+    const kernel = this.live.get(record.id);
+    const wasLive = kernel !== undefined;
+    this.live.delete(record.id);
+    kernel?.close();
+    this.remember(record.id, reason);
+    if (record.containerId) {
+      this.expectingDeath.add(record.containerId);
+      try {
+        await this.runtime.remove(record.containerId);
+      } catch (error) {
+        this.log.error('Could not remove kernel container', { kernelId: record.id, error: (error as Error).message });
+      } finally {
+        this.expectingDeath.delete(record.containerId);
+      }
+    }
+    await rm(record.connDir, { recursive: true, force: true });
+    await this.store.delete('kernels', record.id);
+    if (record.clientSessionToken !== undefined) {
+      const claim = await this.store.get<TokenClaim>('tokens', record.clientSessionToken);
+      if (claim?.kernelId === record.id) await this.store.delete('tokens', record.clientSessionToken);
+    }
+    if (wasLive) {
+      this.emit('state', record.id, 'dead');
+      this.emit('removed', record.id, reason);
+    }
+    this.log.info('Kernel removed', { kernelId: record.id, reason });
+  }
+
+  private remember(id: string, reason: string): void {
+    this.graveyard.set(id, reason);
+    // Bounded: only the most recent removals are kept.
+    if (this.graveyard.size > 1000) this.graveyard.delete(this.graveyard.keys().next().value!);
+  }
+
+  private onContainerDeath(containerId: string, reason: DeathReason, labels: Record<string, string>): void {
+    if (this.expectingDeath.has(containerId)) return;
+    const id = labels[LABELS.kernelId];
+    if (!id || !this.live.has(id)) return;
+    this.log.warn('Kernel container died', { kernelId: id, containerId: containerId.slice(0, 12), reason });
+    void this.store
+      .get<KernelRecord>('kernels', id)
+      .then(async (record) => {
+        if (record && record.containerId === containerId) await this.destroy(record, reason);
+      })
+      .catch((error: Error) => this.log.error('Cleanup after a container death failed', { kernelId: id, error: error.message }));
+  }
+
+  /** On shutdown of the service: keep kernels for re-adoption, or remove them all. */
+  async stop(keepKernels: boolean): Promise<void> {
+    this.stopDeathWatch?.();
+    await Promise.allSettled([...this.starting.values()]);
+    if (keepKernels) {
+      for (const kernel of this.live.values()) {
+        await this.store.update<KernelRecord>('kernels', kernel.id, { lastActivity: kernel.lastActivity }).catch(() => false);
+        kernel.connection.close();
+      }
+      this.live.clear();
+      return;
+    }
+    const records = await this.store.list<KernelRecord>('kernels').catch(() => []);
+    const mine = records.filter((record) => this.live.has(record.id));
+    await Promise.allSettled(mine.map((record) => this.destroy(record, 'service shut down')));
+  }
+}

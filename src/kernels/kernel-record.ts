@@ -1,0 +1,54 @@
+/**
+ * What the store keeps about a kernel, and its state machine. Every state change goes through
+ * `transition`, so an impossible change (e.g. dead -> busy) is caught in one place.
+ */
+import type { ExecutionState } from '../protocol/messages.js';
+
+export type KernelState = ExecutionState;
+
+export interface ResourceLimits {
+  /** Memory cap of the container, KB (the v1 API's unit). */
+  maxMemKB: number;
+  /** Longest a v1 query may run, ms; past it the kernel is destroyed. */
+  timeoutMs: number;
+  /** Longest a kernel may stay without activity, ms; 0 = forever. */
+  idleTimeoutMs: number;
+  /** CPU time after which the kernel is destroyed, ms; 0 = no limit. */
+  maxCpuCreditMs: number;
+}
+
+export interface KernelRecord {
+  id: string;
+  /** Kernel name (kernelspec name), e.g. python3. */
+  lang: string;
+  image: string;
+  runtime: string;
+  containerId: string;
+  /** Host directory with the connection file and the IPC sockets. */
+  connDir: string;
+  key: string;
+  createdAt: number;
+  lastActivity: number;
+  state: KernelState;
+  limits: ResourceLimits;
+  clientSessionToken?: string;
+  numQueriesExecuted: number;
+  memoryUsedKB: number;
+  cpuCreditUsedMs: number;
+  /** CPU spent by earlier incarnations of the kernel (before restarts): cpuCreditUsed keeps growing. */
+  cpuCreditBaseMs: number;
+  connections: number;
+}
+
+const ALLOWED: Record<KernelState, readonly KernelState[]> = {
+  starting: ['idle', 'busy', 'dead', 'restarting'],
+  idle: ['busy', 'idle', 'restarting', 'dead'],
+  busy: ['idle', 'busy', 'restarting', 'dead'],
+  restarting: ['starting', 'idle', 'busy', 'dead'],
+  dead: [],
+};
+
+/** The next state, or the current one when the change is not allowed (a late status from a dead kernel). */
+export function transition(current: KernelState, next: KernelState): KernelState {
+  return current === next || ALLOWED[current].includes(next) ? next : current;
+}

@@ -1,0 +1,97 @@
+/**
+ * The kernelspecs on offer, derived from the language images present on the engine: each image carries
+ * its kernelspec, aliases and resources as labels (see images/<lang>/Dockerfile), so adding a language is adding
+ * a folder under images/ and building it. Nothing is listed by hand.
+ */
+import type { ContainerRuntime, KernelImage } from '../runtime/runtime.js';
+import { LABELS } from '../runtime/runtime.js';
+
+export interface KernelSpec {
+  language: string;
+  display_name: string;
+  argv: string[];
+  env: Record<string, string>;
+  metadata: Record<string, unknown>;
+  interrupt_mode: 'signal' | 'message';
+}
+
+export interface KernelSpecEntry {
+  name: string;
+  spec: KernelSpec;
+  image: string;
+  aliases: string[];
+  /** Resource file names served under /kernelspecs/<name>/ (logos), read from the image. */
+  resources: string[];
+}
+
+function parseImage(image: KernelImage): KernelSpecEntry | undefined {
+  try {
+    const parsed = JSON.parse(image.labels[LABELS.kernelspec] ?? '') as { name?: string; spec?: KernelSpec };
+    if (!parsed.name || !parsed.spec) return undefined;
+    const split = (label: string | undefined) => (label ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    return {
+      name: parsed.name,
+      spec: parsed.spec,
+      image: image.image,
+      aliases: split(image.labels[LABELS.aliases]),
+      resources: split(image.labels[LABELS.resources]),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+export class KernelSpecRegistry {
+  private entries = new Map<string, KernelSpecEntry>();
+  private aliases = new Map<string, string>();
+  private loadedAt = -Infinity;
+
+  constructor(
+    private readonly runtime: ContainerRuntime,
+    private readonly imagePrefix: string,
+    private readonly clock: () => number = Date.now,
+    private readonly maxAgeMs = 10_000,
+  ) {}
+
+  /** Re-reads the images when the cached list is older than maxAgeMs (or when forced). */
+  async refresh(force = false): Promise<void> {
+    const age = this.clock() - this.loadedAt;
+    // Even a forced refresh waits a second, so a stream of unknown names cannot flood the engine.
+    if (age < (force ? 1000 : this.maxAgeMs)) return;
+    const images = await this.runtime.listKernelImages();
+    const entries = new Map<string, KernelSpecEntry>();
+    for (const image of images) {
+      if (!image.image.startsWith(this.imagePrefix)) continue;
+      const entry = parseImage(image);
+      // Prefer :latest when several tags carry the same kernel.
+      if (entry && (!entries.has(entry.name) || image.image.endsWith(':latest'))) entries.set(entry.name, entry);
+    }
+    const aliases = new Map<string, string>();
+    for (const entry of entries.values()) {
+      for (const alias of entry.aliases) aliases.set(alias.toLowerCase(), entry.name);
+    }
+    this.entries = entries;
+    this.aliases = aliases;
+    this.loadedAt = this.clock();
+  }
+
+  async list(): Promise<KernelSpecEntry[]> {
+    await this.refresh();
+    return [...this.entries.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The entry for a kernel name or one of its aliases (case-insensitive), or undefined. */
+  async resolve(nameOrAlias: string): Promise<KernelSpecEntry | undefined> {
+    await this.refresh();
+    const key = nameOrAlias.toLowerCase();
+    const found = this.entries.get(key) ?? this.entries.get(this.aliases.get(key) ?? '');
+    if (found) return found;
+    // An image built after the last refresh should not need a restart of the service.
+    await this.refresh(true);
+    return this.entries.get(key) ?? this.entries.get(this.aliases.get(key) ?? '');
+  }
+
+  async names(): Promise<string[]> {
+    return (await this.list()).map((entry) => entry.name);
+  }
+}

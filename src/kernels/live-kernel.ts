@@ -1,0 +1,144 @@
+/**
+ * A running kernel as this process sees it: its ZMQ connection, its execution state as the iopub status
+ * messages tell it, and the time of its last activity. Everything that talks to a kernel (v1 queries, the
+ * Jupyter channels bridge, notebook executions) goes through `send` and `onMessage`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ConnectionInfo } from '../protocol/connection-file.js';
+import {
+  newMessage,
+  parentMsgId,
+  type Channel,
+  type JsonObject,
+  type JupyterMessage,
+  type StatusContent,
+} from '../protocol/messages.js';
+import { KernelConnection, type MessageListener } from '../transport/kernel-connection.js';
+import { transition, type KernelState } from './kernel-record.js';
+
+export class KernelNotReadyError extends Error {}
+
+export class LiveKernel {
+  /** The session id of messages the service itself sends (v1 queries, readiness probes). */
+  readonly session = randomUUID();
+  state: KernelState = 'starting';
+  lastActivity: number;
+  connection: KernelConnection;
+  private readonly listeners = new Set<MessageListener>();
+
+  constructor(
+    readonly id: string,
+    private info: ConnectionInfo,
+    private readonly clock: () => number,
+    private readonly onBadFrame?: (error: Error) => void,
+  ) {
+    this.lastActivity = clock();
+    this.connection = this.connect();
+  }
+
+  private connect(): KernelConnection {
+    const connection = new KernelConnection(this.info, this.onBadFrame);
+    connection.onMessage((channel, msg) => this.dispatch(channel, msg));
+    return connection;
+  }
+
+  private dispatch(channel: Channel, msg: JupyterMessage): void {
+    if (channel === 'iopub') {
+      this.lastActivity = this.clock();
+      if (msg.header.msg_type === 'status') {
+        this.state = transition(this.state, (msg.content as StatusContent).execution_state);
+      }
+    }
+    for (const listener of this.listeners) listener(channel, msg);
+  }
+
+  /** Drops the old sockets and connects again (after the kernel process was restarted). */
+  reconnect(): void {
+    this.connection.close();
+    this.connection = this.connect();
+  }
+
+  onMessage(listener: MessageListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  send(channel: Channel, msg: JupyterMessage): Promise<void> {
+    if (channel !== 'iopub') this.lastActivity = this.clock();
+    return this.connection.send(channel, msg);
+  }
+
+  /** Builds a request in the service's own session. */
+  message(msgType: string, content: JsonObject, parent?: JupyterMessage): JupyterMessage {
+    return newMessage(msgType, content, { session: this.session, parent });
+  }
+
+  /**
+   * Sends a request and resolves with its reply (the message on `channel` whose parent is the request).
+   * Rejects after `timeoutMs`.
+   */
+  request(channel: Channel, msg: JupyterMessage, timeoutMs: number): Promise<JupyterMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        reject(new KernelNotReadyError(`no ${msg.header.msg_type} reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const unsubscribe = this.onMessage((replyChannel, reply) => {
+        if (replyChannel === channel && parentMsgId(reply) === msg.header.msg_id) {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve(reply);
+        }
+      });
+      this.send(channel, msg).catch((error: Error) => {
+        clearTimeout(timer);
+        unsubscribe();
+        reject(error);
+      });
+    });
+  }
+
+  /**
+   * Waits until the kernel answers kernel_info on shell AND its iopub status for that request arrives:
+   * only then is the SUB socket known to be subscribed (ZMQ's slow-joiner problem), so no output of the
+   * first execution can be lost. Probes again every `probeMs` until `timeoutMs`.
+   */
+  async waitReady(timeoutMs: number, probeMs = 250): Promise<JupyterMessage> {
+    const deadline = this.clock() + timeoutMs;
+    let kernelInfo: JupyterMessage | undefined;
+    const probedIds = new Set<string>();
+    let sawIopub = false;
+    const unsubscribe = this.onMessage((channel, msg) => {
+      const parent = parentMsgId(msg);
+      if (!parent || !probedIds.has(parent)) return;
+      if (channel === 'iopub') sawIopub = true;
+      if (channel === 'shell' && msg.header.msg_type === 'kernel_info_reply') kernelInfo = msg;
+    });
+    try {
+      while (this.clock() < deadline) {
+        const probe = this.message('kernel_info_request', {});
+        probedIds.add(probe.header.msg_id);
+        await this.send('shell', probe);
+        const probeEnd = Math.min(this.clock() + probeMs, deadline);
+        while (this.clock() < probeEnd && !(kernelInfo && sawIopub)) await sleep(5);
+        if (kernelInfo && sawIopub) {
+          if (this.state === 'starting' || this.state === 'restarting') this.state = 'idle';
+          return kernelInfo;
+        }
+      }
+      throw new KernelNotReadyError(`kernel did not become ready within ${timeoutMs} ms`);
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  close(): void {
+    this.state = 'dead';
+    this.connection.close();
+    this.listeners.clear();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,265 @@
+/**
+ * v1 query mode (Backend.AI's execute call): runs code on a kernel and turns the Jupyter messages it
+ * produces into an ordered `console` of items. A call returns when the code finished, when it waits for
+ * input, when its time is up, or after the flush window with the output so far (`continued`); the client
+ * then calls again with the same runId. Each call returns only what was produced since the previous one.
+ */
+import { randomUUID } from 'node:crypto';
+import { invalidInput, notFound } from '../errors.js';
+import {
+  parentMsgId,
+  type DisplayDataContent,
+  type ErrorContent,
+  type ExecuteReplyContent,
+  type InputRequestContent,
+  type JupyterMessage,
+  type StatusContent,
+  type StreamContent,
+} from '../protocol/messages.js';
+import type { LiveKernel } from './live-kernel.js';
+
+export type ConsoleItem =
+  | ['stdout', string]
+  | ['stderr', string]
+  | ['media', [string, string]]
+  | ['html', string];
+
+export type RunStatus = 'finished' | 'continued' | 'waiting-input' | 'exec-timeout';
+
+export interface RunResult {
+  runId: string;
+  status: RunStatus;
+  /** 0 when the code ran without error, 1 when it raised; null while it has not finished. */
+  exitCode: number | null;
+  console: ConsoleItem[];
+  options: Record<string, unknown>;
+}
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
+export const stripAnsi = (text: string) => text.replace(ANSI, '');
+
+const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/svg+xml'];
+
+/** Console items for a display_data / execute_result bundle: the richest form a v1 client can show. */
+export function consoleItemsOf(data: Record<string, unknown>): ConsoleItem[] {
+  for (const mime of IMAGE_TYPES) {
+    const value = data[mime];
+    if (typeof value === 'string') {
+      const uri = mime === 'image/svg+xml'
+        ? `data:${mime};base64,${Buffer.from(value).toString('base64')}`
+        : `data:${mime};base64,${value.replace(/\n/g, '')}`;
+      return [['media', [mime, uri]]];
+    }
+  }
+  if (typeof data['text/html'] === 'string') return [['html', data['text/html']]];
+  if (typeof data['text/plain'] === 'string') return [['stdout', `${data['text/plain']}\n`]];
+  return [];
+}
+
+export interface QueryOptions {
+  timeoutMs: number;
+  maxOutputBytes: number;
+  /** Called once when the run exceeds its timeout (the caller destroys the kernel). */
+  onTimeout: () => void;
+}
+
+export class QueryRun {
+  readonly runId: string;
+  private pending: ConsoleItem[] = [];
+  private outputBytes = 0;
+  private truncated = false;
+  private replyStatus?: ExecuteReplyContent['status'];
+  private idle = false;
+  private inputRequest?: JupyterMessage;
+  private timedOut = false;
+  /** Why the kernel went away under this run, if it did. */
+  private abortedBecause?: string;
+  private wake?: () => void;
+  private readonly timer: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+  private readonly request: JupyterMessage;
+
+  constructor(private readonly kernel: LiveKernel, code: string, runId: string | undefined, private readonly options: QueryOptions) {
+    this.runId = runId ?? randomUUID();
+    this.request = kernel.message('execute_request', {
+      code,
+      silent: false,
+      store_history: true,
+      user_expressions: {},
+      allow_stdin: true,
+      stop_on_error: true,
+    });
+    this.unsubscribe = kernel.onMessage((_channel, msg) => this.onMessage(msg));
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.notify();
+      options.onTimeout();
+    }, options.timeoutMs);
+  }
+
+  async start(): Promise<void> {
+    await this.kernel.send('shell', this.request);
+  }
+
+  get done(): boolean {
+    return this.timedOut || this.abortedBecause !== undefined || (this.replyStatus !== undefined && this.idle);
+  }
+
+  private onMessage(msg: JupyterMessage): void {
+    if (parentMsgId(msg) !== this.request.header.msg_id) return;
+    const content = msg.content;
+    switch (msg.header.msg_type) {
+      case 'stream': {
+        const { name, text } = content as StreamContent;
+        this.push([name === 'stderr' ? 'stderr' : 'stdout', text]);
+        break;
+      }
+      case 'display_data':
+      case 'execute_result':
+        for (const item of consoleItemsOf((content as DisplayDataContent).data)) this.push(item);
+        break;
+      case 'error': {
+        const { traceback, ename, evalue } = content as ErrorContent;
+        const text = traceback?.length ? traceback.join('\n') : `${ename}: ${evalue}`;
+        this.push(['stderr', `${stripAnsi(text)}\n`]);
+        break;
+      }
+      case 'input_request': {
+        const { prompt } = content as InputRequestContent;
+        if (prompt) this.push(['stdout', prompt]);
+        this.inputRequest = msg;
+        break;
+      }
+      case 'execute_reply':
+        this.replyStatus = (content as ExecuteReplyContent).status;
+        break;
+      case 'status':
+        if ((content as StatusContent).execution_state === 'idle') this.idle = true;
+        break;
+      default:
+        return;
+    }
+    this.notify();
+  }
+
+  /** Appends an item, merging runs of the same stream and cutting output past the limit with a marker. */
+  private push(item: ConsoleItem): void {
+    if (this.truncated) return;
+    const size = typeof item[1] === 'string' ? Buffer.byteLength(item[1]) : Buffer.byteLength(item[1][1]);
+    if (this.outputBytes + size > this.options.maxOutputBytes) {
+      this.truncated = true;
+      this.pending.push(['stderr', `\n[output truncated: more than ${this.options.maxOutputBytes} bytes]\n`]);
+      return;
+    }
+    this.outputBytes += size;
+    const last = this.pending[this.pending.length - 1];
+    if (last && last[0] === item[0] && (item[0] === 'stdout' || item[0] === 'stderr')) {
+      last[1] = (last[1] as string) + (item[1] as string);
+    } else {
+      this.pending.push(item);
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** Resolves at the next boundary (finished, input wanted, timeout) or after `flushWindowMs`. */
+  async next(flushWindowMs: number): Promise<RunResult> {
+    if (!this.done && !this.inputRequest) {
+      await new Promise<void>((resolve) => {
+        const window = setTimeout(resolve, flushWindowMs);
+        const check = () => {
+          if (this.done || this.inputRequest) {
+            clearTimeout(window);
+            resolve();
+          } else {
+            this.wake = check;
+          }
+        };
+        this.wake = check;
+      });
+    }
+    return this.result();
+  }
+
+  private result(): RunResult {
+    const console = this.pending;
+    this.pending = [];
+    let status: RunStatus = 'continued';
+    let exitCode: number | null = null;
+    if (this.timedOut) {
+      status = 'exec-timeout';
+    } else if (this.done) {
+      status = 'finished';
+      exitCode = this.replyStatus === 'ok' ? 0 : 1;
+      // The kernel died under the run (out of memory, killed): 137 like a shell reports a SIGKILL.
+      if (this.abortedBecause !== undefined) exitCode = 137;
+    } else if (this.inputRequest) {
+      status = 'waiting-input';
+    }
+    if (status === 'finished' || status === 'exec-timeout') this.dispose();
+    return { runId: this.runId, status, exitCode, console, options: {} };
+  }
+
+  /** Answers the kernel's pending input request with one line. */
+  async sendInput(line: string): Promise<void> {
+    const request = this.inputRequest;
+    if (!request) throw invalidInput(`run ${this.runId} is not waiting for input`);
+    this.inputRequest = undefined;
+    await this.kernel.send('stdin', this.kernel.message('input_reply', { value: line }, request));
+  }
+
+  /** Ends the run because its kernel went away, telling the client why. */
+  abort(reason: string): void {
+    if (this.done) return;
+    this.abortedBecause = reason;
+    this.truncated = false;
+    this.pending.push(['stderr', `\n[kernel died: ${reason}]\n`]);
+    this.notify();
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.unsubscribe();
+  }
+}
+
+/** The runs in progress on each kernel, addressed by runId. */
+export class QueryRuns {
+  private readonly runs = new Map<string, QueryRun>();
+
+  private key(kernelId: string, runId: string): string {
+    return `${kernelId}/${runId}`;
+  }
+
+  add(kernelId: string, run: QueryRun): void {
+    this.runs.set(this.key(kernelId, run.runId), run);
+  }
+
+  get(kernelId: string, runId: string | undefined): QueryRun {
+    if (!runId) throw invalidInput('runId is required to continue a run or answer its input');
+    const run = this.runs.get(this.key(kernelId, runId));
+    if (!run) throw notFound(`no run ${runId} in progress on kernel ${kernelId}`);
+    return run;
+  }
+
+  has(kernelId: string, runId: string): boolean {
+    return this.runs.has(this.key(kernelId, runId));
+  }
+
+  /** Forgets a run once its final result was returned. */
+  settle(kernelId: string, result: RunResult): void {
+    if (result.status === 'finished' || result.status === 'exec-timeout') this.runs.delete(this.key(kernelId, result.runId));
+  }
+
+  /** Ends every run of a kernel that went away; their next result says why. */
+  abortKernel(kernelId: string, reason: string): void {
+    for (const [key, run] of this.runs) {
+      if (key.startsWith(`${kernelId}/`)) run.abort(reason);
+    }
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The container runtime as the kernel layer sees it. `docker.ts` is its one implementation (and the only
+ * importer of dockerode); tests of pure kernel logic can stand a fake in for it.
+ */
+export const LABELS = {
+  managed: 'org.polykernel.managed',
+  /** Which service instance owns the container: several instances (or test runs) share one engine. */
+  instance: 'org.polykernel.instance',
+  kernelId: 'org.polykernel.kernel-id',
+  lang: 'org.polykernel.lang',
+  pool: 'org.polykernel.pool',
+  // Image labels: what a language image says about itself (written by images/*/Dockerfile).
+  kernelspec: 'org.polykernel.kernelspec',
+  aliases: 'org.polykernel.aliases',
+  resources: 'org.polykernel.resources',
+} as const;
+
+export interface KernelContainerSpec {
+  kernelId: string;
+  lang: string;
+  image: string;
+  /** Host directory bind-mounted at /conn: the connection file and the kernel's IPC sockets. */
+  hostConnDir: string;
+  memoryBytes: number;
+  cpus: number;
+  pidsLimit: number;
+  workDirSizeMB: number;
+  tmpSizeMB: number;
+  /** OCI runtime name registered with the engine (runc, runsc). */
+  runtime: string;
+  env: Record<string, string>;
+  /** Host directory to use as the work directory instead of a tmpfs (notebook executions). */
+  workDirBind?: string;
+  labels?: Record<string, string>;
+}
+
+export type DeathReason = 'out-of-memory' | 'killed' | `exit code ${number}`;
+
+export interface ContainerState {
+  containerId: string;
+  labels: Record<string, string>;
+  running: boolean;
+  /** Main process PID on the host while running. */
+  pid?: number;
+  deathReason?: DeathReason;
+}
+
+export interface KernelImage {
+  /** The image's reference, e.g. polykernel/python:latest. */
+  image: string;
+  labels: Record<string, string>;
+}
+
+export interface ResourceUsage {
+  memoryBytes: number;
+  cpuMs: number;
+}
+
+export type DeathListener = (containerId: string, reason: DeathReason, labels: Record<string, string>) => void;
+
+export interface ContainerRuntime {
+  /** Creates and starts a kernel container; resolves with its id once the engine reports it running. */
+  startKernel(spec: KernelContainerSpec): Promise<ContainerState>;
+  /** Removes a container, running or not; an already-gone container is not an error. */
+  remove(containerId: string): Promise<void>;
+  /** Sends a signal to the container's main process (through its init, which forwards it). */
+  signal(containerId: string, signal: string): Promise<void>;
+  /** Stops and starts the container again: a fresh kernel process, tmpfs contents gone. */
+  restart(containerId: string): Promise<ContainerState>;
+  /** Applies new memory and CPU caps to a running container (warm pool hand-out). */
+  updateLimits(containerId: string, limits: { memoryBytes: number; cpus: number }): Promise<void>;
+  inspect(containerId: string): Promise<ContainerState | undefined>;
+  /** Every container of this service instance (by label), running or not. */
+  listManaged(): Promise<ContainerState[]>;
+  /** Kernel images present on the engine (those carrying a kernelspec label). */
+  listKernelImages(): Promise<KernelImage[]>;
+  /** Host PIDs of every process in the container (empty when they cannot be seen from here). */
+  processIds(containerId: string): Promise<number[]>;
+  /** Memory and CPU as the engine reports them (the fallback when host PIDs are not visible). */
+  engineUsage(containerId: string): Promise<ResourceUsage | undefined>;
+  /** Container deaths as the engine reports them (events, not polling). */
+  onDeath(listener: DeathListener): () => void;
+  ping(): Promise<boolean>;
+  close(): void;
+}

@@ -1,0 +1,134 @@
+/**
+ * The only importer of ioredis. A record is a Redis hash `<prefix><ns>:<id>` whose fields are the record's
+ * top-level fields, each JSON-encoded; the set `<prefix><ns>` indexes the ids of a namespace. So `update`
+ * is one atomic HSET of just the changed fields (no read-modify-write, no lost updates between the stats
+ * sampler and a request), and no JSON is ever decoded inside Redis.
+ *
+ * Commands fail fast while Redis is unreachable (no offline queue), so a request that needs the store
+ * answers 503 at once instead of hanging; ioredis reconnects on its own in the background.
+ */
+import { Redis } from 'ioredis';
+import { unavailable } from '../errors.js';
+import type { Namespace, Store } from './store.js';
+
+// KEYS[1] record, KEYS[2] index; ARGV[1] id, then field/value pairs.
+const PUT_IF_ABSENT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1`;
+const UPDATE_IF_PRESENT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`;
+
+function toFields(value: object): string[] {
+  const fields: string[] = [];
+  for (const [field, fieldValue] of Object.entries(value)) {
+    if (fieldValue !== undefined) fields.push(field, JSON.stringify(fieldValue));
+  }
+  return fields;
+}
+
+function fromFields<T>(hash: Record<string, string>): T | undefined {
+  const entries = Object.entries(hash);
+  if (entries.length === 0) return undefined;
+  return Object.fromEntries(entries.map(([field, raw]) => [field, JSON.parse(raw)])) as T;
+}
+
+export class RedisStore implements Store {
+  private readonly redis: Redis;
+
+  constructor(url: string, private readonly prefix = 'polykernel:') {
+    this.redis = new Redis(url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    // Connection errors surface per request as 503; the event needs a listener or Node throws.
+    this.redis.on('error', () => undefined);
+  }
+
+  /** Resolves when connected; rejects after `timeoutMs`. */
+  async ready(timeoutMs = 5000): Promise<void> {
+    if (this.redis.status === 'ready') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(unavailable('Redis did not answer in time')), timeoutMs);
+      this.redis.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private index(ns: Namespace): string {
+    return `${this.prefix}${ns}`;
+  }
+
+  private recordKey(ns: Namespace, id: string): string {
+    return `${this.prefix}${ns}:${id}`;
+  }
+
+  private async call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      throw unavailable(`the state store (Redis) is unreachable (${(error as Error).message}); try again shortly`);
+    }
+  }
+
+  async get<T>(ns: Namespace, id: string): Promise<T | undefined> {
+    return fromFields<T>(await this.call(() => this.redis.hgetall(this.recordKey(ns, id))));
+  }
+
+  async put<T>(ns: Namespace, id: string, value: T): Promise<void> {
+    const key = this.recordKey(ns, id);
+    await this.call(() =>
+      this.redis.multi().del(key).hset(key, ...toFields(value as object)).sadd(this.index(ns), id).exec(),
+    );
+  }
+
+  async putIfAbsent<T>(ns: Namespace, id: string, value: T): Promise<boolean> {
+    const keys = [this.recordKey(ns, id), this.index(ns)];
+    const result = await this.call(() => this.redis.eval(PUT_IF_ABSENT, 2, ...keys, id, ...toFields(value as object)));
+    return result === 1;
+  }
+
+  async update<T extends object>(ns: Namespace, id: string, patch: Partial<T>): Promise<boolean> {
+    const fields = toFields(patch);
+    if (fields.length === 0) return (await this.call(() => this.redis.exists(this.recordKey(ns, id)))) === 1;
+    const result = await this.call(() => this.redis.eval(UPDATE_IF_PRESENT, 1, this.recordKey(ns, id), ...fields));
+    return result === 1;
+  }
+
+  async delete(ns: Namespace, id: string): Promise<boolean> {
+    const results = await this.call(() =>
+      this.redis.multi().del(this.recordKey(ns, id)).srem(this.index(ns), id).exec(),
+    );
+    return results?.[0]?.[1] === 1;
+  }
+
+  async list<T>(ns: Namespace): Promise<T[]> {
+    const ids = await this.call(() => this.redis.smembers(this.index(ns)));
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.recordKey(ns, id));
+    const results = await this.call(() => pipeline.exec());
+    return (results ?? [])
+      .map(([, hash]) => fromFields<T>(hash as Record<string, string>))
+      .filter((record): record is T => record !== undefined);
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      return (await this.redis.ping()) === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+}

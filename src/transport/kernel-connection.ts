@@ -1,0 +1,107 @@
+/**
+ * The only importer of zeromq: one client connection to a kernel's five sockets.
+ * shell, control and stdin are DEALERs, iopub a SUB subscribed to everything, heartbeat a REQ.
+ *
+ * Every message read from any channel goes to the listeners with its channel; replies are matched to
+ * their request by `parent_header.msg_id` by whoever sent it. zeromq 6 rejects a send while another is
+ * in flight on the same socket, so sends on each socket are serialised through a promise chain.
+ */
+import { randomUUID } from 'node:crypto';
+import * as zmq from 'zeromq';
+import { endpoint, type ConnectionInfo } from '../protocol/connection-file.js';
+import type { Channel, JupyterMessage } from '../protocol/messages.js';
+import { deserialize, MessageSigner, serialize, WireFormatError } from '../protocol/wire.js';
+
+export type MessageListener = (channel: Channel, msg: JupyterMessage) => void;
+
+type Readable = zmq.Dealer | zmq.Subscriber;
+
+export class KernelConnection {
+  private readonly signer: MessageSigner;
+  private readonly sockets: Record<Channel, Readable>;
+  private readonly sendChains = new Map<Channel, Promise<unknown>>();
+  private readonly listeners = new Set<MessageListener>();
+  private closed = false;
+
+  constructor(private readonly info: ConnectionInfo, private readonly onBadFrame?: (error: Error) => void) {
+    this.signer = new MessageSigner(info.key, info.signature_scheme);
+    // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
+    // input_request on stdin to the identity that sent the execute_request on shell.
+    const routingId = randomUUID();
+    const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: 50, routingId });
+    const iopub = new zmq.Subscriber({ linger: 0, reconnectInterval: 50 });
+    iopub.subscribe();
+    this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub };
+    for (const [channel, socket] of Object.entries(this.sockets) as [Channel, Readable][]) {
+      socket.connect(endpoint(info, channel));
+      void this.readLoop(channel, socket);
+    }
+  }
+
+  get key(): string {
+    return this.info.key;
+  }
+
+  onMessage(listener: MessageListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Signs and sends a message on a channel (iopub is receive-only). */
+  send(channel: Channel, msg: JupyterMessage): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('kernel connection is closed'));
+    if (channel === 'iopub') return Promise.reject(new Error('cannot send on iopub'));
+    const socket = this.sockets[channel] as zmq.Dealer;
+    const frames = serialize({ ...msg, identities: [] }, this.signer);
+    const previous = this.sendChains.get(channel) ?? Promise.resolve();
+    const next = previous.then(() => socket.send(frames));
+    // The chain must not stay rejected after one failed send.
+    this.sendChains.set(channel, next.catch(() => undefined));
+    return next;
+  }
+
+  /**
+   * Heartbeat: the kernel echoes what it receives. A fresh REQ socket per check, because a REQ that missed
+   * its reply cannot send again.
+   */
+  async heartbeat(timeoutMs: number): Promise<boolean> {
+    const socket = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs });
+    try {
+      socket.connect(endpoint(this.info, 'hb'));
+      await socket.send('ping');
+      await socket.receive();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      socket.close();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const socket of Object.values(this.sockets)) socket.close();
+    this.listeners.clear();
+  }
+
+  private async readLoop(channel: Channel, socket: Readable): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        let msg: JupyterMessage;
+        try {
+          msg = deserialize(frames, this.signer);
+        } catch (error) {
+          // A frame we cannot verify is dropped, never forwarded: it did not come from our kernel.
+          if (error instanceof WireFormatError) this.onBadFrame?.(error);
+          continue;
+        }
+        msg.channel = channel;
+        delete msg.identities;
+        for (const listener of this.listeners) listener(channel, msg);
+      }
+    } catch (error) {
+      if (!this.closed) this.onBadFrame?.(error as Error);
+    }
+  }
+}
