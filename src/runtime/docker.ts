@@ -64,7 +64,8 @@ export class DockerRuntime implements ContainerRuntime {
     };
     const binds = [`${spec.hostConnDir}:/conn`];
     if (spec.workDirBind) binds.push(`${spec.workDirBind}:${CONTAINER_WORK_DIR}`);
-    else tmpfs[CONTAINER_WORK_DIR] = `rw,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=1000,gid=1000,mode=0755`;
+    // exec: compiled languages build and run their programs in the work directory.
+    else tmpfs[CONTAINER_WORK_DIR] = `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=1000,gid=1000,mode=0755`;
     const labels = {
       ...spec.labels,
       [LABELS.managed]: 'true',
