@@ -32,6 +32,7 @@ import type { Store } from '../store/store.js';
 import type { KernelRecord, KernelState, ResourceLimits } from './kernel-record.js';
 import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
 import { LiveKernel } from './live-kernel.js';
+import { WarmPool, type LaunchedKernel } from './warm-pool.js';
 
 const KERNEL_UID = 1000;
 
@@ -74,6 +75,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** Capacity held by creates in flight, so concurrent creates cannot overshoot KG_MAX_KERNELS. */
   private reserved = 0;
   private stopDeathWatch?: () => void;
+  readonly pool: WarmPool;
 
   constructor(
     private readonly config: Config,
@@ -84,6 +86,13 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     private readonly clock: () => number = Date.now,
   ) {
     super();
+    const sizes: Record<string, number> = { ...config.poolSizes };
+    if (config.prespawnCount > 0) sizes[config.defaultKernelName] ??= config.prespawnCount;
+    this.pool = new WarmPool(
+      sizes,
+      { launch: (lang) => this.launchPooled(lang), discard: (kernel) => this.discardLaunched(kernel) },
+      log,
+    );
   }
 
   /** Adopts the kernels the store knows whose containers still run; removes every other leftover. */
@@ -111,11 +120,13 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       await this.destroy(record, 'not running after a restart of the service');
     }
     for (const container of containers) {
-      if (!adopted.has(container.containerId) && !container.labels[LABELS.pool]) {
+      // Pooled containers of an earlier run are leftovers too: their pool lived in that process.
+      if (!adopted.has(container.containerId)) {
         this.log.info('Removing leftover container', { containerId: container.containerId.slice(0, 12) });
         await this.runtime.remove(container.containerId);
       }
     }
+    this.pool.fill();
   }
 
   private async adopt(record: KernelRecord): Promise<void> {
@@ -126,12 +137,16 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 
   private connect(record: KernelRecord): LiveKernel {
-    const info = hostConnectionInfo(record.connDir, containerConnectionInfo(record.key, record.lang));
-    const kernel = new LiveKernel(record.id, info, this.clock, (error) =>
-      this.log.warn('Dropped a bad frame from a kernel', { kernelId: record.id, error: error.message }),
-    );
+    const kernel = this.newLiveKernel(record.id, record.connDir, record.key, record.lang);
     this.live.set(record.id, kernel);
     return kernel;
+  }
+
+  private newLiveKernel(id: string, connDir: string, key: string, kernelName: string): LiveKernel {
+    const info = hostConnectionInfo(connDir, containerConnectionInfo(key, kernelName));
+    return new LiveKernel(id, info, this.clock, (error) =>
+      this.log.warn('Dropped a bad frame from a kernel', { kernelId: id, error: error.message }),
+    );
   }
 
   /** Checks a request's limits against the server's caps; fills in defaults. */
@@ -166,19 +181,27 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   async create(request: CreateKernelRequest): Promise<CreateKernelResult> {
     const spec = await this.resolveSpec(request.lang);
     const limits = this.resolveLimits(request.limits);
-    const id = randomUUID();
+    // A pooled kernel cannot take another environment or work directory: those need a cold start.
+    const warm = request.env && Object.keys(request.env).length > 0 || request.workDir ? undefined : this.pool.take(spec.name);
+    const id = warm?.id ?? randomUUID();
     const token = request.clientSessionToken;
-    if (token !== undefined) {
-      const existing = await this.claimToken(token, { kernelId: id, lang: spec.name });
-      if (existing) return { record: existing, created: false };
-    }
     try {
+      if (token !== undefined) {
+        const existing = await this.claimToken(token, { kernelId: id, lang: spec.name });
+        if (existing) {
+          if (warm) this.pool.giveBack(warm);
+          return { record: existing, created: false };
+        }
+      }
       this.reserveCapacity();
     } catch (error) {
-      if (token !== undefined) await this.store.delete('tokens', token);
+      if (warm) this.pool.giveBack(warm);
+      if (token !== undefined && !(error instanceof DomainError && error.code === 'conflict')) {
+        await this.store.delete('tokens', token);
+      }
       throw error;
     }
-    const started = this.startKernel(id, spec, limits, request).finally(() => {
+    const started = this.startKernel(id, spec, limits, request, warm).finally(() => {
       this.reserved--;
       this.starting.delete(id);
     });
@@ -219,19 +242,17 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     spec: KernelSpecEntry,
     limits: ResourceLimits,
     request: CreateKernelRequest,
+    warm: LaunchedKernel | undefined,
   ): Promise<KernelRecord> {
     const now = this.clock();
-    const key = newKernelKey();
-    const connDir = path.join(this.config.stateDir, id);
-    const runtime = this.config.containerRuntimeByLang[spec.name] ?? this.config.containerRuntime;
     const record: KernelRecord = {
       id,
       lang: spec.name,
       image: spec.image,
-      runtime,
-      containerId: '',
-      connDir,
-      key,
+      runtime: warm?.runtime ?? this.runtimeFor(spec.name),
+      containerId: warm?.containerId ?? '',
+      connDir: warm?.connDir ?? path.join(this.config.stateDir, id),
+      key: warm?.key ?? newKernelKey(),
       createdAt: now,
       lastActivity: now,
       state: 'starting',
@@ -245,35 +266,104 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     };
     await this.store.put('kernels', id, record);
     try {
-      await this.writeConnectionDir(connDir, key, spec.name);
-      const container = await this.runtime.startKernel({
-        kernelId: id,
-        lang: spec.name,
-        image: spec.image,
-        hostConnDir: connDir,
-        memoryBytes: limits.maxMemKB * 1024,
-        cpus: this.config.cpus,
-        pidsLimit: this.config.pidsLimit,
-        workDirSizeMB: this.config.workDirSizeMB,
-        tmpSizeMB: this.config.tmpSizeMB,
-        runtime,
-        env: request.env ?? {},
-        workDirBind: request.workDir,
-      });
-      record.containerId = container.containerId;
-      await this.store.update<KernelRecord>('kernels', id, { containerId: container.containerId });
-      const kernel = this.connect(record);
-      await kernel.waitReady(this.config.startTimeoutMs);
-      record.state = kernel.state;
+      let launched = warm;
+      if (launched && launched.memoryBytes !== limits.maxMemKB * 1024) {
+        try {
+          await this.runtime.updateLimits(launched.containerId, { memoryBytes: limits.maxMemKB * 1024, cpus: this.config.cpus });
+        } catch (error) {
+          // E.g. a cap below what the idle kernel already uses: start this one cold instead.
+          this.log.debug('Warm kernel could not take the requested limits', { kernelId: id, error: (error as Error).message });
+          await this.discardLaunched(launched);
+          launched = undefined;
+        }
+      }
+      launched ??= await this.launch(id, spec, record, limits.maxMemKB * 1024, request);
+      record.containerId = launched.containerId;
+      record.connDir = launched.connDir;
+      record.key = launched.key;
+      this.live.set(id, launched.kernel);
+      record.state = launched.kernel.state;
       record.lastActivity = this.clock();
-      await this.store.update<KernelRecord>('kernels', id, { state: record.state, lastActivity: record.lastActivity });
-      this.log.info('Kernel ready', { kernelId: id, lang: spec.name, ms: this.clock() - now });
+      await this.store.update<KernelRecord>('kernels', id, {
+        containerId: record.containerId,
+        connDir: record.connDir,
+        key: record.key,
+        state: record.state,
+        lastActivity: record.lastActivity,
+      });
+      this.log.info('Kernel ready', { kernelId: id, lang: spec.name, warm: launched === warm, ms: this.clock() - now });
       return record;
     } catch (error) {
       await this.destroy(record, 'failed to start');
       if (error instanceof DomainError) throw error;
       throw kernelFailed(`the ${spec.name} kernel failed to start: ${(error as Error).message}`);
     }
+  }
+
+  private runtimeFor(lang: string): string {
+    return this.config.containerRuntimeByLang[lang] ?? this.config.containerRuntime;
+  }
+
+  /**
+   * Starts a kernel container and waits until the kernel answers. The LiveKernel is not registered:
+   * the caller decides whether it becomes a kernel now or waits in the warm pool. On failure, the
+   * container and socket directory are released before the error propagates.
+   */
+  private async launch(
+    id: string,
+    spec: KernelSpecEntry,
+    ids: { connDir: string; key: string; runtime: string },
+    memoryBytes: number,
+    options: { env?: Record<string, string>; workDir?: string; pooled?: boolean } = {},
+  ): Promise<LaunchedKernel> {
+    let containerId = '';
+    let kernel: LiveKernel | undefined;
+    try {
+      await this.writeConnectionDir(ids.connDir, ids.key, spec.name);
+      const container = await this.runtime.startKernel({
+        kernelId: id,
+        lang: spec.name,
+        image: spec.image,
+        hostConnDir: ids.connDir,
+        memoryBytes,
+        cpus: this.config.cpus,
+        pidsLimit: this.config.pidsLimit,
+        workDirSizeMB: this.config.workDirSizeMB,
+        tmpSizeMB: this.config.tmpSizeMB,
+        runtime: ids.runtime,
+        env: options.env ?? {},
+        workDirBind: options.workDir,
+        labels: options.pooled ? { [LABELS.pool]: 'true' } : undefined,
+      });
+      containerId = container.containerId;
+      kernel = this.newLiveKernel(id, ids.connDir, ids.key, spec.name);
+      await kernel.waitReady(this.config.startTimeoutMs);
+      return { id, lang: spec.name, image: spec.image, runtime: ids.runtime, containerId, connDir: ids.connDir, key: ids.key, memoryBytes, kernel };
+    } catch (error) {
+      kernel?.close();
+      if (containerId) await this.runtime.remove(containerId).catch(() => undefined);
+      await rm(ids.connDir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** A kernel for the warm pool: its own id, directory and key, the default limits. */
+  private async launchPooled(lang: string): Promise<LaunchedKernel> {
+    const spec = await this.resolveSpec(lang);
+    const id = randomUUID();
+    const ids = { connDir: path.join(this.config.stateDir, id), key: newKernelKey(), runtime: this.runtimeFor(spec.name) };
+    return this.launch(id, spec, ids, this.config.defaultMaxMemKB * 1024, { pooled: true });
+  }
+
+  private async discardLaunched(launched: LaunchedKernel): Promise<void> {
+    launched.kernel.close();
+    this.expectingDeath.add(launched.containerId);
+    try {
+      await this.runtime.remove(launched.containerId);
+    } finally {
+      this.expectingDeath.delete(launched.containerId);
+    }
+    await rm(launched.connDir, { recursive: true, force: true });
   }
 
   private async writeConnectionDir(connDir: string, key: string, kernelName: string): Promise<void> {
@@ -423,7 +513,10 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private onContainerDeath(containerId: string, reason: DeathReason, labels: Record<string, string>): void {
     if (this.expectingDeath.has(containerId)) return;
     const id = labels[LABELS.kernelId];
-    if (!id || !this.live.has(id)) return;
+    if (!id || !this.live.has(id)) {
+      this.pool.forget(containerId);
+      return;
+    }
     this.log.warn('Kernel container died', { kernelId: id, containerId: containerId.slice(0, 12), reason });
     void this.store
       .get<KernelRecord>('kernels', id)
@@ -436,6 +529,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** On shutdown of the service: keep kernels for re-adoption, or remove them all. */
   async stop(keepKernels: boolean): Promise<void> {
     this.stopDeathWatch?.();
+    await this.pool.drain();
     await Promise.allSettled([...this.starting.values()]);
     if (keepKernels) {
       for (const kernel of this.live.values()) {

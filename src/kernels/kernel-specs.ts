@@ -45,6 +45,7 @@ export class KernelSpecRegistry {
   private entries = new Map<string, KernelSpecEntry>();
   private aliases = new Map<string, string>();
   private loadedAt = -Infinity;
+  private refreshing?: Promise<void>;
 
   constructor(
     private readonly runtime: ContainerRuntime,
@@ -53,11 +54,27 @@ export class KernelSpecRegistry {
     private readonly maxAgeMs = 10_000,
   ) {}
 
-  /** Re-reads the images when the cached list is older than maxAgeMs (or when forced). */
+  /**
+   * Stale-while-revalidate: the first call waits for the engine; later calls answer from the cache and
+   * re-read the images in the background once it is older than maxAgeMs, so a busy engine (an image
+   * build in progress) never slows a create down. `force` waits for a fresh read.
+   */
   async refresh(force = false): Promise<void> {
     const age = this.clock() - this.loadedAt;
+    if (this.loadedAt === -Infinity) return this.reload();
     // Even a forced refresh waits a second, so a stream of unknown names cannot flood the engine.
-    if (age < (force ? 1000 : this.maxAgeMs)) return;
+    if (force) return age < 1000 ? undefined : this.reload();
+    if (age >= this.maxAgeMs) void this.reload().catch(() => undefined);
+  }
+
+  private reload(): Promise<void> {
+    this.refreshing ??= this.readImages().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async readImages(): Promise<void> {
     const images = await this.runtime.listKernelImages();
     const entries = new Map<string, KernelSpecEntry>();
     for (const image of images) {
