@@ -10,14 +10,15 @@ type Parser<T> = (raw: string, name: string) => T;
 class ConfigError extends Error {}
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => (raw, name) => {
-  const value = Number(raw);
+  // Decimal digits only: Number() would read "" as 0 (KG_PORT= silently a random port) and "0x50" as 80.
+  const value = /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
   }
   return value;
 };
 const num = (min: number): Parser<number> => (raw, name) => {
-  const value = Number(raw);
+  const value = raw.trim() === '' ? NaN : Number(raw);
   if (!Number.isFinite(value) || value < min) throw new ConfigError(`${name} must be a number >= ${min}, got "${raw}"`);
   return value;
 };
@@ -36,9 +37,11 @@ const oneOf = <T extends string>(...values: T[]): Parser<T> => (raw, name) => {
 const pairs = <T>(valueParser: Parser<T>): Parser<Record<string, T>> => (raw, name) => {
   const out: Record<string, T> = {};
   for (const item of list(raw, name)) {
-    const [key, value] = item.split('=');
-    if (!key || value === undefined) throw new ConfigError(`${name} must be a list of name=value pairs, got "${raw}"`);
-    out[key.trim()] = valueParser(value.trim(), name);
+    // Split at the first "=" only, so that "a=2=3" fails the value's parser instead of dropping "=3".
+    const at = item.indexOf('=');
+    const key = at < 0 ? '' : item.slice(0, at).trim();
+    if (!key) throw new ConfigError(`${name} must be a list of name=value pairs, got "${raw}"`);
+    out[key] = valueParser(item.slice(at + 1).trim(), name);
   }
   return out;
 };
@@ -54,7 +57,6 @@ export const OPTIONS = {
   ip: opt('KG_IP', str, 'address the service listens on'),
   authToken: opt('KG_AUTH_TOKEN', str, 'when set, every request needs this token'),
   maxKernels: opt('KG_MAX_KERNELS', int(0), 'most kernels alive at once; 0 = no limit'),
-  maxKernelsPerToken: opt('POLYKERNEL_MAX_KERNELS_PER_TOKEN', int(0), 'most v1 kernels per clientSessionToken prefix; 0 = no limit'),
   defaultKernelName: opt('KG_DEFAULT_KERNEL_NAME', str, 'kernel started when a request names none'),
   listKernels: opt('KG_LIST_KERNELS', bool, 'whether GET /api/kernels lists kernels'),
   envWhitelist: opt('KG_ENV_WHITELIST', list, 'variables besides KERNEL_* passed from a create request to the kernel'),

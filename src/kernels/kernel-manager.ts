@@ -75,6 +75,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** Capacity held by creates in flight, so concurrent creates cannot overshoot KG_MAX_KERNELS. */
   private reserved = 0;
   private stopDeathWatch?: () => void;
+  /** Container removals in flight (see destroy). */
+  private readonly removals = new Set<Promise<unknown>>();
   readonly pool: WarmPool;
 
   constructor(
@@ -131,6 +133,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   private async adopt(record: KernelRecord): Promise<void> {
     const kernel = this.connect(record);
+    kernel.numQueriesExecuted = record.numQueriesExecuted;
+    kernel.limits = record.limits;
     await kernel.waitReady(5000);
     kernel.lastActivity = record.lastActivity;
     this.log.info('Re-adopted kernel', { kernelId: record.id, containerId: record.containerId.slice(0, 12) });
@@ -281,6 +285,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       record.containerId = launched.containerId;
       record.connDir = launched.connDir;
       record.key = launched.key;
+      launched.kernel.limits = limits;
       this.live.set(id, launched.kernel);
       record.state = launched.kernel.state;
       record.lastActivity = this.clock();
@@ -381,20 +386,24 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     if (pending) await pending.catch(() => undefined);
     const record = await this.store.get<KernelRecord>('kernels', id);
     if (!record) throw notFound(`no kernel with id ${id}`);
-    const kernel = this.live.get(id);
-    if (kernel) {
-      record.state = kernel.state;
-      record.lastActivity = Math.max(record.lastActivity, kernel.lastActivity);
-    }
-    return record;
+    return this.withLiveFigures(record);
   }
 
   async list(): Promise<KernelRecord[]> {
     const records = await this.store.list<KernelRecord>('kernels');
-    return records.map((record) => {
-      const kernel = this.live.get(record.id);
-      return kernel ? { ...record, state: kernel.state, lastActivity: Math.max(record.lastActivity, kernel.lastActivity) } : record;
-    });
+    return records.map((record) => this.withLiveFigures(record));
+  }
+
+  /** The stored record overlaid with what this process knows first-hand and stores only periodically. */
+  private withLiveFigures(record: KernelRecord): KernelRecord {
+    const kernel = this.live.get(record.id);
+    if (!kernel) return record;
+    return {
+      ...record,
+      state: kernel.state,
+      lastActivity: Math.max(record.lastActivity, kernel.lastActivity),
+      numQueriesExecuted: Math.max(record.numQueriesExecuted, kernel.numQueriesExecuted),
+    };
   }
 
   /** The live connection of a kernel, for those that exchange messages with it; 404 when unknown. */
@@ -456,12 +465,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     return { ...record, ...patch };
   }
 
-  /** Counts a v1 query. */
-  async countQuery(id: string): Promise<void> {
-    const record = await this.store.get<KernelRecord>('kernels', id);
-    if (record) await this.store.update<KernelRecord>('kernels', id, { numQueriesExecuted: record.numQueriesExecuted + 1 });
-  }
-
   async setConnections(id: string, connections: number): Promise<void> {
     await this.store.update<KernelRecord>('kernels', id, { connections });
   }
@@ -474,6 +477,10 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /**
    * Releases everything a kernel holds: its connection, container, socket directory, record and token.
    * Safe to call more than once and on a half-created kernel.
+   *
+   * The kernel is unreachable when this resolves; its container is force-removed in the background
+   * (tracked, awaited by `settled()` and on shutdown) because the engine needs 100-400 ms to kill and
+   * remove a container, which would otherwise triple the cost of a one-shot run.
    */
   async destroy(record: KernelRecord, reason: string): Promise<void> {
     const kernel = this.live.get(record.id);
@@ -481,16 +488,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.live.delete(record.id);
     kernel?.close();
     this.remember(record.id, reason);
-    if (record.containerId) {
-      this.expectingDeath.add(record.containerId);
-      try {
-        await this.runtime.remove(record.containerId);
-      } catch (error) {
-        this.log.error('Could not remove kernel container', { kernelId: record.id, error: (error as Error).message });
-      } finally {
-        this.expectingDeath.delete(record.containerId);
-      }
-    }
+    if (record.containerId) this.removeContainerInBackground(record.id, record.containerId);
     await rm(record.connDir, { recursive: true, force: true });
     await this.store.delete('kernels', record.id);
     if (record.clientSessionToken !== undefined) {
@@ -502,6 +500,23 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       this.emit('removed', record.id, reason);
     }
     this.log.info('Kernel removed', { kernelId: record.id, reason });
+  }
+
+  private removeContainerInBackground(kernelId: string, containerId: string): void {
+    this.expectingDeath.add(containerId);
+    const removal = this.runtime
+      .remove(containerId)
+      .catch((error: Error) => this.log.error('Could not remove kernel container', { kernelId, error: error.message }))
+      .finally(() => {
+        this.expectingDeath.delete(containerId);
+        this.removals.delete(removal);
+      });
+    this.removals.add(removal);
+  }
+
+  /** Resolves when every container removal started so far has finished. */
+  async settled(): Promise<void> {
+    while (this.removals.size > 0) await Promise.allSettled([...this.removals]);
   }
 
   private remember(id: string, reason: string): void {
@@ -532,8 +547,11 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     await this.pool.drain();
     await Promise.allSettled([...this.starting.values()]);
     if (keepKernels) {
+      await this.settled();
       for (const kernel of this.live.values()) {
-        await this.store.update<KernelRecord>('kernels', kernel.id, { lastActivity: kernel.lastActivity }).catch(() => false);
+        await this.store
+          .update<KernelRecord>('kernels', kernel.id, { lastActivity: kernel.lastActivity, numQueriesExecuted: kernel.numQueriesExecuted })
+          .catch(() => false);
         kernel.connection.close();
       }
       this.live.clear();
@@ -542,5 +560,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const records = await this.store.list<KernelRecord>('kernels').catch(() => []);
     const mine = records.filter((record) => this.live.has(record.id));
     await Promise.allSettled(mine.map((record) => this.destroy(record, 'service shut down')));
+    await this.settled();
   }
 }

@@ -14,7 +14,7 @@ import {
   type StatusContent,
 } from '../protocol/messages.js';
 import { KernelConnection, type MessageListener } from '../transport/kernel-connection.js';
-import { transition, type KernelState } from './kernel-record.js';
+import { transition, type KernelState, type ResourceLimits } from './kernel-record.js';
 
 export class KernelNotReadyError extends Error {}
 
@@ -23,6 +23,12 @@ export class LiveKernel {
   readonly session = randomUUID();
   state: KernelState = 'starting';
   lastActivity: number;
+  /**
+   * Hot-path figures kept in memory and written to the store by the usage sampler, so that an execute
+   * costs no store round trip. `limits` never change after creation.
+   */
+  numQueriesExecuted = 0;
+  limits?: ResourceLimits;
   connection: KernelConnection;
   private readonly listeners = new Set<MessageListener>();
 

@@ -10,6 +10,7 @@ import type { ContainerRuntime, ResourceUsage } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import type { KernelManager } from './kernel-manager.js';
 import type { KernelRecord } from './kernel-record.js';
+import type { LiveKernel } from './live-kernel.js';
 
 export class UsageMonitor {
   private timer?: NodeJS.Timeout;
@@ -61,18 +62,23 @@ export class UsageMonitor {
     if (this.sampling) return;
     this.sampling = true;
     try {
-      await Promise.all(this.manager.liveKernels().map((kernel) => this.sampleKernel(kernel.id, kernel.lastActivity, kernel.state)));
+      await Promise.all(this.manager.liveKernels().map((kernel) => this.sampleKernel(kernel)));
     } finally {
       this.sampling = false;
     }
   }
 
-  private async sampleKernel(id: string, lastActivity: number, state: KernelRecord['state']): Promise<void> {
+  private async sampleKernel(kernel: LiveKernel): Promise<void> {
+    const { id, lastActivity, state } = kernel;
     try {
       const record = await this.store.get<KernelRecord>('kernels', id);
       if (!record || !record.containerId || state === 'dead' || state === 'restarting' || state === 'starting') return;
       const usage = await this.usageOf(record.containerId);
-      const patch: Partial<KernelRecord> = { lastActivity: Math.max(lastActivity, record.lastActivity), state };
+      const patch: Partial<KernelRecord> = {
+        lastActivity: Math.max(lastActivity, record.lastActivity),
+        state,
+        numQueriesExecuted: Math.max(kernel.numQueriesExecuted, record.numQueriesExecuted),
+      };
       if (usage) {
         patch.memoryUsedKB = Math.round(usage.memoryBytes / 1024);
         // Monotonic: a process that exited takes its CPU time with it, but credit spent stays spent.

@@ -38,6 +38,9 @@ test('create, run print(6*7), delete: 42 comes back and the container is gone', 
   t.truthy(dockerInspect(`label=org.polykernel.kernel-id=${id}`));
   const deleted = await svc.call('DELETE', `/v1/kernel/${id}`);
   t.is(deleted.status, 204);
+  t.false(existsSync(`${svc.config.stateDir}/${id}`), 'the socket directory is gone when DELETE answers');
+  // The container is force-removed in the background (see KernelManager.destroy).
+  await svc.service.kernels.settled();
   t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
   t.false(existsSync(`${svc.config.stateDir}/${id}`));
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
@@ -152,6 +155,7 @@ test('a query past the kernel timeout ends with exec-timeout and destroys the ke
   // Destruction runs right after the timeout fires.
   for (let i = 0; i < 50 && (await svc.call('GET', `/v1/kernel/${id}`)).status !== 404; i++) await new Promise((r) => setTimeout(r, 100));
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
+  await svc.service.kernels.settled();
   t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
 });
 
