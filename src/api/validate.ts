@@ -86,13 +86,17 @@ export function validateObject<T>(schema: ObjectSchema, value: unknown, where = 
     out[name] = check(field, fieldValue, where === 'body' ? name : `${where}.${name}`);
   }
   if (!allowExtra) {
-    const unknown = Object.keys(input).filter((name) => !(name in schema));
+    // Own keys only: `name in schema` would take "constructor" or "__proto__" for declared fields.
+    const unknown = Object.keys(input).filter((name) => !Object.hasOwn(schema, name));
     if (unknown.length > 0) {
       const known = Object.keys(schema).join(', ');
       throw invalidInput(`unknown field ${unknown.map((n) => `"${n.slice(0, 40)}"`).join(', ')} in ${where}; expected: ${known}`);
     }
   } else {
-    for (const [name, fieldValue] of Object.entries(input)) if (!(name in schema)) out[name] = fieldValue;
+    for (const [name, fieldValue] of Object.entries(input)) {
+      // defineProperty: assigning out.__proto__ would replace the prototype instead of keeping the field.
+      if (!Object.hasOwn(schema, name)) Object.defineProperty(out, name, { value: fieldValue, enumerable: true, writable: true, configurable: true });
+    }
   }
   return out as T;
 }

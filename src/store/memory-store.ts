@@ -32,7 +32,9 @@ export class MemoryStore implements Store {
     const table = this.table(ns);
     const raw = table.get(id);
     if (raw === undefined) return false;
-    table.set(id, JSON.stringify({ ...JSON.parse(raw), ...patch }));
+    // Fields set to undefined are skipped, not deleted: RedisStore's HSET of the given fields cannot delete.
+    const fields = Object.entries(patch).filter(([, value]) => value !== undefined);
+    table.set(id, JSON.stringify({ ...JSON.parse(raw), ...Object.fromEntries(fields) }));
     return true;
   }
 

@@ -10,7 +10,7 @@ export interface Store {
   put<T>(ns: Namespace, id: string, value: T): Promise<void>;
   /** Writes only when no record with this id exists; true when it wrote. */
   putIfAbsent<T>(ns: Namespace, id: string, value: T): Promise<boolean>;
-  /** Merges fields into an existing record; false (and no write) when there is none. */
+  /** Merges fields into an existing record (undefined ones are ignored); false (and no write) when there is none. */
   update<T extends object>(ns: Namespace, id: string, patch: Partial<T>): Promise<boolean>;
   delete(ns: Namespace, id: string): Promise<boolean>;
   list<T>(ns: Namespace): Promise<T[]>;
