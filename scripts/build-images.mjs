@@ -8,6 +8,9 @@
 // hash (for an external parent such as debian:bookworm-slim, its reference and local image ID),
 // stored on the image as label org.polykernel.source-hash; the build is skipped when it matches.
 //
+// images/runner's dist/ is generated before hashing: the runner (src/runner) bundled with esbuild, plus
+// the zeromq package (see bundleRunner).
+//
 // No registry needed: when debian:bookworm-slim is not present locally it is made with
 // `debootstrap --variant=minbase bookworm` from the host's own Debian mirror and `docker import`.
 // POLYKERNEL_BASE_IMAGE=<ref> makes images/base start from another image instead.
@@ -444,6 +447,112 @@ async function buildImage(img, baseRef, hash, opts) {
   return (performance.now() - t0) / 1000;
 }
 
+// ---------------------------------------------------------------------------------------------
+// generated build contexts
+
+// Debian bookworm's glibc: a prebuilt addon needing a newer one does not load in the images.
+const TARGET_GLIBC_MINOR = 36;
+
+/** Writes a file only when its content differs, so an unchanged bundle leaves the source hash alone. */
+function writeIfChanged(file, content) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  if (fs.existsSync(file) && fs.readFileSync(file).equals(Buffer.from(content))) return;
+  fs.writeFileSync(file, content);
+}
+
+function copyTree(from, to, keep) {
+  for (const rel of listFiles(from)) {
+    if (keep(rel)) writeIfChanged(path.join(to, rel), fs.readFileSync(path.join(from, rel)));
+  }
+}
+
+/** Highest GLIBC_2.N symbol version an ELF file asks for (0 when none). */
+function glibcMinorNeeded(file) {
+  let max = 0;
+  for (const m of fs.readFileSync(file).toString('latin1').matchAll(/GLIBC_2\.(\d+)/g)) max = Math.max(max, Number(m[1]));
+  return max;
+}
+
+/**
+ * images/runner/dist, the context of polykernel/runner: the in-container kernel (src/runner) bundled by
+ * esbuild for Debian's nodejs 18 (runner.mjs, js-executor.mjs, ts-build.mjs), the TypeScript compiler
+ * minified (typescript.cjs, loaded only by TypeScript kernels), and the zeromq package from node_modules
+ * with only the prebuilt N-API binaries that load on the images' glibc.
+ */
+async function bundleRunner(dir) {
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    throw new BuildError('esbuild is not installed (a devDependency): run `npm ci` first');
+  }
+  const out = path.join(dir, 'dist');
+  const modules = path.join(ROOT, 'node_modules');
+  const tsVersion = JSON.parse(fs.readFileSync(path.join(modules, 'typescript/package.json'), 'utf8')).version;
+  const common = { bundle: true, platform: 'node', target: 'node18', write: false, legalComments: 'none', logLevel: 'error' };
+  const results = await Promise.all([
+    esbuild.build({
+      ...common,
+      entryPoints: {
+        runner: path.join(ROOT, 'src/runner/main.ts'),
+        'js-executor': path.join(ROOT, 'src/runner/js/executor-main.ts'),
+        'ts-build': path.join(ROOT, 'src/runner/js/ts-build.ts'),
+      },
+      outdir: out,
+      format: 'esm',
+      outExtension: { '.js': '.mjs' },
+      // zeromq loads its native addon relative to its own files; typescript is loaded lazily from disk.
+      external: ['zeromq', 'typescript'],
+      define: { PK_TYPESCRIPT_VERSION: JSON.stringify(tsVersion) },
+      // esbuild's ESM output has no `require`; a dependency calling require('fs') needs one.
+      banner: { js: "import { createRequire as __pkCreateRequire } from 'node:module'; const require = __pkCreateRequire(import.meta.url);" },
+    }),
+    esbuild.build({
+      ...common,
+      entryPoints: [path.join(modules, 'typescript/lib/typescript.js')],
+      outfile: path.join(out, 'typescript.cjs'),
+      format: 'cjs',
+      minify: true,
+    }),
+  ]);
+  const wanted = new Set();
+  for (const result of results) {
+    for (const file of result.outputFiles) {
+      writeIfChanged(file.path, file.contents);
+      wanted.add(path.relative(out, file.path));
+    }
+  }
+
+  const zmqFrom = path.join(modules, 'zeromq');
+  const zmqTo = path.join(out, 'node_modules/zeromq');
+  const arch = process.arch;
+  const manifest = JSON.parse(fs.readFileSync(path.join(zmqFrom, 'build/manifest.json'), 'utf8'));
+  const kept = {};
+  for (const [key, addon] of Object.entries(manifest)) {
+    const config = JSON.parse(key);
+    if (config.os !== 'linux' || config.arch !== arch || config.libc !== 'glibc') continue;
+    if (glibcMinorNeeded(path.join(zmqFrom, 'build', addon)) > TARGET_GLIBC_MINOR) continue;
+    kept[key] = addon;
+    writeIfChanged(path.join(zmqTo, 'build', addon), fs.readFileSync(path.join(zmqFrom, 'build', addon)));
+    wanted.add(path.join('node_modules/zeromq/build', addon));
+  }
+  if (!Object.keys(kept).length) throw new BuildError(`node_modules/zeromq has no prebuilt linux ${arch} addon for glibc 2.${TARGET_GLIBC_MINOR}`);
+  writeIfChanged(path.join(zmqTo, 'build/manifest.json'), JSON.stringify(kept));
+  wanted.add('node_modules/zeromq/build/manifest.json');
+  const jsOnly = (rel) => rel === 'package.json' || (rel.startsWith('lib/') && rel.endsWith('.js') && !rel.startsWith('lib/ts3.7/'));
+  copyTree(zmqFrom, zmqTo, jsOnly);
+  const cmakeFrom = path.join(modules, 'cmake-ts');
+  const loaderOnly = (rel) => rel === 'package.json' || rel === 'build/loader.js';
+  copyTree(cmakeFrom, path.join(out, 'node_modules/cmake-ts'), loaderOnly);
+  for (const rel of listFiles(zmqFrom).filter(jsOnly)) wanted.add(path.join('node_modules/zeromq', rel));
+  for (const rel of listFiles(cmakeFrom).filter(loaderOnly)) wanted.add(path.join('node_modules/cmake-ts', rel));
+  // Whatever an earlier bundle left that this one did not make goes.
+  for (const rel of listFiles(out)) if (!wanted.has(rel)) fs.rmSync(path.join(out, rel));
+}
+
+/** Images whose build context is (partly) generated before it is hashed and built. */
+const GENERATED_CONTEXTS = { runner: bundleRunner };
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   fs.mkdirSync(LOG_DIR, { recursive: true });
@@ -466,6 +575,7 @@ async function main() {
       baseRef = img.external;
       parentHash = `${baseRef}@${await ensureExternalBase(baseRef, opts)}`;
     }
+    if (GENERATED_CONTEXTS[name]) await GENERATED_CONTEXTS[name](img.dir);
     const hash = sourceHash(img, parentHash);
     hashes.set(name, hash);
     const existing = imageInfo(img.ref);

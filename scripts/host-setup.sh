@@ -24,11 +24,14 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # gVisor as an opt-in runtime. --network=none: runsc refuses --network none otherwise;
-# --host-uds=all: lets the kernel create its ZMQ IPC sockets in the bind-mounted directory.
+# --host-uds=all: lets the kernel create its ZMQ IPC sockets in the bind-mounted directory;
+# --oci-seccomp: applies the container's seccomp profile inside the sandbox (without it runsc ignores it
+# and a kernel can `unshare -r` to root in a user namespace; see runtime/docker.ts GVISOR_SECCOMP).
+# Rewritten when an older registration lacks a flag.
 mkdir -p /etc/docker
-if [ ! -f /etc/docker/daemon.json ] || ! grep -q runsc /etc/docker/daemon.json; then
+if [ ! -f /etc/docker/daemon.json ] || ! grep -q -- '--oci-seccomp' /etc/docker/daemon.json; then
   cat >/etc/docker/daemon.json <<'JSON'
-{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=all"]}}}
+{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=all", "--oci-seccomp"]}}}
 JSON
   if pgrep -x dockerd >/dev/null; then kill -HUP "$(pgrep -x dockerd)"; fi
 fi

@@ -6,6 +6,11 @@ import Koa from 'koa';
 import type { Config } from './config/index.js';
 import { errorBoundary, requireToken } from './api/http.js';
 import { v1Router } from './api/v1/routes.js';
+import { executionsRouter } from './api/executions/routes.js';
+import type { ExecutionManager } from './executions/manager.js';
+import { cors } from './api/jupyter/cors.js';
+import { jupyterRouter } from './api/jupyter/routes.js';
+import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './kernels/query-service.js';
 import type { Logger } from './logger.js';
@@ -20,6 +25,10 @@ export interface AppDeps {
   store: Store;
   runtime: ContainerRuntime;
   clock?: () => number;
+  /** Notebook executions (issue #5); /api/executions is mounted only when given. */
+  executions?: ExecutionManager;
+  /** Open WebSockets of a kernel in this process (src/channels), for the Jupyter kernel model. */
+  connectionCount?: (kernelId: string) => number | undefined;
 }
 
 export function createApp(deps: AppDeps): Koa {
@@ -27,9 +36,21 @@ export function createApp(deps: AppDeps): Koa {
   // Errors are rendered by errorBoundary; koa's default handler would log them a second time.
   app.silent = true;
   app.use(errorBoundary(deps.log));
+  // Jupyter APIs (issue #3): CORS headers on every response, preflights answered before auth.
+  app.use(cors(deps.config));
   app.use(requireToken(deps.config.authToken));
   const v1 = v1Router(deps);
   app.use(v1.routes());
   app.use(v1.allowedMethods());
+  // Jupyter APIs (issue #3): kernels, kernelspecs and sessions over the same kernels and store.
+  const jupyter = jupyterRouter({ ...deps, sessions: new SessionManager(deps.store, deps.kernels) });
+  app.use(jupyter.routes());
+  app.use(jupyter.allowedMethods());
+  // Notebook executions (issue #5): /api/executions.
+  if (deps.executions) {
+    const executions = executionsRouter({ ...deps, executions: deps.executions });
+    app.use(executions.routes());
+    app.use(executions.allowedMethods());
+  }
   return app;
 }

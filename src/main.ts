@@ -3,13 +3,15 @@
  */
 import http from 'node:http';
 import { createApp } from './app.js';
+import { ExecutionManager } from './executions/manager.js';
+import { ChannelBridge } from './channels/channel-bridge.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
 import { QueryService } from './kernels/query-service.js';
 import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
-import { DockerRuntime } from './runtime/docker.js';
+import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
 
 export interface RunningService {
@@ -22,17 +24,36 @@ export interface RunningService {
 
 export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
   const store = await createStore(config);
-  const runtime = new DockerRuntime(log, config.instance);
+  const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
   const kernels = new KernelManager(config, runtime, store, specs, log);
   await kernels.start();
-  const queries = new QueryService(kernels, config);
+  const queries = new QueryService(kernels, config, runtime, log);
   const usage = new UsageMonitor(kernels, runtime, store, log, config.statsIntervalMs);
   usage.start();
+  // Notebook executions (issue #5): unfinished ones of this instance are marked interrupted.
+  const executions = new ExecutionManager({ config, kernels, store, log });
+  await executions.start();
 
-  const app = createApp({ config, log, kernels, queries, store, runtime });
+  // Jupyter channels WebSocket (issue #3): upgrades go to the bridge, the REST model reads its counts.
+  const channels = new ChannelBridge(kernels, config, log);
+  const app = createApp({ config, log, kernels, queries, store, runtime, executions, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 5000;
+  server.on('upgrade', channels.handleUpgrade);
+  // Requests in flight, so that a shutdown answers them instead of cutting their sockets (issue #6).
+  const inFlight = new Set<http.ServerResponse>();
+  let stopping: Promise<void> | undefined;
+  server.on('request', (_req, res: http.ServerResponse) => {
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    if (stopping) res.setHeader('Connection', 'close');
+  });
+  const drain = async (boundMs: number) => {
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    const deadline = Date.now() + boundMs;
+    while (inFlight.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  };
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.ip, () => resolve());
@@ -40,14 +61,24 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const address = server.address();
   log.info('polykernel listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address });
 
-  let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       log.info('Shutting down', { keepKernels: config.keepKernelsOnShutdown });
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // Upgraded sockets are no longer the HTTP server's: the bridge closes them (issue #3).
+      channels.close();
       usage.stop();
+      // Before the kernels go: running executions end as interrupted and write their output (issue #5).
+      await executions.stop();
+      // In-flight requests are answered (issue #6). With kernels kept, a v1 query answers at the end of its
+      // flush window ("continued", output so far) while its kernel is still connected; with kernels
+      // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
+      // Whatever is still running after the bound is cut.
+      const drainMs = config.flushWindowMs + 3000;
+      if (config.keepKernelsOnShutdown) await drain(drainMs);
       await kernels.stop(config.keepKernelsOnShutdown);
+      await drain(drainMs);
       server.closeAllConnections();
       await closed;
       runtime.close();

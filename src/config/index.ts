@@ -70,6 +70,7 @@ export const OPTIONS = {
   redisUrl: opt('REDIS_URL', str, 'Redis for shared state; empty = in-process store'),
   redisPrefix: opt('POLYKERNEL_REDIS_PREFIX', str, 'prefix of every Redis key'),
   stateDir: opt('POLYKERNEL_STATE_DIR', str, 'host directory holding one socket directory per kernel'),
+  dockerHost: opt('POLYKERNEL_DOCKER_HOST', str, 'Docker engine: unix:///path or tcp://host:port; empty = DOCKER_HOST, else /var/run/docker.sock'),
   imagePrefix: opt('POLYKERNEL_IMAGE_PREFIX', str, 'kernel images are <prefix><lang>:latest'),
   containerRuntime: opt('KG_CONTAINER_RUNTIME', str, 'OCI runtime for kernels (runc, runsc)'),
   containerRuntimeByLang: opt('POLYKERNEL_RUNTIME_BY_LANG', pairs(str), 'per-language runtime, e.g. python3=runsc'),

@@ -18,6 +18,7 @@ import {
   limitExceeded,
   notFound,
   tooManyKernels,
+  unavailable,
 } from '../errors.js';
 import type { Logger } from '../logger.js';
 import {
@@ -31,6 +32,7 @@ import { LABELS } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import type { KernelRecord, KernelState, ResourceLimits } from './kernel-record.js';
 import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
+import { lockConnectionDir, unlockConnectionDir } from './conn-dir.js';
 import { LiveKernel } from './live-kernel.js';
 import { WarmPool, type LaunchedKernel } from './warm-pool.js';
 
@@ -77,6 +79,15 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private stopDeathWatch?: () => void;
   /** Container removals in flight (see destroy). */
   private readonly removals = new Set<Promise<unknown>>();
+  /** Containers whose kernel is starting: their death fails the start at once (see untilReady). */
+  private readonly launching = new Map<string, (reason: DeathReason) => void>();
+  /**
+   * Why the kernels of an earlier run are not adopted yet (the engine or the store was unreachable at
+   * start); retried in the background, and until then creates and live operations answer 503 (issue #6).
+   */
+  private adoptionPending?: string;
+  private adoptionRetry?: NodeJS.Timeout;
+  private stopped = false;
   readonly pool: WarmPool;
 
   constructor(
@@ -97,30 +108,73 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     );
   }
 
-  /** Adopts the kernels the store knows whose containers still run; removes every other leftover. */
+  /**
+   * Adopts the kernels the store knows whose containers still run; removes every other leftover. When the
+   * Docker engine or the store cannot be reached, the service starts anyway and adoption is retried until
+   * it succeeds (issue #6).
+   */
   async start(): Promise<void> {
     this.stopDeathWatch = this.runtime.onDeath((containerId, reason, labels) =>
       this.onContainerDeath(containerId, reason, labels),
     );
     await mkdir(this.config.stateDir, { recursive: true, mode: 0o711 });
+    try {
+      await this.adoptAll();
+      this.pool.fill();
+    } catch (error) {
+      if (!(error instanceof DomainError && error.code === 'unavailable')) throw error;
+      this.adoptionPending = error.message;
+      this.log.warn('Could not adopt the kernels of an earlier run yet; retrying in the background', { error: error.message });
+      this.retryAdoption();
+    }
+  }
+
+  private retryAdoption(): void {
+    this.adoptionRetry = setTimeout(() => {
+      this.adoptAll().then(
+        () => {
+          this.adoptionPending = undefined;
+          this.log.info('Adopted the kernels of an earlier run');
+          if (!this.stopped) this.pool.fill();
+        },
+        (error: Error) => {
+          this.adoptionPending = error.message;
+          if (!this.stopped) this.retryAdoption();
+        },
+      );
+    }, 2000);
+    this.adoptionRetry.unref();
+  }
+
+  /** Idempotent, so that a retry after a partial failure adopts the rest. */
+  private async adoptAll(): Promise<void> {
     const records = await this.store.list<KernelRecord>('kernels');
     const containers = await this.runtime.listManaged();
     const runningById = new Map(
       containers.filter((c) => c.running).map((c) => [c.labels[LABELS.kernelId], c.containerId] as const),
     );
     const adopted = new Set<string>();
-    for (const record of records) {
-      if (runningById.get(record.id) === record.containerId) {
-        try {
-          await this.adopt(record);
+    // In parallel: each adoption waits for its kernel's answer.
+    await Promise.all(
+      records.map(async (record) => {
+        if (this.live.has(record.id)) {
           adopted.add(record.containerId);
-          continue;
-        } catch (error) {
-          this.log.warn('Could not re-adopt kernel', { kernelId: record.id, error: (error as Error).message });
+          return;
         }
-      }
-      await this.destroy(record, 'not running after a restart of the service');
-    }
+        if (runningById.get(record.id) === record.containerId) {
+          try {
+            await this.adopt(record);
+            adopted.add(record.containerId);
+            return;
+          } catch (error) {
+            this.live.get(record.id)?.close();
+            this.live.delete(record.id);
+            this.log.warn('Could not re-adopt kernel', { kernelId: record.id, error: (error as Error).message });
+          }
+        }
+        await this.destroy(record, 'not running after a restart of the service');
+      }),
+    );
     for (const container of containers) {
       // Pooled containers of an earlier run are leftovers too: their pool lived in that process.
       if (!adopted.has(container.containerId)) {
@@ -128,16 +182,21 @@ export class KernelManager extends EventEmitter<KernelEvents> {
         await this.runtime.remove(container.containerId);
       }
     }
-    this.pool.fill();
   }
 
   private async adopt(record: KernelRecord): Promise<void> {
     const kernel = this.connect(record);
     kernel.numQueriesExecuted = record.numQueriesExecuted;
     kernel.limits = record.limits;
-    await kernel.waitReady(5000);
+    // On control: a kernel busy with a long computation answers there at once, while on shell it would
+    // answer only once the computation ends, and look dead meanwhile (issue #6).
+    await kernel.waitReady(5000, 250, 'control');
+    // As the last service left it until the shell tells: a kernel_info on shell is answered (busy, then
+    // idle on iopub) once the computation in progress, if any, is over.
+    kernel.state = record.state === 'busy' ? 'busy' : 'idle';
+    void kernel.send('shell', kernel.message('kernel_info_request', {})).catch(() => undefined);
     kernel.lastActivity = record.lastActivity;
-    this.log.info('Re-adopted kernel', { kernelId: record.id, containerId: record.containerId.slice(0, 12) });
+    this.log.info('Re-adopted kernel', { kernelId: record.id, containerId: record.containerId.slice(0, 12), state: kernel.state });
   }
 
   private connect(record: KernelRecord): LiveKernel {
@@ -183,6 +242,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 
   async create(request: CreateKernelRequest): Promise<CreateKernelResult> {
+    // A new kernel's container could be taken for a leftover by the adoption still to come.
+    if (this.adoptionPending) throw this.notAdoptedYet();
     const spec = await this.resolveSpec(request.lang);
     const limits = this.resolveLimits(request.limits);
     // A pooled kernel cannot take another environment or work directory: those need a cold start.
@@ -268,7 +329,13 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       cpuCreditBaseMs: 0,
       connections: 0,
     };
-    await this.store.put('kernels', id, record);
+    try {
+      await this.store.put('kernels', id, record);
+    } catch (error) {
+      // Store unreachable (503): the warm kernel goes back to its pool instead of leaking (issue #6).
+      if (warm) this.pool.giveBack(warm);
+      throw error;
+    }
     try {
       let launched = warm;
       if (launched && launched.memoryBytes !== limits.maxMemKB * 1024) {
@@ -342,13 +409,40 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       });
       containerId = container.containerId;
       kernel = this.newLiveKernel(id, ids.connDir, ids.key, spec.name);
-      await kernel.waitReady(this.config.startTimeoutMs);
+      await this.untilReady(kernel, containerId, memoryBytes);
+      await lockConnectionDir(ids.connDir);
       return { id, lang: spec.name, image: spec.image, runtime: ids.runtime, containerId, connDir: ids.connDir, key: ids.key, memoryBytes, kernel };
     } catch (error) {
       kernel?.close();
       if (containerId) await this.runtime.remove(containerId).catch(() => undefined);
       await rm(ids.connDir, { recursive: true, force: true });
       throw error;
+    }
+  }
+
+  /**
+   * Waits for the kernel's first answer, or fails as soon as its container dies: e.g. a memory cap too
+   * small for the kernel (under runsc an idle ipykernel needs about 80 MB) is reported at once, with its
+   * reason, instead of after POLYKERNEL_START_TIMEOUT_MS.
+   */
+  private async untilReady(kernel: LiveKernel, containerId: string, memoryBytes: number): Promise<void> {
+    let onDeath!: (reason: DeathReason) => void;
+    const died = new Promise<never>((_, reject) => {
+      onDeath = (reason) => {
+        const hint = reason === 'out-of-memory' ? `: a memory cap of ${memoryBytes / 1024} KB is too small for this kernel` : '';
+        reject(kernelFailed(`its container died while it started (${reason})${hint}`));
+      };
+    });
+    died.catch(() => undefined);
+    this.launching.set(containerId, onDeath);
+    try {
+      // The container may have died before it was registered here.
+      void this.runtime.inspect(containerId).then((state) => {
+        if (state && !state.running) onDeath(state.deathReason ?? 'killed');
+      }, () => undefined);
+      await Promise.race([kernel.waitReady(this.config.startTimeoutMs), died]);
+    } finally {
+      this.launching.delete(containerId);
     }
   }
 
@@ -385,7 +479,11 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const pending = this.starting.get(id);
     if (pending) await pending.catch(() => undefined);
     const record = await this.store.get<KernelRecord>('kernels', id);
-    if (!record) throw notFound(`no kernel with id ${id}`);
+    if (!record) {
+      // A kernel that died (out of memory, timeout, …) says why, as liveKernel does.
+      const why = this.graveyard.get(id);
+      throw notFound(why ? `kernel ${id} is gone (${why})` : `no kernel with id ${id}`);
+    }
     return this.withLiveFigures(record);
   }
 
@@ -411,11 +509,16 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const pending = this.starting.get(id);
     if (pending) await pending.catch(() => undefined);
     const kernel = this.live.get(id);
+    if (!kernel && this.adoptionPending) throw this.notAdoptedYet();
     if (!kernel || kernel.state === 'dead') {
       const why = this.graveyard.get(id);
       throw notFound(why ? `kernel ${id} is gone (${why})` : `no kernel with id ${id}`);
     }
     return kernel;
+  }
+
+  private notAdoptedYet(): DomainError {
+    return unavailable(`the kernels of an earlier run are not re-adopted yet: ${this.adoptionPending}`);
   }
 
   /** Why a kernel that was removed went away, if it went recently. */
@@ -441,14 +544,18 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   async restart(id: string): Promise<KernelRecord> {
     const record = await this.get(id);
     const kernel = await this.liveKernel(id);
+    // An unreachable engine is a 503 that leaves the kernel as it was, not a failed restart that destroys it.
+    if (!(await this.runtime.ping())) throw unavailable('the Docker engine is unreachable (restart container); try again shortly');
     this.expectingDeath.add(record.containerId);
     kernel.state = 'restarting';
     this.emit('state', id, 'restarting');
     try {
+      await unlockConnectionDir(record.connDir, path.join(record.connDir, CONNECTION_FILE_NAME));
       await this.runtime.restart(record.containerId);
       kernel.reconnect();
       kernel.state = 'starting';
       await kernel.waitReady(this.config.startTimeoutMs);
+      await lockConnectionDir(record.connDir);
     } catch (error) {
       await this.destroy(record, 'failed to restart');
       throw kernelFailed(`kernel ${id} failed to restart: ${(error as Error).message}`);
@@ -504,14 +611,29 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   private removeContainerInBackground(kernelId: string, containerId: string): void {
     this.expectingDeath.add(containerId);
-    const removal = this.runtime
-      .remove(containerId)
+    const removal = this.removeRetrying(containerId)
       .catch((error: Error) => this.log.error('Could not remove kernel container', { kernelId, error: error.message }))
       .finally(() => {
         this.expectingDeath.delete(containerId);
         this.removals.delete(removal);
       });
     this.removals.add(removal);
+  }
+
+  /**
+   * While the engine is unreachable a removal is retried, so that a kernel deleted meanwhile does not leave
+   * its container running (issue #6); once the service stops, the next start's reaper removes it instead.
+   */
+  private async removeRetrying(containerId: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.runtime.remove(containerId);
+      } catch (error) {
+        if (!(error instanceof DomainError && error.code === 'unavailable') || this.stopped) throw error;
+        if (attempt === 0) this.log.warn('Container removal deferred until the engine answers', { containerId: containerId.slice(0, 12) });
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 5000)));
+      }
+    }
   }
 
   /** Resolves when every container removal started so far has finished. */
@@ -526,6 +648,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 
   private onContainerDeath(containerId: string, reason: DeathReason, labels: Record<string, string>): void {
+    this.launching.get(containerId)?.(reason);
     if (this.expectingDeath.has(containerId)) return;
     const id = labels[LABELS.kernelId];
     if (!id || !this.live.has(id)) {
@@ -543,6 +666,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   /** On shutdown of the service: keep kernels for re-adoption, or remove them all. */
   async stop(keepKernels: boolean): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.adoptionRetry);
     this.stopDeathWatch?.();
     await this.pool.drain();
     await Promise.allSettled([...this.starting.values()]);
@@ -550,7 +675,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       await this.settled();
       for (const kernel of this.live.values()) {
         await this.store
-          .update<KernelRecord>('kernels', kernel.id, { lastActivity: kernel.lastActivity, numQueriesExecuted: kernel.numQueriesExecuted })
+          .update<KernelRecord>('kernels', kernel.id, {
+            lastActivity: kernel.lastActivity,
+            numQueriesExecuted: kernel.numQueriesExecuted,
+            // The next service adopts a busy kernel as busy (see adopt).
+            state: kernel.state,
+          })
           .catch(() => false);
         kernel.connection.close();
       }

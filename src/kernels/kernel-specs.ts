@@ -22,6 +22,9 @@ export interface KernelSpecEntry {
   aliases: string[];
   /** Resource file names served under /kernelspecs/<name>/ (logos), read from the image. */
   resources: string[];
+  /** Batch mode's `"*"` commands, from the image's build/exec labels; undefined when the image has none. */
+  build?: string;
+  exec?: string;
 }
 
 function parseImage(image: KernelImage): KernelSpecEntry | undefined {
@@ -35,14 +38,21 @@ function parseImage(image: KernelImage): KernelSpecEntry | undefined {
       image: image.image,
       aliases: split(image.labels[LABELS.aliases]),
       resources: split(image.labels[LABELS.resources]),
+      build: image.labels[LABELS.build],
+      exec: image.labels[LABELS.exec],
     };
   } catch {
     return undefined;
   }
 }
 
+/** Where a language image keeps the resource files its org.polykernel.resources label names. */
+export const KERNELSPEC_RESOURCE_DIR = '/usr/share/polykernel/kernelspec';
+
 export class KernelSpecRegistry {
   private entries = new Map<string, KernelSpecEntry>();
+  /** Resource files read out of images, by image and file name: an image's files never change. */
+  private readonly resourceCache = new Map<string, Promise<Buffer | undefined>>();
   private aliases = new Map<string, string>();
   private loadedAt = -Infinity;
   private refreshing?: Promise<void>;
@@ -106,6 +116,24 @@ export class KernelSpecRegistry {
     // An image built after the last refresh should not need a restart of the service.
     await this.refresh(true);
     return this.entries.get(key) ?? this.entries.get(this.aliases.get(key) ?? '');
+  }
+
+  /**
+   * A resource file (a logo) of a kernelspec, read from its image: the image is the one source of
+   * truth, so a language image built on another host brings its own logo. Only files the image's
+   * resources label names can be read. Undefined when the kernelspec or the file is unknown.
+   */
+  async readResource(nameOrAlias: string, file: string): Promise<Buffer | undefined> {
+    const entry = await this.resolve(nameOrAlias);
+    if (!entry || !entry.resources.includes(file)) return undefined;
+    const key = `${entry.image}\n${file}`;
+    let pending = this.resourceCache.get(key);
+    if (!pending) {
+      pending = this.runtime.readImageFile(entry.image, `${KERNELSPEC_RESOURCE_DIR}/${file}`);
+      this.resourceCache.set(key, pending);
+      pending.catch(() => this.resourceCache.delete(key));
+    }
+    return pending;
   }
 
   async names(): Promise<string[]> {

@@ -31,6 +31,8 @@ export class LiveKernel {
   limits?: ResourceLimits;
   connection: KernelConnection;
   private readonly listeners = new Set<MessageListener>();
+  /** Readiness probes sent on control: their busy/idle status says nothing about the shell (see waitReady). */
+  private readonly controlProbes = new Set<string>();
 
   constructor(
     readonly id: string,
@@ -51,7 +53,7 @@ export class LiveKernel {
   private dispatch(channel: Channel, msg: JupyterMessage): void {
     if (channel === 'iopub') {
       this.lastActivity = this.clock();
-      if (msg.header.msg_type === 'status') {
+      if (msg.header.msg_type === 'status' && !this.controlProbes.has(parentMsgId(msg) ?? '')) {
         this.state = transition(this.state, (msg.content as StatusContent).execution_state);
       }
     }
@@ -108,23 +110,27 @@ export class LiveKernel {
    * Waits until the kernel answers kernel_info on shell AND its iopub status for that request arrives:
    * only then is the SUB socket known to be subscribed (ZMQ's slow-joiner problem), so no output of the
    * first execution can be lost. Probes again every `probeMs` until `timeoutMs`.
+   *
+   * On `control` (re-adoption after a restart of the service, issue #6), ipykernel answers even while a
+   * long computation holds its shell; the probe's status then leaves `state` alone.
    */
-  async waitReady(timeoutMs: number, probeMs = 250): Promise<JupyterMessage> {
+  async waitReady(timeoutMs: number, probeMs = 250, channel: 'shell' | 'control' = 'shell'): Promise<JupyterMessage> {
     const deadline = this.clock() + timeoutMs;
     let kernelInfo: JupyterMessage | undefined;
     const probedIds = new Set<string>();
     let sawIopub = false;
-    const unsubscribe = this.onMessage((channel, msg) => {
+    const unsubscribe = this.onMessage((replyChannel, msg) => {
       const parent = parentMsgId(msg);
       if (!parent || !probedIds.has(parent)) return;
-      if (channel === 'iopub') sawIopub = true;
-      if (channel === 'shell' && msg.header.msg_type === 'kernel_info_reply') kernelInfo = msg;
+      if (replyChannel === 'iopub') sawIopub = true;
+      if (replyChannel === channel && msg.header.msg_type === 'kernel_info_reply') kernelInfo = msg;
     });
     try {
       while (this.clock() < deadline) {
         const probe = this.message('kernel_info_request', {});
         probedIds.add(probe.header.msg_id);
-        await this.send('shell', probe);
+        if (channel === 'control') this.controlProbes.add(probe.header.msg_id);
+        await this.send(channel, probe);
         const probeEnd = Math.min(this.clock() + probeMs, deadline);
         while (this.clock() < probeEnd && !(kernelInfo && sawIopub)) await sleep(5);
         if (kernelInfo && sawIopub) {

@@ -1,44 +1,87 @@
 /**
- * The v1 execute call: query, continue and input modes on top of the kernel manager.
+ * The v1 execute call: query, batch, continue and input modes on top of the kernel manager. Query and
+ * batch runs live in one table, so "continue" works the same for both.
  */
 import type { Config } from '../config/index.js';
 import { conflict } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ContainerRuntime } from '../runtime/runtime.js';
+import { BatchRun, resolveBatchCommands, type BatchOptions } from './batch.js';
 import type { KernelManager } from './kernel-manager.js';
-import { QueryRun, QueryRuns, type RunResult } from './query.js';
+import { QueryRun, QueryRuns, type Run, type RunResult } from './query.js';
 
 export type ExecuteRequest =
   | { mode: 'query'; code: string; runId?: string }
+  | { mode: 'batch'; options: BatchOptions; runId?: string }
   | { mode: 'continue'; runId: string }
   | { mode: 'input'; runId: string; code: string };
 
 export class QueryService {
   private readonly runs = new QueryRuns();
 
-  constructor(private readonly manager: KernelManager, private readonly config: Config) {
+  constructor(
+    private readonly manager: KernelManager,
+    private readonly config: Config,
+    private readonly runtime: ContainerRuntime,
+    private readonly log: Logger,
+  ) {
     manager.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
   }
 
   async execute(kernelId: string, request: ExecuteRequest): Promise<RunResult> {
-    const run = request.mode === 'query' ? await this.startRun(kernelId, request.code, request.runId) : this.runs.get(kernelId, request.runId);
+    let run: Run;
+    if (request.mode === 'query') run = await this.startRun(kernelId, request.code, request.runId);
+    else if (request.mode === 'batch') run = await this.startBatch(kernelId, request.options, request.runId);
+    else run = this.runs.get(kernelId, request.runId);
     if (request.mode === 'input') await run.sendInput(request.code);
     const result = await run.next(this.config.flushWindowMs);
     this.runs.settle(kernelId, result);
     return result;
   }
 
-  private async startRun(kernelId: string, code: string, runId: string | undefined): Promise<QueryRun> {
+  private assertNewRun(kernelId: string, runId: string | undefined): void {
     if (runId !== undefined && this.runs.has(kernelId, runId)) {
       throw conflict(`run ${runId} is still in progress; send mode "continue" or "input" for it`);
     }
+  }
+
+  private async startRun(kernelId: string, code: string, runId: string | undefined): Promise<QueryRun> {
+    this.assertNewRun(kernelId, runId);
+    // No store round trip here: the kernel's limits and counters live on the LiveKernel.
     const kernel = await this.manager.liveKernel(kernelId);
-    const record = await this.manager.get(kernelId);
+    kernel.numQueriesExecuted++;
     const run = new QueryRun(kernel, code, runId, {
-      timeoutMs: record.limits.timeoutMs,
+      timeoutMs: kernel.limits?.timeoutMs ?? this.config.defaultTimeoutMs,
       maxOutputBytes: this.config.maxOutputBytes,
       onTimeout: () => void this.manager.delete(kernelId, 'query timeout').catch(() => undefined),
     });
     this.runs.add(kernelId, run);
-    await Promise.all([run.start(), this.manager.countQuery(kernelId)]);
+    await run.start();
+    return run;
+  }
+
+  private async startBatch(kernelId: string, options: BatchOptions, runId: string | undefined): Promise<BatchRun> {
+    this.assertNewRun(kernelId, runId);
+    const kernel = await this.manager.liveKernel(kernelId);
+    const record = await this.manager.get(kernelId);
+    const spec = await this.manager.specs.resolve(record.lang);
+    const commands = resolveBatchCommands(options, record.lang, spec);
+    const run: BatchRun = new BatchRun(runId, commands, options.files, options.stdin, {
+      runtime: this.runtime,
+      containerId: record.containerId,
+      timeoutMs: record.limits.timeoutMs,
+      maxOutputBytes: this.config.maxOutputBytes,
+      // Steps run beside the kernel, not through its sockets: tell the idle culler it is in use.
+      onActivity: () => {
+        kernel.lastActivity = Date.now();
+      },
+      onTimeout: () => void this.manager.delete(kernelId, 'batch step outlived its timeout').catch(() => undefined),
+      onError: (error) => this.log.error('Batch step failed', { kernelId, runId: run.runId, error: error.stack ?? error.message }),
+    });
+    // Files first: a request whose files cannot be written fails as a whole, with no run left behind.
+    await run.start();
+    this.runs.add(kernelId, run);
+    kernel.numQueriesExecuted++;
     return run;
   }
 }

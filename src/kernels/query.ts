@@ -16,15 +16,13 @@ import {
   type StatusContent,
   type StreamContent,
 } from '../protocol/messages.js';
+import { ConsoleOutput, type ConsoleItem } from './console-output.js';
 import type { LiveKernel } from './live-kernel.js';
 
-export type ConsoleItem =
-  | ['stdout', string]
-  | ['stderr', string]
-  | ['media', [string, string]]
-  | ['html', string];
+export type { ConsoleItem };
 
-export type RunStatus = 'finished' | 'continued' | 'waiting-input' | 'exec-timeout';
+/** `build-finished` is batch mode's only (see batch.ts). */
+export type RunStatus = 'finished' | 'continued' | 'waiting-input' | 'exec-timeout' | 'build-finished';
 
 export interface RunResult {
   runId: string;
@@ -57,6 +55,16 @@ export function consoleItemsOf(data: Record<string, unknown>): ConsoleItem[] {
   return [];
 }
 
+/** A run the client drives with "continue" (and "input"): a query run or a batch run. */
+export interface Run {
+  readonly runId: string;
+  /** Resolves at the run's next boundary or after `flushWindowMs`, with the output since the last call. */
+  next(flushWindowMs: number): Promise<RunResult>;
+  sendInput(line: string): Promise<void>;
+  /** Ends the run because its kernel went away; its next result says why. */
+  abort(reason: string): void;
+}
+
 export interface QueryOptions {
   timeoutMs: number;
   maxOutputBytes: number;
@@ -64,11 +72,9 @@ export interface QueryOptions {
   onTimeout: () => void;
 }
 
-export class QueryRun {
+export class QueryRun implements Run {
   readonly runId: string;
-  private pending: ConsoleItem[] = [];
-  private outputBytes = 0;
-  private truncated = false;
+  private readonly output: ConsoleOutput;
   private replyStatus?: ExecuteReplyContent['status'];
   private idle = false;
   private inputRequest?: JupyterMessage;
@@ -82,6 +88,7 @@ export class QueryRun {
 
   constructor(private readonly kernel: LiveKernel, code: string, runId: string | undefined, private readonly options: QueryOptions) {
     this.runId = runId ?? randomUUID();
+    this.output = new ConsoleOutput(options.maxOutputBytes);
     this.request = kernel.message('execute_request', {
       code,
       silent: false,
@@ -112,22 +119,22 @@ export class QueryRun {
     switch (msg.header.msg_type) {
       case 'stream': {
         const { name, text } = content as StreamContent;
-        this.push([name === 'stderr' ? 'stderr' : 'stdout', text]);
+        this.output.push([name === 'stderr' ? 'stderr' : 'stdout', text]);
         break;
       }
       case 'display_data':
       case 'execute_result':
-        for (const item of consoleItemsOf((content as DisplayDataContent).data)) this.push(item);
+        for (const item of consoleItemsOf((content as DisplayDataContent).data)) this.output.push(item);
         break;
       case 'error': {
         const { traceback, ename, evalue } = content as ErrorContent;
         const text = traceback?.length ? traceback.join('\n') : `${ename}: ${evalue}`;
-        this.push(['stderr', `${stripAnsi(text)}\n`]);
+        this.output.push(['stderr', `${stripAnsi(text)}\n`]);
         break;
       }
       case 'input_request': {
         const { prompt } = content as InputRequestContent;
-        if (prompt) this.push(['stdout', prompt]);
+        if (prompt) this.output.push(['stdout', prompt]);
         this.inputRequest = msg;
         break;
       }
@@ -141,24 +148,6 @@ export class QueryRun {
         return;
     }
     this.notify();
-  }
-
-  /** Appends an item, merging runs of the same stream and cutting output past the limit with a marker. */
-  private push(item: ConsoleItem): void {
-    if (this.truncated) return;
-    const size = typeof item[1] === 'string' ? Buffer.byteLength(item[1]) : Buffer.byteLength(item[1][1]);
-    if (this.outputBytes + size > this.options.maxOutputBytes) {
-      this.truncated = true;
-      this.pending.push(['stderr', `\n[output truncated: more than ${this.options.maxOutputBytes} bytes]\n`]);
-      return;
-    }
-    this.outputBytes += size;
-    const last = this.pending[this.pending.length - 1];
-    if (last && last[0] === item[0] && (item[0] === 'stdout' || item[0] === 'stderr')) {
-      last[1] = (last[1] as string) + (item[1] as string);
-    } else {
-      this.pending.push(item);
-    }
   }
 
   private notify(): void {
@@ -187,8 +176,7 @@ export class QueryRun {
   }
 
   private result(): RunResult {
-    const console = this.pending;
-    this.pending = [];
+    const console = this.output.take();
     let status: RunStatus = 'continued';
     let exitCode: number | null = null;
     if (this.timedOut) {
@@ -217,8 +205,7 @@ export class QueryRun {
   abort(reason: string): void {
     if (this.done) return;
     this.abortedBecause = reason;
-    this.truncated = false;
-    this.pending.push(['stderr', `\n[kernel died: ${reason}]\n`]);
+    this.output.notice(`\n[kernel died: ${reason}]\n`);
     this.notify();
   }
 
@@ -230,17 +217,17 @@ export class QueryRun {
 
 /** The runs in progress on each kernel, addressed by runId. */
 export class QueryRuns {
-  private readonly runs = new Map<string, QueryRun>();
+  private readonly runs = new Map<string, Run>();
 
   private key(kernelId: string, runId: string): string {
     return `${kernelId}/${runId}`;
   }
 
-  add(kernelId: string, run: QueryRun): void {
+  add(kernelId: string, run: Run): void {
     this.runs.set(this.key(kernelId, run.runId), run);
   }
 
-  get(kernelId: string, runId: string | undefined): QueryRun {
+  get(kernelId: string, runId: string | undefined): Run {
     if (!runId) throw invalidInput('runId is required to continue a run or answer its input');
     const run = this.runs.get(this.key(kernelId, runId));
     if (!run) throw notFound(`no run ${runId} in progress on kernel ${kernelId}`);

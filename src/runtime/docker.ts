@@ -3,24 +3,32 @@
  * - 404 on remove/inspect = already gone; 304 on stop = already stopped.
  * - Container deaths come from the events stream (die, oom), which is reopened when it breaks.
  * - Host PIDs of a container are read from its cgroup (v1 cgroupfs or v2), falling back to `top`.
+ * - `docker cp` (putArchive) refuses a container with a read-only root fs even for a path on a tmpfs, so
+ *   files reach a kernel's work directory through `exec` (batch mode pipes a tar archive into `tar -x`).
+ * - An exec's output stream can end a moment before the engine records its exit code.
  */
 import { readFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import Docker from 'dockerode';
-import { unavailable } from '../errors.js';
+import { conflict, unavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { GVISOR_SECCOMP_PROFILE, isGvisorRuntime } from './gvisor-seccomp.js';
 import {
+  CONTAINER_WORK_DIR,
+  KERNEL_USER,
   LABELS,
   type ContainerRuntime,
   type ContainerState,
   type DeathListener,
   type DeathReason,
+  type ExecOutputListener,
+  type ExecSpec,
   type KernelContainerSpec,
   type KernelImage,
   type ResourceUsage,
 } from './runtime.js';
 
-export const CONTAINER_WORK_DIR = '/home/work';
-export const KERNEL_USER = '1000:1000';
+export { CONTAINER_WORK_DIR, KERNEL_USER };
 
 function statusCode(error: unknown): number | undefined {
   return (error as { statusCode?: number }).statusCode;
@@ -28,7 +36,19 @@ function statusCode(error: unknown): number | undefined {
 
 function isEngineDown(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
-  return code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES';
+  // ECONNRESET/EPIPE: the engine (or the proxy in front of it) went away during the call.
+  return code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * dockerode options for POLYKERNEL_DOCKER_HOST (`unix:///path` or `tcp://host:port`); empty = dockerode's
+ * own default (DOCKER_HOST, DOCKER_TLS_VERIFY…, else /var/run/docker.sock).
+ */
+export function dockerOptionsFor(host: string): Docker.DockerOptions {
+  if (!host) return {};
+  if (host.startsWith('unix://')) return { socketPath: host.slice('unix://'.length) };
+  const url = new URL(host.replace(/^tcp:/, 'http:'));
+  return { protocol: url.protocol === 'https:' ? 'https' : 'http', host: url.hostname, port: Number(url.port || 2375) };
 }
 
 function deathReasonOf(state: { OOMKilled?: boolean; ExitCode?: number }): DeathReason {
@@ -38,10 +58,28 @@ function deathReasonOf(state: { OOMKilled?: boolean; ExitCode?: number }): Death
   return code === 137 ? 'killed' : `exit code ${code}`;
 }
 
+/** The first regular file of a tar archive (what the archive endpoint sends for one file). */
+function firstFileOfTar(tar: Buffer): Buffer | undefined {
+  for (let offset = 0; offset + 512 <= tar.length; ) {
+    const header = tar.subarray(offset, offset + 512);
+    if (header.every((byte) => byte === 0)) return undefined;
+    const size = parseInt(header.subarray(124, 136).toString('ascii').replace(/\0.*$/s, '').trim() || '0', 8);
+    const type = header[156];
+    const start = offset + 512;
+    // '0' or NUL: a regular file. Anything else (PAX headers, links, directories) is skipped.
+    if (type === 0x30 || type === 0) return Buffer.from(tar.subarray(start, start + size));
+    offset = start + Math.ceil(size / 512) * 512;
+  }
+  return undefined;
+}
+
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: Docker;
   private readonly deathListeners = new Set<DeathListener>();
   private eventStream?: NodeJS.ReadableStream;
+  /** When the events stream last broke (unix seconds): the reopened stream replays deaths since then. */
+  private eventsBrokeAt?: number;
+  private eventsDown = false;
   private closed = false;
 
   constructor(private readonly log: Logger, private readonly instance: string, options: Docker.DockerOptions = {}) {
@@ -90,7 +128,10 @@ export class DockerRuntime implements ContainerRuntime {
           Tmpfs: tmpfs,
           ReadonlyRootfs: true,
           CapDrop: ['ALL'],
-          SecurityOpt: ['no-new-privileges'],
+          // Under runc Docker's default seccomp profile applies; gVisor needs its own (see gvisor-seccomp.ts).
+          SecurityOpt: isGvisorRuntime(spec.runtime)
+            ? ['no-new-privileges', `seccomp=${JSON.stringify(GVISOR_SECCOMP_PROFILE)}`]
+            : ['no-new-privileges'],
           PidsLimit: spec.pidsLimit,
           Memory: spec.memoryBytes,
           // Swap equal to memory = no swap at all: the cap is a real cap.
@@ -100,6 +141,9 @@ export class DockerRuntime implements ContainerRuntime {
           Init: true,
           Runtime: spec.runtime,
           IpcMode: 'private',
+          // /dev/shm (POSIX semaphores and shared memory, e.g. Python's multiprocessing) is scratch space
+          // like /tmp: the same cap, instead of Docker's 64 MB default.
+          ShmSize: spec.tmpSizeMB * 1024 * 1024,
           Ulimits: [{ Name: 'core', Soft: 0, Hard: 0 }],
         },
       }),
@@ -190,6 +234,30 @@ export class DockerRuntime implements ContainerRuntime {
     );
   }
 
+  async readImageFile(image: string, filePath: string): Promise<Buffer | undefined> {
+    // A created, never started container is the engine's way to read an image's files (`docker cp`).
+    // Labelled like every container of this instance, so a crash here leaves nothing the reaper misses.
+    const container = await this.call('create container', () =>
+      this.docker.createContainer({
+        Image: image,
+        Labels: { [LABELS.managed]: 'true', [LABELS.instance]: this.instance },
+        NetworkDisabled: true,
+        HostConfig: { NetworkMode: 'none' },
+      }),
+    );
+    try {
+      const archive = await this.call('read from image', () => container.getArchive({ path: filePath }));
+      const chunks: Buffer[] = [];
+      for await (const chunk of archive as AsyncIterable<Buffer>) chunks.push(chunk);
+      return firstFileOfTar(Buffer.concat(chunks));
+    } catch (error) {
+      if (statusCode(error) === 404) return undefined;
+      throw error;
+    } finally {
+      await this.remove(container.id);
+    }
+  }
+
   async processIds(containerId: string): Promise<number[]> {
     const candidates = [
       `/sys/fs/cgroup/pids/docker/${containerId}/cgroup.procs`,
@@ -231,6 +299,60 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  async exec(containerId: string, spec: ExecSpec, onOutput: ExecOutputListener): Promise<{ exitCode: number }> {
+    const withStdin = spec.stdin !== undefined;
+    const started = Date.now();
+    this.log.debug('Starting exec', { containerId: containerId.slice(0, 12), cmd: spec.cmd[0] });
+    let exec: Docker.Exec;
+    try {
+      exec = await this.call('create exec', () =>
+        this.docker.getContainer(containerId).exec({
+          Cmd: spec.cmd,
+          AttachStdin: withStdin,
+          AttachStdout: true,
+          AttachStderr: true,
+          Tty: false,
+          User: spec.user,
+          WorkingDir: spec.workingDir,
+          Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        }),
+      );
+    } catch (error) {
+      // 404: container gone; 409: container not running (stopped or being removed).
+      if (statusCode(error) === 404 || statusCode(error) === 409) throw conflict('the kernel\'s container is not running');
+      throw error;
+    }
+    const stream = await this.call('start exec', () => exec.start({ hijack: true, stdin: withStdin }));
+    await new Promise<void>((resolve) => {
+      const sink = (name: 'stdout' | 'stderr') =>
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            onOutput(name, chunk);
+            callback();
+          },
+        });
+      this.docker.modem.demuxStream(stream, sink('stdout'), sink('stderr'));
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      // EPIPE/ECONNRESET when the command exits without reading all its stdin: its exit code still tells.
+      stream.on('error', (error: Error) => {
+        this.log.debug('Exec stream error', { containerId: containerId.slice(0, 12), error: error.message });
+        resolve();
+      });
+      // end() half-closes the hijacked connection: the engine then closes the command's stdin.
+      if (withStdin) stream.end(spec.stdin);
+    });
+    for (let attempt = 0; ; attempt++) {
+      const info = await this.call('inspect exec', () => exec.inspect());
+      if (!info.Running && info.ExitCode !== null) {
+        this.log.debug('Exec ended', { containerId: containerId.slice(0, 12), exitCode: info.ExitCode, ms: Date.now() - started });
+        return { exitCode: info.ExitCode };
+      }
+      if (attempt >= 250) throw new Error(`exec ${info.ID.slice(0, 12)} reports no exit code after its output ended`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   onDeath(listener: DeathListener): () => void {
     this.deathListeners.add(listener);
     if (!this.eventStream) void this.watchEvents();
@@ -241,6 +363,8 @@ export class DockerRuntime implements ContainerRuntime {
     if (this.closed) return;
     try {
       const stream = (await this.docker.getEvents({
+        // Deaths while the engine was unreachable are not missed (issue #6); duplicates are harmless.
+        ...(this.eventsBrokeAt !== undefined ? { since: this.eventsBrokeAt } : {}),
         filters: {
           type: ['container'],
           event: ['die'],
@@ -248,6 +372,8 @@ export class DockerRuntime implements ContainerRuntime {
         },
       })) as NodeJS.ReadableStream;
       this.eventStream = stream;
+      if (this.eventsDown) this.log.info('Docker events available again');
+      this.eventsDown = false;
       let pending = '';
       stream.on('data', (chunk: Buffer) => {
         pending += chunk.toString('utf8');
@@ -259,13 +385,17 @@ export class DockerRuntime implements ContainerRuntime {
         }
       });
       const reopen = () => {
+        if (this.eventStream !== stream) return;
         this.eventStream = undefined;
+        this.eventsBrokeAt = Math.floor(Date.now() / 1000) - 1;
         if (!this.closed) setTimeout(() => void this.watchEvents(), 1000).unref();
       };
       stream.on('end', reopen);
       stream.on('error', reopen);
     } catch (error) {
-      this.log.warn('Docker events unavailable; retrying', { error: (error as Error).message });
+      // Once per outage, not once a second.
+      if (!this.eventsDown) this.log.warn('Docker events unavailable; retrying', { error: (error as Error).message });
+      this.eventsDown = true;
       if (!this.closed) setTimeout(() => void this.watchEvents(), 1000).unref();
     }
   }

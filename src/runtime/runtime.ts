@@ -13,7 +13,14 @@ export const LABELS = {
   kernelspec: 'org.polykernel.kernelspec',
   aliases: 'org.polykernel.aliases',
   resources: 'org.polykernel.resources',
+  /** Batch mode's default commands (`"*"`): compile `main.<ext>` / run it. An empty build = no build step. */
+  build: 'org.polykernel.build',
+  exec: 'org.polykernel.exec',
 } as const;
+
+/** Where a kernel works and as whom: the same for the kernel process and for commands run beside it. */
+export const CONTAINER_WORK_DIR = '/home/work';
+export const KERNEL_USER = '1000:1000';
 
 export interface KernelContainerSpec {
   kernelId: string;
@@ -56,6 +63,18 @@ export interface ResourceUsage {
   cpuMs: number;
 }
 
+/** A command run beside the kernel in its container (batch mode's build, exec and clean steps). */
+export interface ExecSpec {
+  cmd: string[];
+  /** Written to the command's stdin, which is then closed. Absent: the command reads EOF at once. */
+  stdin?: Buffer | string;
+  user: string;
+  workingDir: string;
+  env?: Record<string, string>;
+}
+
+export type ExecOutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+
 export type DeathListener = (containerId: string, reason: DeathReason, labels: Record<string, string>) => void;
 
 export interface ContainerRuntime {
@@ -74,10 +93,17 @@ export interface ContainerRuntime {
   listManaged(): Promise<ContainerState[]>;
   /** Kernel images present on the engine (those carrying a kernelspec label). */
   listKernelImages(): Promise<KernelImage[]>;
+  /** A regular file's bytes, read out of an image without running it; undefined when it has none. */
+  readImageFile(image: string, filePath: string): Promise<Buffer | undefined>;
   /** Host PIDs of every process in the container (empty when they cannot be seen from here). */
   processIds(containerId: string): Promise<number[]>;
   /** Memory and CPU as the engine reports them (the fallback when host PIDs are not visible). */
   engineUsage(containerId: string): Promise<ResourceUsage | undefined>;
+  /**
+   * Runs a command in a running container and resolves with its exit code once it ended, passing its
+   * output on as it comes. There is no way to stop it from outside: callers bound it (`timeout` inside).
+   */
+  exec(containerId: string, spec: ExecSpec, onOutput: ExecOutputListener): Promise<{ exitCode: number }>;
   /** Container deaths as the engine reports them (events, not polling). */
   onDeath(listener: DeathListener): () => void;
   ping(): Promise<boolean>;

@@ -4,8 +4,8 @@
  * is one atomic HSET of just the changed fields (no read-modify-write, no lost updates between the stats
  * sampler and a request), and no JSON is ever decoded inside Redis.
  *
- * Commands fail fast while Redis is unreachable (no offline queue), so a request that needs the store
- * answers 503 at once instead of hanging; ioredis reconnects on its own in the background.
+ * Commands fail fast while Redis is unreachable (no offline queue) or does not answer (a command timeout),
+ * so a request that needs the store answers 503 instead of hanging; ioredis reconnects on its own.
  */
 import { Redis } from 'ioredis';
 import { unavailable } from '../errors.js';
@@ -44,6 +44,8 @@ export class RedisStore implements Store {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
+      // A Redis that accepts connections but never answers (frozen, partitioned) fails fast too (issue #6).
+      commandTimeout: 2000,
       retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     });
     // Connection errors surface per request as 503; the event needs a listener or Node throws.

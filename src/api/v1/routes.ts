@@ -5,6 +5,8 @@
 import Router from '@koa/router';
 import type { Config } from '../../config/index.js';
 import type { KernelManager } from '../../kernels/kernel-manager.js';
+import type { BatchOptions } from '../../kernels/batch.js';
+import { checkBatchFiles, MAX_BATCH_FILES, MAX_FILE_NAME_BYTES } from '../../kernels/batch-files.js';
 import type { KernelRecord } from '../../kernels/kernel-record.js';
 import type { ExecuteRequest, QueryService } from '../../kernels/query-service.js';
 import { invalidInput } from '../../errors.js';
@@ -37,19 +39,46 @@ interface CreateBody {
 }
 
 const EXECUTE_SCHEMA: ObjectSchema = {
-  mode: { type: 'string', required: true, enum: ['query', 'continue', 'input'] },
+  mode: { type: 'string', required: true, enum: ['query', 'batch', 'continue', 'input'] },
   code: { type: 'string' },
   runId: { type: 'string', minLength: 1, maxLength: 64, pattern: /^[A-Za-z0-9_.:-]+$/ },
   options: { type: 'object', fields: {}, allowExtra: true },
 };
 
 interface ExecuteBody {
-  mode: 'query' | 'continue' | 'input';
+  mode: 'query' | 'batch' | 'continue' | 'input';
   code?: string;
   runId?: string;
+  options?: Record<string, unknown>;
 }
 
-function toExecuteRequest(body: ExecuteBody): ExecuteRequest {
+const COMMAND = { type: 'string', maxLength: 65536 } as const;
+
+/** Batch mode's options; query mode ignores its options, as Backend.AI does. */
+const BATCH_OPTIONS_SCHEMA: ObjectSchema = {
+  files: {
+    type: 'array',
+    maxItems: MAX_BATCH_FILES,
+    items: {
+      type: 'object',
+      fields: {
+        name: { type: 'string', required: true, maxLength: MAX_FILE_NAME_BYTES },
+        content: { type: 'string', required: true },
+      },
+    },
+  },
+  build: COMMAND,
+  exec: COMMAND,
+  clean: COMMAND,
+  stdin: { type: 'string' },
+};
+
+function toBatchOptions(options: Record<string, unknown> | undefined, maxBodyBytes: number): BatchOptions {
+  const parsed = validateObject<Omit<BatchOptions, 'files'> & { files?: BatchOptions['files'] }>(BATCH_OPTIONS_SCHEMA, options ?? {}, 'options');
+  return { ...parsed, files: checkBatchFiles(parsed.files ?? [], maxBodyBytes) };
+}
+
+function toExecuteRequest(body: ExecuteBody, maxBodyBytes: number): ExecuteRequest {
   const need = (field: 'code' | 'runId') => {
     const value = body[field];
     if (value === undefined) throw invalidInput(`${field} is required in mode "${body.mode}"`);
@@ -58,6 +87,9 @@ function toExecuteRequest(body: ExecuteBody): ExecuteRequest {
   switch (body.mode) {
     case 'query':
       return { mode: 'query', code: need('code'), runId: body.runId };
+    case 'batch':
+      // `code` is ignored: a batch run is its files and commands.
+      return { mode: 'batch', options: toBatchOptions(body.options, maxBodyBytes), runId: body.runId };
     case 'continue':
       return { mode: 'continue', runId: need('runId') };
     case 'input':
@@ -114,7 +146,7 @@ export function v1Router(deps: V1Deps): Router {
   router.post('/:id', async (ctx) => {
     const id = assertKernelId(ctx.params.id!);
     const body = validateObject<ExecuteBody>(EXECUTE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
-    const result = await deps.queries.execute(id, toExecuteRequest(body));
+    const result = await deps.queries.execute(id, toExecuteRequest(body, deps.config.maxBodyBytes));
     ctx.body = { result };
   });
 

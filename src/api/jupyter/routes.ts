@@ -1,0 +1,240 @@
+/**
+ * The Jupyter REST APIs (Kernel Gateway's jupyter-websocket mode, jupyter_server's kernels, kernelspecs
+ * and sessions), over the same kernels as /v1. Thin handlers: validate, one manager call, status + JSON.
+ * Errors render as `{message, reason}` (api/http.ts picks that style for every non-/v1 path).
+ *
+ * The channels WebSocket of a kernel lives in src/channels/: an upgrade request never reaches koa.
+ */
+import { readFileSync } from 'node:fs';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Config } from '../../config/index.js';
+import { invalidInput, notFound } from '../../errors.js';
+import type { KernelManager } from '../../kernels/kernel-manager.js';
+import type { KernelRecord } from '../../kernels/kernel-record.js';
+import { NoSuchKernelSpecError, type SessionManager } from '../../sessions/session-manager.js';
+import { readJsonBody, sendError } from '../http.js';
+import { UUID_PATTERN, validateObject, type ObjectSchema } from '../validate.js';
+import { kernelModel, kernelSpecModel, sessionModel } from './models.js';
+
+export interface JupyterDeps {
+  config: Config;
+  kernels: KernelManager;
+  sessions: SessionManager;
+  /** Open WebSockets of a kernel in this process (the channels bridge); undefined when it has none here. */
+  connectionCount?: (kernelId: string) => number | undefined;
+}
+
+const VERSION = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const START_KERNEL_SCHEMA: ObjectSchema = {
+  name: { type: 'string', minLength: 1, maxLength: 128 },
+  env: { type: 'record', values: { type: 'string', maxLength: 32_768 }, maxKeys: 256 },
+  // jupyter_server's API accepts the notebook's path (the kernel's cwd); a sandbox has its own.
+  path: { type: 'string', maxLength: 4096 },
+};
+
+const KERNEL_CHOICE: ObjectSchema = {
+  id: { type: 'string', maxLength: 64 },
+  name: { type: 'string', minLength: 1, maxLength: 128 },
+};
+
+const SESSION_FIELDS: ObjectSchema = {
+  path: { type: 'string', maxLength: 4096 },
+  name: { type: 'string', maxLength: 4096 },
+  type: { type: 'string', maxLength: 64 },
+  // Clients hand whole kernel models around (JupyterLab's changeKernel takes a Partial<Kernel.IModel>):
+  // only id and name matter here, the rest of a model is ignored, as jupyter_server does.
+  kernel: { type: 'object', fields: KERNEL_CHOICE, allowExtra: true },
+  // The deprecated form of path (notebook clients before jupyter_server's sessions API change).
+  notebook: { type: 'object', fields: { path: { type: 'string', maxLength: 4096 }, name: { type: 'string', maxLength: 4096 } } },
+};
+
+/** PATCH bodies from JupyterLab carry the session's id next to the changes. */
+const PATCH_SESSION_SCHEMA: ObjectSchema = { ...SESSION_FIELDS, id: { type: 'string', maxLength: 64 } };
+
+interface SessionBody {
+  path?: string;
+  name?: string;
+  type?: string;
+  kernel?: { id?: string; name?: string };
+  notebook?: { path?: string; name?: string };
+  id?: string;
+}
+
+/** Kernel and session ids are UUIDs; like jupyter_server's URL patterns, anything else names nothing. */
+function idParam(raw: string, what: 'kernel' | 'session'): string {
+  if (!UUID_PATTERN.test(raw)) throw notFound(`no ${what} with id ${raw.slice(0, 60)}`);
+  return raw.toLowerCase();
+}
+
+/** Only KERNEL_* variables and those KG_ENV_WHITELIST names reach the kernel, as in Kernel Gateway. */
+export function kernelEnv(env: Record<string, string> | undefined, whitelist: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env ?? {})) {
+    if (!ENV_NAME.test(name)) throw invalidInput(`env.${name.slice(0, 60)} is not a valid environment variable name`);
+    if (name.startsWith('KERNEL_') || whitelist.includes(name)) out[name] = value;
+  }
+  return out;
+}
+
+/** The deprecated `notebook: {path}` form means a notebook session at that path. */
+function normaliseSession(body: SessionBody): SessionBody {
+  if (body.notebook?.path === undefined) return body;
+  return { ...body, path: body.notebook.path, type: 'notebook' };
+}
+
+async function jsonBody(ctx: Context, config: Config): Promise<unknown> {
+  const body = await readJsonBody(ctx, config.maxBodyBytes);
+  // Clients (jupyter_server among them) may send a literal null for "no options".
+  return body === null ? {} : body;
+}
+
+export function jupyterRouter(deps: JupyterDeps): Router {
+  const { config, kernels, sessions } = deps;
+  const router = new Router();
+  const model = (record: KernelRecord) => kernelModel(record, deps.connectionCount?.(record.id) ?? record.connections);
+
+  router.get('/api', (ctx) => {
+    ctx.body = { version: VERSION };
+  });
+
+  // --- kernelspecs ---------------------------------------------------------------------------------
+
+  router.get('/api/kernelspecs', async (ctx) => {
+    const entries = await kernels.specs.list();
+    ctx.body = {
+      default: config.defaultKernelName,
+      kernelspecs: Object.fromEntries(entries.map((entry) => [entry.name, kernelSpecModel(entry)])),
+    };
+  });
+
+  router.get('/api/kernelspecs/:name', async (ctx) => {
+    const entry = await kernels.specs.resolve(ctx.params.name!);
+    if (!entry) throw notFound(`Kernel spec ${ctx.params.name!.slice(0, 128)} not found`);
+    ctx.body = kernelSpecModel(entry);
+  });
+
+  router.get('/kernelspecs/:name/:resource', async (ctx) => {
+    const { name, resource } = ctx.params as { name: string; resource: string };
+    const data = await kernels.specs.readResource(name, resource);
+    if (!data) throw notFound(`kernelspec ${name.slice(0, 128)} has no resource ${resource.slice(0, 128)}`);
+    // By extension (png, svg, js, css); koa falls back to application/octet-stream.
+    ctx.type = resource;
+    ctx.set('Cache-Control', 'max-age=3600');
+    ctx.body = data;
+  });
+
+  // --- kernels -------------------------------------------------------------------------------------
+
+  router.get('/api/kernels', async (ctx) => {
+    if (!config.listKernels) {
+      sendError(ctx, 403, 'listing kernels is disabled on this server (KG_LIST_KERNELS=false)');
+      return;
+    }
+    const records = await kernels.list();
+    ctx.body = records.sort((a, b) => a.createdAt - b.createdAt).map(model);
+  });
+
+  router.post('/api/kernels', async (ctx) => {
+    const body = validateObject<{ name?: string; env?: Record<string, string> }>(START_KERNEL_SCHEMA, await jsonBody(ctx, config));
+    const { record } = await kernels.create({ lang: body.name, env: kernelEnv(body.env, config.envWhitelist) });
+    ctx.status = 201;
+    ctx.set('Location', `/api/kernels/${record.id}`);
+    ctx.body = model(record);
+  });
+
+  router.get('/api/kernels/:id', async (ctx) => {
+    ctx.body = model(await kernels.get(idParam(ctx.params.id!, 'kernel')));
+  });
+
+  router.delete('/api/kernels/:id', async (ctx) => {
+    await kernels.delete(idParam(ctx.params.id!, 'kernel'));
+    ctx.status = 204;
+  });
+
+  router.post('/api/kernels/:id/interrupt', async (ctx) => {
+    await kernels.interrupt(idParam(ctx.params.id!, 'kernel'));
+    ctx.status = 204;
+  });
+
+  router.post('/api/kernels/:id/restart', async (ctx) => {
+    ctx.body = model(await kernels.restart(idParam(ctx.params.id!, 'kernel')));
+  });
+
+  // A plain GET of the channels URL (no Upgrade header): what jupyter_server answers, in our style.
+  router.get('/api/kernels/:id/channels', async (ctx) => {
+    await kernels.get(idParam(ctx.params.id!, 'kernel'));
+    sendError(ctx, 400, 'this endpoint is a WebSocket: send "Connection: Upgrade" and "Upgrade: websocket"');
+  });
+
+  // --- sessions ------------------------------------------------------------------------------------
+
+  const sessionOut = (view: Parameters<typeof sessionModel>[0]) => sessionModel(view, deps.connectionCount?.(view.kernel.id));
+
+  /** jupyter_server answers 501 when a session asks for a kernelspec that is not installed. */
+  const noSuchKernel = (ctx: Context, error: NoSuchKernelSpecError) => {
+    ctx.status = 501;
+    ctx.body = { message: error.message, reason: 'Not Implemented', short_message: error.reason };
+  };
+
+  router.get('/api/sessions', async (ctx) => {
+    ctx.body = (await sessions.list()).map(sessionOut);
+  });
+
+  router.post('/api/sessions', async (ctx) => {
+    const body = normaliseSession(validateObject<SessionBody>(SESSION_FIELDS, await readJsonBody(ctx, config.maxBodyBytes)));
+    if (body.path === undefined) throw invalidInput('Missing field in JSON data: path');
+    if (body.type === undefined) throw invalidInput('Missing field in JSON data: type');
+    try {
+      const { view } = await sessions.create({ path: body.path, type: body.type, name: body.name, kernel: body.kernel });
+      ctx.status = 201;
+      ctx.set('Location', `/api/sessions/${view.session.id}`);
+      ctx.body = sessionOut(view);
+    } catch (error) {
+      if (error instanceof NoSuchKernelSpecError) return noSuchKernel(ctx, error);
+      throw error;
+    }
+  });
+
+  router.get('/api/sessions/:id', async (ctx) => {
+    ctx.body = sessionOut(await sessions.get(idParam(ctx.params.id!, 'session')));
+  });
+
+  router.patch('/api/sessions/:id', async (ctx) => {
+    const id = idParam(ctx.params.id!, 'session');
+    const body = normaliseSession(validateObject<SessionBody>(PATCH_SESSION_SCHEMA, await readJsonBody(ctx, config.maxBodyBytes)));
+    if (body.kernel?.id !== undefined && !UUID_PATTERN.test(body.kernel.id)) {
+      throw invalidInput(`No such kernel: ${body.kernel.id.slice(0, 64)}`);
+    }
+    try {
+      ctx.body = sessionOut(
+        await sessions.update(id, {
+          path: body.path,
+          name: body.name,
+          type: body.type,
+          kernel: body.kernel && { id: body.kernel.id?.toLowerCase(), name: body.kernel.name },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof NoSuchKernelSpecError) return noSuchKernel(ctx, error);
+      throw error;
+    }
+  });
+
+  router.delete('/api/sessions/:id', async (ctx) => {
+    await sessions.delete(idParam(ctx.params.id!, 'session'));
+    ctx.status = 204;
+  });
+
+  return router;
+}

@@ -1,0 +1,157 @@
+/**
+ * `GET /api/kernels/:id/channels` as a WebSocket: the HTTP server's `upgrade` requests come here (they
+ * never reach koa). The handshake checks the path, the token (header or `?token=`), the Origin and the
+ * kernel, then hands the socket to the kernel's KernelChannels. The `v1.kernel.websocket.jupyter.org`
+ * subprotocol is selected when a client offers it; otherwise the connection speaks the legacy JSON
+ * protocol.
+ *
+ * Kernel lifecycle reaches clients as jupyter_server reports it: a `restarting` or `dead` status on
+ * iopub, and the socket closed once the kernel is removed.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { presentedToken, tokenMatches } from '../api/http.js';
+import { UUID_PATTERN } from '../api/validate.js';
+import type { Config } from '../config/index.js';
+import { DomainError, httpStatusOf } from '../errors.js';
+import type { KernelManager } from '../kernels/kernel-manager.js';
+import type { LiveKernel } from '../kernels/live-kernel.js';
+import type { Logger } from '../logger.js';
+import { V1_PROTOCOL } from '../protocol/websocket.js';
+import { ChannelClient, KernelChannels } from './kernel-channels.js';
+
+const CHANNELS_PATH = /^\/api\/kernels\/([^/]+)\/channels\/?$/;
+
+/** Largest frame a client may send; larger ones close the connection with 1009, as RFC 6455 says. */
+const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' };
+
+/** Answers a refused handshake the way the Jupyter APIs answer errors: `{message, reason}`. */
+function refuse(socket: Duplex, status: number, message: string): void {
+  const reason = REASONS[status] ?? 'Error';
+  const body = JSON.stringify({ message, reason });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+  );
+}
+
+export class ChannelBridge {
+  private readonly wss: WebSocketServer;
+  private readonly hubs = new Map<string, KernelChannels>();
+
+  constructor(
+    private readonly kernels: KernelManager,
+    private readonly config: Pick<Config, 'authToken' | 'allowOrigin'>,
+    private readonly log: Logger,
+  ) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES,
+      handleProtocols: (offered) => (offered.has(V1_PROTOCOL) ? V1_PROTOCOL : false),
+    });
+    kernels.on('state', (kernelId, state) => {
+      if (state === 'restarting' || state === 'dead') this.hubs.get(kernelId)?.broadcastStatus(state);
+    });
+    kernels.on('removed', (kernelId, reason) => {
+      const hub = this.hubs.get(kernelId);
+      if (!hub) return;
+      this.hubs.delete(kernelId);
+      hub.closeAll(1000, `kernel removed: ${reason}`);
+    });
+  }
+
+  /** Open WebSockets of a kernel in this process, or undefined when it has none here. */
+  connectionCount(kernelId: string): number | undefined {
+    return this.hubs.get(kernelId)?.size;
+  }
+
+  /** The `upgrade` listener for the HTTP server. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', (error) => this.log.debug('WebSocket transport error', { error: error.message }));
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const match = CHANNELS_PATH.exec(url.pathname);
+    if (!match) return refuse(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
+    if (!tokenMatches(this.config.authToken, presentedToken(req.headers, url))) {
+      return refuse(socket, 401, 'authentication required: send "Authorization: token <KG_AUTH_TOKEN>" or ?token=');
+    }
+    if (!this.originAllowed(req)) return refuse(socket, 403, `origin ${String(req.headers.origin).slice(0, 200)} is not allowed`);
+    const kernelId = match[1]!.toLowerCase();
+    if (!UUID_PATTERN.test(kernelId)) return refuse(socket, 404, `no kernel with id ${kernelId.slice(0, 60)}`);
+    const sessionId = url.searchParams.get('session_id') ?? undefined;
+    this.kernels.liveKernel(kernelId).then(
+      (kernel) => {
+        if (socket.destroyed) return;
+        (socket as Socket).setNoDelay(true);
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(kernel, ws, sessionId));
+      },
+      (error: Error) => {
+        if (error instanceof DomainError) return refuse(socket, httpStatusOf(error), error.message);
+        this.log.error('WebSocket handshake failed', { kernelId, error: error.stack ?? error.message });
+        refuse(socket, 500, 'internal error; the service logged the details');
+      },
+    );
+  };
+
+  /**
+   * Browsers send Origin; other clients do not. As jupyter_server: no Origin, the same host, or the
+   * configured KG_ALLOW_ORIGIN ("*" = any) may connect, so a page elsewhere cannot drive a kernel.
+   */
+  private originAllowed(req: IncomingMessage): boolean {
+    const origin = req.headers.origin;
+    if (!origin) return true;
+    const allowed = this.config.allowOrigin;
+    if (allowed === '*' || origin === allowed) return true;
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
+    }
+  }
+
+  private attach(kernel: LiveKernel, ws: WebSocket, sessionId: string | undefined): void {
+    if (kernel.state === 'dead') {
+      ws.close(1000, 'kernel is gone');
+      return;
+    }
+    let hub = this.hubs.get(kernel.id);
+    if (!hub || hub.kernel !== kernel) {
+      hub?.dispose();
+      hub = new KernelChannels(kernel, this.log);
+      this.hubs.set(kernel.id, hub);
+    }
+    const client = new ChannelClient(ws, ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy');
+    hub.add(client, sessionId);
+    this.persistCount(kernel.id, hub.size);
+    const channels = hub;
+    ws.on('message', (data, isBinary) => channels.fromClient(client, data as Buffer, isBinary));
+    ws.on('error', (error) => this.log.debug('WebSocket error', { kernelId: kernel.id, error: error.message }));
+    ws.on('close', () => {
+      channels.remove(client);
+      if (this.hubs.get(kernel.id) !== channels) return;
+      if (channels.size === 0) {
+        this.hubs.delete(kernel.id);
+        channels.dispose();
+      }
+      this.persistCount(kernel.id, channels.size);
+    });
+  }
+
+  private persistCount(kernelId: string, count: number): void {
+    this.kernels.setConnections(kernelId, count).catch((error: Error) =>
+      this.log.debug('Could not store the connection count', { kernelId, error: error.message }),
+    );
+  }
+
+  /** On shutdown of the service: every client is told to go away (1001). */
+  close(): void {
+    for (const hub of this.hubs.values()) hub.closeAll(1001, 'service shutting down');
+    this.hubs.clear();
+    this.wss.close();
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * iopub messages -> nbformat outputs, as nbclient records them: consecutive stream text of the same
+ * name is merged, execute_result keeps its execution_count, transient fields (display_id) are dropped
+ * from the file but remembered so that update_display_data can rewrite earlier outputs (in any cell),
+ * and clear_output honours `wait`. Pure: the runner feeds it the messages whose parent is its request.
+ * https://jupyter-client.readthedocs.io/en/latest/messaging.html#messages-on-the-iopub-pub-sub-channel
+ */
+import type {
+  DisplayDataContent,
+  ErrorContent,
+  ExecuteResultContent,
+  JupyterMessage,
+  StreamContent,
+} from '../protocol/messages.js';
+import type { CodeCell, JsonMap, Output } from './notebook.js';
+
+type DisplayOutput = Extract<Output, { output_type: 'display_data' | 'execute_result' }>;
+
+export class OutputCollector {
+  private cell?: CodeCell;
+  private clearOnNextOutput = false;
+  /** display_id -> the outputs showing it, across the whole notebook. */
+  private readonly displays = new Map<string, DisplayOutput[]>();
+
+  /** Outputs from now on belong to `cell`. */
+  begin(cell: CodeCell): void {
+    this.cell = cell;
+    this.clearOnNextOutput = false;
+  }
+
+  /** Takes one iopub message of the current cell's request; returns true when the cell changed. */
+  handle(msg: JupyterMessage): boolean {
+    const cell = this.cell;
+    if (!cell) return false;
+    const content = msg.content;
+    switch (msg.header.msg_type) {
+      case 'execute_input': {
+        const count = content.execution_count;
+        if (typeof count === 'number') cell.execution_count = count;
+        return true;
+      }
+      case 'stream': {
+        const { name, text } = content as StreamContent;
+        this.clearIfWaiting(cell);
+        const last = cell.outputs[cell.outputs.length - 1];
+        if (last?.output_type === 'stream' && last.name === name) last.text += text;
+        else cell.outputs.push({ output_type: 'stream', name: name === 'stderr' ? 'stderr' : 'stdout', text });
+        return true;
+      }
+      case 'display_data':
+      case 'execute_result': {
+        const { data, metadata, transient } = content as DisplayDataContent;
+        this.clearIfWaiting(cell);
+        const output: DisplayOutput =
+          msg.header.msg_type === 'execute_result'
+            ? {
+                output_type: 'execute_result',
+                data: data ?? {},
+                metadata: metadata ?? {},
+                execution_count: (content as ExecuteResultContent).execution_count ?? cell.execution_count,
+              }
+            : { output_type: 'display_data', data: data ?? {}, metadata: metadata ?? {} };
+        if (output.output_type === 'execute_result' && output.execution_count !== null) {
+          cell.execution_count = output.execution_count;
+        }
+        cell.outputs.push(output);
+        const displayId = transient?.display_id;
+        if (typeof displayId === 'string') this.displays.set(displayId, [...(this.displays.get(displayId) ?? []), output]);
+        return true;
+      }
+      case 'update_display_data': {
+        const { data, metadata, transient } = content as DisplayDataContent;
+        const displayId = transient?.display_id;
+        if (typeof displayId !== 'string') return false;
+        for (const output of this.displays.get(displayId) ?? []) {
+          output.data = data ?? {};
+          output.metadata = (metadata as JsonMap | undefined) ?? {};
+        }
+        return true;
+      }
+      case 'error': {
+        const { ename, evalue, traceback } = content as ErrorContent;
+        this.clearIfWaiting(cell);
+        cell.outputs.push({
+          output_type: 'error',
+          ename: String(ename ?? 'Error'),
+          evalue: String(evalue ?? ''),
+          traceback: Array.isArray(traceback) ? traceback.map(String) : [],
+        });
+        return true;
+      }
+      case 'clear_output':
+        if (content.wait === true) this.clearOnNextOutput = true;
+        else cell.outputs = [];
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  private clearIfWaiting(cell: CodeCell): void {
+    if (!this.clearOnNextOutput) return;
+    this.clearOnNextOutput = false;
+    cell.outputs = [];
+  }
+}

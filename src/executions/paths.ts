@@ -1,0 +1,230 @@
+/**
+ * The notebook root (KG_NOTEBOOK_ROOT): every notebook and output path is relative to it and must stay
+ * inside it. A path is checked twice: lexically (no absolute paths, no `..` out of the root), then on
+ * disk, by realpath against the root's realpath (no symlink out). Reads and writes go through a file
+ * descriptor whose /proc/self/fd link is checked again, so a symlink swapped in after the check (a kernel
+ * can write into its notebook's directory) cannot redirect them.
+ *
+ * Output files are written by the service, never by the kernel, and only after the execution's kernel is
+ * gone. Without overwrite a file is created exclusively (O_EXCL, which never follows a symlink) under the
+ * next free name; with overwrite it is written to a temporary file and renamed over the target.
+ */
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { DomainError, invalidInput, notFound } from '../errors.js';
+
+/** The uid the kernels run as (images/*): it must be able to enter the notebook's directory. */
+export const KERNEL_UID = 1000;
+const MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024;
+
+export interface ResolvedNotebook {
+  /** Normalised path relative to the root, with forward slashes. */
+  rel: string;
+  /** The file's real path on disk. */
+  real: string;
+  /** Real path of the directory holding the file: the kernel's work directory. */
+  dir: string;
+}
+
+const codeOf = (error: unknown) => (error as NodeJS.ErrnoException)?.code;
+
+/** Whether `child` is `parent` or below it (both absolute, normalised). */
+export function isInside(parent: string, child: string): boolean {
+  const relative = path.relative(parent, child);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/**
+ * The lexical part of the check: a relative path that stays inside the root, normalised. `field` names
+ * the request field in messages.
+ */
+export function normaliseRelative(input: string, field: string): string {
+  if (input.includes('\0')) throw invalidInput(`${field} contains a NUL character`);
+  if (input.trim() === '') throw invalidInput(`${field} is empty`);
+  if (path.posix.isAbsolute(input) || path.win32.isAbsolute(input)) {
+    throw invalidInput(`${field} must be relative to the notebook root, got an absolute path`);
+  }
+  const normal = path.posix.normalize(input.replace(/\\/g, '/'));
+  if (normal === '..' || normal.startsWith('../')) throw invalidInput(`${field} points outside the notebook root`);
+  if (normal === '.' || normal.endsWith('/')) throw invalidInput(`${field} names a directory, not a notebook file`);
+  return normal;
+}
+
+/** `<dir>/<stem>-Executed<n>.ipynb` for a notebook `<dir>/<stem>.ipynb` (any other extension is kept in the stem). */
+export function defaultOutputName(notebookRel: string, n: number): string {
+  const dir = path.posix.dirname(notebookRel);
+  const base = path.posix.basename(notebookRel);
+  const stem = base.toLowerCase().endsWith('.ipynb') ? base.slice(0, -'.ipynb'.length) : base;
+  return path.posix.join(dir, `${stem}-Executed${n}.ipynb`);
+}
+
+/** For an explicit output path that exists (and no overwrite): `<dir>/<stem>-<n>.ipynb`, n from 2. */
+export function numberedOutputName(outputRel: string, n: number): string {
+  return outputRel.replace(/(\.ipynb)?$/i, (ext) => `-${n}${ext || '.ipynb'}`);
+}
+
+export class NotebookRoot {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  private async realRoot(): Promise<string> {
+    try {
+      return await realpath(this.root);
+    } catch {
+      throw notFound(`the notebook root ${this.root} does not exist`);
+    }
+  }
+
+  /** realpath of the deepest existing ancestor of `abs` (inclusive), checked against the root. */
+  private async checkExistingPart(realRoot: string, abs: string, field: string): Promise<string> {
+    for (let probe = abs; ; probe = path.dirname(probe)) {
+      try {
+        const real = await realpath(probe);
+        if (!isInside(realRoot, real)) throw invalidInput(`${field} points outside the notebook root (through a symbolic link)`);
+        return real;
+      } catch (error) {
+        if (error instanceof DomainError) throw error;
+        if (codeOf(error) !== 'ENOENT' && codeOf(error) !== 'ENOTDIR') throw error;
+        if (probe === path.dirname(probe)) throw error;
+      }
+    }
+  }
+
+  /** Resolves a notebook path: 400 when it escapes the root, 404 when the file is not there. */
+  async resolveNotebook(input: string): Promise<ResolvedNotebook> {
+    const rel = normaliseRelative(input, 'notebook');
+    const realRoot = await this.realRoot();
+    const abs = path.join(this.root, rel);
+    let real: string;
+    try {
+      real = await realpath(abs);
+    } catch (error) {
+      if (codeOf(error) !== 'ENOENT' && codeOf(error) !== 'ENOTDIR') throw error;
+      await this.checkExistingPart(realRoot, path.dirname(abs), 'notebook');
+      throw notFound(`notebook ${rel} not found`);
+    }
+    if (!isInside(realRoot, real)) throw invalidInput('notebook points outside the notebook root (through a symbolic link)');
+    const info = await stat(real);
+    if (!info.isFile()) throw invalidInput(`notebook ${rel} is not a file`);
+    const dir = path.dirname(real);
+    // The directory is bind-mounted by the Docker engine as "<host>:<container>": these would break the spec.
+    if (/[:,]/.test(dir)) throw invalidInput(`the directory of notebook ${rel} contains ":" or ",", which cannot be mounted into a kernel`);
+    await this.checkKernelCanEnter(dir, rel);
+    return { rel, real, dir };
+  }
+
+  /**
+   * The kernel (uid KERNEL_UID, no capabilities) starts in the notebook's directory: it must be able to
+   * enter and list it, else the container cannot even start. Mode bits only (ACLs are not read).
+   */
+  private async checkKernelCanEnter(dir: string, rel: string): Promise<void> {
+    const { mode, uid } = await stat(dir);
+    const rx = (shift: number) => ((mode >> shift) & 0o5) === 0o5;
+    if (rx(0) || (uid === KERNEL_UID && rx(6))) return;
+    throw invalidInput(
+      `the directory of notebook ${rel} is not readable by the kernel's user (uid ${KERNEL_UID}); ` +
+        'make it readable and searchable for others (chmod o+rx) or owned by that uid',
+    );
+  }
+
+  /** Reads a resolved notebook through a descriptor whose real path is checked again. */
+  async readNotebook(notebook: ResolvedNotebook): Promise<string> {
+    const realRoot = await this.realRoot();
+    const handle = await open(notebook.real, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error) => {
+      if (codeOf(error) === 'ENOENT') throw notFound(`notebook ${notebook.rel} not found`);
+      if (codeOf(error) === 'ELOOP') throw invalidInput(`notebook ${notebook.rel} was replaced by a symbolic link`);
+      throw error;
+    });
+    try {
+      await this.checkDescriptor(handle.fd, realRoot, 'notebook');
+      const { size } = await handle.stat();
+      if (size > MAX_NOTEBOOK_BYTES) throw invalidInput(`notebook ${notebook.rel} is larger than ${MAX_NOTEBOOK_BYTES} bytes`);
+      return await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async checkDescriptor(fd: number, realRoot: string, field: string): Promise<void> {
+    const target = await readlink(`/proc/self/fd/${fd}`);
+    if (!isInside(realRoot, target)) throw invalidInput(`${field} points outside the notebook root (through a symbolic link)`);
+  }
+
+  /** Checks an output path at submission: relative, inside the root, an .ipynb file. */
+  async checkOutputPath(input: string): Promise<string> {
+    const rel = normaliseRelative(input, 'output_path');
+    if (!rel.toLowerCase().endsWith('.ipynb')) throw invalidInput('output_path must end with .ipynb');
+    const realRoot = await this.realRoot();
+    const abs = path.join(this.root, rel);
+    const existing = await this.checkExistingPart(realRoot, abs, 'output_path');
+    if (existing === path.resolve(abs)) {
+      const info = await lstat(abs);
+      if (info.isDirectory()) throw invalidInput(`output_path ${rel} is a directory`);
+    }
+    return rel;
+  }
+
+  /**
+   * Writes an output notebook and returns the path it was written to (relative to the root).
+   * `explicit` is the requested output path; without it the next free `<name>-Executed<N>.ipynb`.
+   */
+  async writeOutput(content: string, options: { notebookRel: string; explicit?: string; overwrite: boolean }): Promise<string> {
+    const realRoot = await this.realRoot();
+    const first = options.explicit ?? defaultOutputName(options.notebookRel, 1);
+    const parent = path.dirname(path.join(this.root, first));
+    await this.checkExistingPart(realRoot, parent, 'output_path');
+    // The missing directories are created below a checked ancestor; the result is checked again.
+    await mkdir(parent, { recursive: true });
+    const realParent = await realpath(parent);
+    if (!isInside(realRoot, realParent)) throw invalidInput('output_path points outside the notebook root (through a symbolic link)');
+    if (options.explicit !== undefined && options.overwrite) {
+      return this.replace(realRoot, realParent, options.explicit, content);
+    }
+    for (let n = 1; n < 100_000; n++) {
+      const rel =
+        options.explicit === undefined
+          ? defaultOutputName(options.notebookRel, n)
+          : n === 1
+            ? options.explicit
+            : numberedOutputName(options.explicit, n);
+      const target = path.join(realParent, path.posix.basename(rel));
+      const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644).catch(
+        (error) => {
+          if (codeOf(error) === 'EEXIST') return undefined;
+          throw error;
+        },
+      );
+      if (!handle) continue;
+      try {
+        await this.checkDescriptor(handle.fd, realRoot, 'output_path');
+        await handle.writeFile(content, 'utf8');
+      } finally {
+        await handle.close();
+      }
+      return rel;
+    }
+    throw invalidInput(`no free output file name next to ${first}`);
+  }
+
+  private async replace(realRoot: string, realParent: string, rel: string, content: string): Promise<string> {
+    const target = path.join(realParent, path.posix.basename(rel));
+    const temp = path.join(realParent, `.${path.posix.basename(rel)}.${process.pid}.${Date.now()}.tmp`);
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    try {
+      await this.checkDescriptor(handle.fd, realRoot, 'output_path');
+      await handle.writeFile(content, 'utf8');
+    } catch (error) {
+      await handle.close();
+      await rm(temp, { force: true });
+      throw error;
+    }
+    await handle.close();
+    // rename replaces a symlink at the target itself, never the file it points to.
+    await rename(temp, target);
+    return rel;
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * v1 batch mode (Backend.AI's batch execute): writes files into the kernel's work directory, then runs a
+ * `build` and an `exec` shell command beside the kernel (a Docker exec as the kernel's user, in its work
+ * directory), so it works the same for every kernel: ipykernel, IRkernel, the runner.
+ *
+ * Statuses, as Backend.AI reports them: `continued` (flush window, like query mode), `build-finished` as a
+ * response of its own once the build step succeeded (also when there was none), then `finished` with the
+ * exec step's exit code; a failed build goes straight to `finished` with exit code 127 and the build's
+ * output. Past the time budget: `exec-timeout`.
+ *
+ * Time: the steps share one budget, the kernel's query timeout. Docker has no API to kill an exec, so each
+ * step runs under coreutils `timeout -s KILL <remaining>` in the container, which kills the step's whole
+ * process group (and itself: exit code 137); the kernel lives on. Should a step outlive its budget anyway
+ * (a process that left the group holds the output open), a backstop destroys the kernel as query mode does.
+ *
+ * `clean` runs after exec (and after a failed build) while budget remains, before `finished` is reported,
+ * so the work directory is clean when the client hears `finished`. Its output is not reported, only a
+ * notice when it fails; it does not change the exit code.
+ */
+import { randomUUID } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
+import { DomainError, invalidInput } from '../errors.js';
+import { CONTAINER_WORK_DIR, KERNEL_USER, type ContainerRuntime } from '../runtime/runtime.js';
+import { tarArchive, type BatchFile } from './batch-files.js';
+import { ConsoleOutput, type ConsoleItem } from './console-output.js';
+import type { Run, RunResult, RunStatus } from './query.js';
+
+export interface BatchOptions {
+  files: BatchFile[];
+  build?: string;
+  exec?: string;
+  clean?: string;
+  /** The exec step's stdin (the build reads EOF). */
+  stdin?: string;
+}
+
+/** The shell commands of a run; '' = no such step. */
+export interface BatchCommands {
+  build: string;
+  exec: string;
+  clean: string;
+}
+
+/** What a language image says its `"*"` build and exec are (image labels); undefined = it says nothing. */
+export interface BatchDefaults {
+  build?: string;
+  exec?: string;
+}
+
+/** Exit code of a run whose build failed, as Backend.AI reports it. */
+export const BUILD_FAILED_EXIT_CODE = 127;
+/** Exit code when the kernel went away under the run: a SIGKILL, as a shell reports it. */
+const KILLED_EXIT_CODE = 137;
+/** How long after the budget a step that is still running makes the backstop destroy the kernel. */
+export const BACKSTOP_GRACE_MS = 5000;
+/** Unpacking the files is not part of the steps' budget; it gets its own bound. */
+const FILE_WRITE_TIMEOUT_MS = 30_000;
+
+/** The commands to run: absent or blank = skip the step, `"*"` = the language's default. */
+export function resolveBatchCommands(options: BatchOptions, lang: string, defaults: BatchDefaults | undefined): BatchCommands {
+  const command = (step: 'build' | 'exec'): string => {
+    const value = options[step];
+    if (value === undefined || value.trim() === '') return '';
+    if (value.trim() !== '*') return value;
+    const fallback = defaults?.[step];
+    if (fallback === undefined) throw invalidInput(`no default ${step} command for ${lang}; pass options.${step}`);
+    return fallback;
+  };
+  const clean = options.clean ?? '';
+  if (clean.trim() === '*') throw invalidInput('options.clean has no default ("*"); pass a command');
+  return { build: command('build'), exec: command('exec'), clean: clean.trim() === '' ? '' : clean };
+}
+
+/** `timeout` takes seconds; milliseconds are kept (it accepts fractions). */
+function bounded(command: string[], ms: number): string[] {
+  return ['timeout', '-s', 'KILL', (Math.max(1, Math.ceil(ms)) / 1000).toFixed(3), ...command];
+}
+
+export interface BatchRunOptions {
+  runtime: ContainerRuntime;
+  containerId: string;
+  timeoutMs: number;
+  maxOutputBytes: number;
+  /** Called as the run makes progress: the idle culler must see the kernel in use. */
+  onActivity: () => void;
+  /** Called once when a step outlived its budget by BACKSTOP_GRACE_MS (the caller destroys the kernel). */
+  onTimeout: () => void;
+  /** A fault of the engine while running a step, for the log; the client sees a short notice. */
+  onError: (error: Error) => void;
+  clock?: () => number;
+  /** BACKSTOP_GRACE_MS unless a test says otherwise. */
+  backstopGraceMs?: number;
+}
+
+type StepOutcome = number | 'timeout';
+
+export class BatchRun implements Run {
+  readonly runId: string;
+  private readonly output: ConsoleOutput;
+  private readonly clock: () => number;
+  private deadline = 0;
+  private backstop?: NodeJS.Timeout;
+  /** The build step succeeded or there was none: a `build-finished` response is due. */
+  private buildFinished = false;
+  private buildFinishedReported = false;
+  /** The build's output not yet returned when it ended: the `build-finished` response carries it. */
+  private buildTail: ConsoleItem[] = [];
+  private exitCode?: number;
+  private timedOut = false;
+  private abortedBecause?: string;
+  private wake?: () => void;
+
+  constructor(
+    runId: string | undefined,
+    private readonly commands: BatchCommands,
+    private readonly files: readonly BatchFile[],
+    private readonly stdin: string | undefined,
+    private readonly options: BatchRunOptions,
+  ) {
+    this.runId = runId ?? randomUUID();
+    this.output = new ConsoleOutput(options.maxOutputBytes);
+    this.clock = options.clock ?? Date.now;
+  }
+
+  get done(): boolean {
+    return this.timedOut || this.abortedBecause !== undefined || this.exitCode !== undefined;
+  }
+
+  /** Writes the files (a failure is the request's: it throws), then runs the steps in the background. */
+  async start(): Promise<void> {
+    await this.writeFiles();
+    this.deadline = this.clock() + this.options.timeoutMs;
+    this.backstop = setTimeout(() => {
+      if (this.done) return;
+      this.timedOut = true;
+      this.notify();
+      this.options.onTimeout();
+    }, this.options.timeoutMs + (this.options.backstopGraceMs ?? BACKSTOP_GRACE_MS));
+    this.backstop.unref();
+    void this.steps();
+  }
+
+  private async writeFiles(): Promise<void> {
+    if (this.files.length === 0) return;
+    const errors = new StringDecoder('utf8');
+    let message = '';
+    const { exitCode } = await this.options.runtime.exec(
+      this.options.containerId,
+      {
+        // -m: the files get the current time, so that make-style builds see them as new.
+        cmd: bounded(['tar', '-x', '-m', '--no-same-owner', '-f', '-'], FILE_WRITE_TIMEOUT_MS),
+        stdin: tarArchive(this.files),
+        user: KERNEL_USER,
+        workingDir: CONTAINER_WORK_DIR,
+      },
+      (stream, chunk) => {
+        if (stream === 'stderr' && message.length < 2000) message += errors.write(chunk);
+      },
+    );
+    this.options.onActivity();
+    if (exitCode !== 0) {
+      const why = message.trim().slice(0, 500) || `tar exited with ${exitCode}`;
+      throw invalidInput(`could not write options.files into the work directory: ${why}`);
+    }
+  }
+
+  private async steps(): Promise<void> {
+    try {
+      if (this.commands.build) {
+        const build = await this.step(this.commands.build, undefined);
+        if (this.done) return;
+        if (build === 'timeout') return this.timeOut();
+        if (build !== 0) {
+          await this.clean();
+          return this.finish(BUILD_FAILED_EXIT_CODE);
+        }
+      }
+      this.buildTail = this.output.take();
+      this.buildFinished = true;
+      this.notify();
+      // Always some stdin, even empty: a program that reads it gets EOF, never an open pipe.
+      const exec = this.commands.exec ? await this.step(this.commands.exec, this.stdin ?? '') : 0;
+      if (this.done) return;
+      if (exec === 'timeout') return this.timeOut();
+      await this.clean();
+      this.finish(exec);
+    } catch (error) {
+      if (this.done) return;
+      this.options.onError(error as Error);
+      const why = error instanceof DomainError ? error.message : 'internal error; the service logged the details';
+      this.output.notice(`\n[batch step failed: ${why}]\n`);
+      this.finish(1);
+    }
+  }
+
+  /** Runs one step under the remaining budget, its output going to the console when `report`. */
+  private async step(command: string, stdin: string | undefined, report = true): Promise<StepOutcome> {
+    const remainingMs = this.deadline - this.clock();
+    if (remainingMs <= 0) return 'timeout';
+    const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+    const { exitCode } = await this.options.runtime.exec(
+      this.options.containerId,
+      { cmd: bounded(['sh', '-c', command], remainingMs), stdin, user: KERNEL_USER, workingDir: CONTAINER_WORK_DIR },
+      (stream, chunk) => {
+        this.options.onActivity();
+        if (!report) return;
+        const text = decoders[stream].write(chunk);
+        if (text) this.output.push([stream, text]);
+      },
+    );
+    if (report) {
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const rest = decoders[stream].end();
+        if (rest) this.output.push([stream, rest]);
+      }
+    }
+    this.options.onActivity();
+    // `timeout -s KILL` kills its own process group, itself included: 137, and never before the deadline.
+    if (exitCode === KILLED_EXIT_CODE && this.clock() >= this.deadline) return 'timeout';
+    return exitCode;
+  }
+
+  private async clean(): Promise<void> {
+    if (!this.commands.clean) return;
+    const outcome = await this.step(this.commands.clean, undefined, false);
+    if (outcome !== 0) {
+      this.output.notice(`\n[clean ${outcome === 'timeout' ? 'ran out of time' : `exited with ${outcome}`}]\n`);
+    }
+  }
+
+  private finish(exitCode: number): void {
+    this.exitCode = exitCode;
+    this.notify();
+  }
+
+  private timeOut(): void {
+    this.timedOut = true;
+    this.notify();
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private get atBoundary(): boolean {
+    return this.done || (this.buildFinished && !this.buildFinishedReported);
+  }
+
+  /** Resolves at the next boundary (build finished, finished, timeout) or after `flushWindowMs`. */
+  async next(flushWindowMs: number): Promise<RunResult> {
+    if (!this.atBoundary) {
+      await new Promise<void>((resolve) => {
+        const window = setTimeout(resolve, flushWindowMs);
+        const check = () => {
+          if (this.atBoundary) {
+            clearTimeout(window);
+            resolve();
+          } else {
+            this.wake = check;
+          }
+        };
+        this.wake = check;
+      });
+    }
+    return this.result();
+  }
+
+  private result(): RunResult {
+    const interrupted = this.timedOut || this.abortedBecause !== undefined;
+    if (this.buildFinished && !this.buildFinishedReported && !interrupted) {
+      this.buildFinishedReported = true;
+      return this.reply('build-finished', null, this.takeBuildTail());
+    }
+    const console = [...this.takeBuildTail(), ...this.output.take()];
+    if (this.timedOut) return this.reply('exec-timeout', null, console);
+    if (this.abortedBecause !== undefined) return this.reply('finished', KILLED_EXIT_CODE, console);
+    if (this.exitCode !== undefined) return this.reply('finished', this.exitCode, console);
+    return this.reply('continued', null, console);
+  }
+
+  private takeBuildTail(): ConsoleItem[] {
+    const tail = this.buildTail;
+    this.buildTail = [];
+    return tail;
+  }
+
+  private reply(status: RunStatus, exitCode: number | null, console: ConsoleItem[]): RunResult {
+    if (status === 'finished' || status === 'exec-timeout') this.dispose();
+    return { runId: this.runId, status, exitCode, console, options: {} };
+  }
+
+  async sendInput(_line: string): Promise<void> {
+    throw invalidInput(`run ${this.runId} is a batch run: its program reads options.stdin; mode "input" answers query runs`);
+  }
+
+  abort(reason: string): void {
+    if (this.done) return;
+    this.abortedBecause = reason;
+    this.output.notice(`\n[kernel died: ${reason}]\n`);
+    this.notify();
+  }
+
+  dispose(): void {
+    clearTimeout(this.backstop);
+  }
+}

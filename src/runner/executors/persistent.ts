@@ -1,0 +1,145 @@
+/**
+ * A child that lives across cells (bash, the JavaScript realm): cells go to it on fd 3, its stdout and
+ * stderr stream to the client all the time, and a cell ends when its end-of-cell marker has come on both
+ * streams (sentinel.ts). Output between cells (a background job, a timer) goes to the last cell's parent.
+ *
+ * Interrupt: SIGINT to the child's process group. A child blocked reading stdin (bash's `read`, the realm's
+ * input()) does not return on SIGINT, so it gets an empty line. A child that has not ended the cell
+ * INTERRUPT_GRACE_MS later is killed and started afresh; the outcome says that its state is gone.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
+import { forward, signalGroup, spawnGroup } from '../child.js';
+import {
+  errorOutcome,
+  interruptedOutcome,
+  type Cell,
+  type CellOutcome,
+  type Executor,
+  type ExecutorOptions,
+  type IsCompleteStatus,
+} from '../executor.js';
+import { markerPrefix, SentinelScanner } from '../sentinel.js';
+import { processWaitsForInput, serveInput, stdinIdentity } from '../stdin-watch.js';
+
+const INTERRUPT_GRACE_MS = 2000;
+
+type Ending = { kind: 'marker'; payload: string } | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null };
+
+interface Running {
+  child: ChildProcess;
+  token: string;
+  stdinIdentity?: string;
+  exited: boolean;
+  /** The cell in progress: markers seen so far and how to finish it. */
+  cell?: { stdoutPayload?: string; stderrSeen: boolean; finish: (ending: Ending) => void };
+}
+
+export abstract class PersistentExecutor implements Executor {
+  private running?: Running;
+  private stopping = false;
+
+  constructor(protected readonly options: ExecutorOptions, private readonly what: string) {}
+
+  /** The command line of the child. */
+  protected abstract command(): string[];
+  /** What goes to fd 3 for a cell. */
+  protected abstract encode(cell: Cell): string;
+  /** The outcome a stdout marker's payload stands for. */
+  protected abstract outcomeOf(payload: string): CellOutcome;
+  /** A check before the cell is sent (a syntax check); an outcome here ends the cell. */
+  protected async precheck(_cell: Cell): Promise<CellOutcome | undefined> {
+    return undefined;
+  }
+
+  abstract isComplete(code: string): Promise<IsCompleteStatus>;
+
+  async start(): Promise<void> {
+    if (this.running && !this.running.exited) return;
+    const token = randomBytes(12).toString('hex');
+    const child = spawnGroup(this.command(), {
+      cwd: this.options.workDir,
+      env: { ...process.env, PK_TOKEN: token },
+      stdin: 'pipe',
+      extraPipes: 1,
+    });
+    const running: Running = { child, token, exited: false };
+    this.running = running;
+    const onMarker = (stream: 'stdout' | 'stderr') => (payload: string) => {
+      const cell = running.cell;
+      if (!cell) return;
+      if (stream === 'stdout') cell.stdoutPayload = payload;
+      else cell.stderrSeen = true;
+      if (cell.stdoutPayload !== undefined && cell.stderrSeen) cell.finish({ kind: 'marker', payload: cell.stdoutPayload });
+    };
+    const prefix = markerPrefix(token);
+    forward(child.stdout!, 'stdout', this.options.output, new SentinelScanner(prefix), onMarker('stdout'));
+    forward(child.stderr!, 'stderr', this.options.output, new SentinelScanner(prefix), onMarker('stderr'));
+    child.on('error', () => undefined);
+    child.once('exit', (code, signal) => {
+      running.exited = true;
+      signalGroup(child.pid, 'SIGKILL');
+      running.cell?.finish({ kind: 'exit', code, signal });
+    });
+    if (child.pid) running.stdinIdentity = await stdinIdentity(child.pid);
+  }
+
+  async run(cell: Cell): Promise<CellOutcome> {
+    const checked = await this.precheck(cell);
+    if (checked) return checked;
+    await this.start();
+    const running = this.running!;
+    const { child } = running;
+    const done = new AbortController();
+    let killedAfterInterrupt = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const ending = new Promise<Ending>((resolve) => {
+      running.cell = { stderrSeen: false, finish: resolve };
+      if (running.exited) resolve({ kind: 'exit', code: child.exitCode, signal: child.signalCode });
+    });
+    const onInterrupt = () => {
+      signalGroup(child.pid, 'SIGINT');
+      if (child.pid && running.stdinIdentity) {
+        void processWaitsForInput(child.pid, running.stdinIdentity).then((waiting) => {
+          if (waiting) child.stdin?.write('\n');
+        });
+      }
+      graceTimer = setTimeout(() => {
+        killedAfterInterrupt = true;
+        signalGroup(child.pid, 'SIGKILL');
+      }, INTERRUPT_GRACE_MS);
+    };
+    cell.signal.addEventListener('abort', onInterrupt, { once: true });
+    try {
+      (child.stdio[3] as Writable).write(this.encode(cell));
+      if (cell.allowStdin && child.pid && running.stdinIdentity) {
+        void serveInput(child.pid, running.stdinIdentity, child.stdin!, cell, AbortSignal.any([done.signal, cell.signal]));
+      }
+      const end = await ending;
+      if (end.kind === 'exit') {
+        if (!this.stopping) void this.start().catch(() => undefined);
+        const reset = `a new ${this.what} was started: its state was reset`;
+        if (killedAfterInterrupt) return interruptedOutcome(`the ${this.what} did not stop on SIGINT and was killed; ${reset}`);
+        const how = end.signal ? `was killed by ${end.signal}` : `exited with status ${end.code}`;
+        return errorOutcome('RuntimeError', `the ${this.what} ${how}; ${reset}`);
+      }
+      if (cell.signal.aborted) return interruptedOutcome();
+      return this.outcomeOf(end.payload);
+    } finally {
+      done.abort();
+      clearTimeout(graceTimer);
+      cell.signal.removeEventListener('abort', onInterrupt);
+      running.cell = undefined;
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    const running = this.running;
+    if (!running || running.exited) return;
+    const gone = new Promise((resolve) => running.child.once('exit', resolve));
+    signalGroup(running.child.pid, 'SIGKILL');
+    await gone;
+  }
+}
