@@ -80,16 +80,14 @@ const MAIN_PY = [
 ].join('\n');
 
 test.serial('python: files with a helper module, build "*" (none) and exec "*", stdin from options.stdin: build-finished, then finished 0', async (t) => {
-  const labels = imageLabels('polykernel/python:latest');
-  const hasDefaults = labels?.['org.polykernel.exec'] !== undefined;
-  if (!hasDefaults) t.log('polykernel/python has no org.polykernel.build/exec labels yet: running explicit commands, and "*" must be a 400');
   const run = await batch(python, {
     files: [
       { name: 'main.py', content: MAIN_PY },
       { name: 'pkg/helper.py', content: 'def greet(name):\n    return f"hello {name}"\n' },
     ],
-    build: hasDefaults ? '*' : '',
-    exec: hasDefaults ? '*' : 'python3 main.py',
+    // images/python: build "" (none), exec "python3 main.py".
+    build: '*',
+    exec: '*',
     stdin: 'Ada\n1 2 3\n',
     clean: 'rm -rf pkg',
   });
@@ -102,11 +100,6 @@ test.serial('python: files with a helper module, build "*" (none) and exec "*", 
   t.true(run.statuses.slice(1, -1).every((status) => status === 'continued'));
   // The files are in the kernel's own work directory; clean ran before "finished" was reported.
   t.is(await query(python, 'import os; print(sorted(os.listdir(".")))'), "['main.py']\n");
-  if (!hasDefaults) {
-    const star = await svc.call('POST', `/v1/kernel/${python}`, { mode: 'batch', options: { exec: '*' } });
-    t.is(star.status, 400);
-    t.is(star.body.detail, 'no default exec command for python3; pass options.exec');
-  }
 });
 
 test.serial('python: a failing build (py_compile on a syntax error) finishes with 127 and the compiler output, without build-finished', async (t) => {
