@@ -53,6 +53,9 @@ export class ChannelBridge {
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_BYTES,
+      // A text frame that is not UTF-8 is one more malformed frame for the decoder to drop, not a
+      // reason to close the connection (ws would close it with 1007).
+      skipUTF8Validation: true,
       handleProtocols: (offered) => (offered.has(V1_PROTOCOL) ? V1_PROTOCOL : false),
     });
     kernels.on('state', (kernelId, state) => {

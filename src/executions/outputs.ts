@@ -3,6 +3,8 @@
  * name is merged, execute_result keeps its execution_count, transient fields (display_id) are dropped
  * from the file but remembered so that update_display_data can rewrite earlier outputs (in any cell),
  * and clear_output honours `wait`. Pure: the runner feeds it the messages whose parent is its request.
+ * Outputs live in the service's memory until the file is written, so an execution has an output budget:
+ * past it, outputs are dropped and each cell that lost some says so in a stderr stream.
  * https://jupyter-client.readthedocs.io/en/latest/messaging.html#messages-on-the-iopub-pub-sub-channel
  */
 import type {
@@ -16,11 +18,31 @@ import type { CodeCell, JsonMap, Output } from './notebook.js';
 
 type DisplayOutput = Extract<Output, { output_type: 'display_data' | 'execute_result' }>;
 
+/** Output kept per execution: plenty for plots and tables, not a service-sized memory leak. */
+export const MAX_OUTPUT_BYTES_PER_EXECUTION = 64 * 1024 * 1024;
+
 export class OutputCollector {
   private cell?: CodeCell;
   private clearOnNextOutput = false;
+  private bytes = 0;
+  private readonly truncated = new WeakSet<CodeCell>();
   /** display_id -> the outputs showing it, across the whole notebook. */
   private readonly displays = new Map<string, DisplayOutput[]>();
+
+  constructor(private readonly maxBytes = MAX_OUTPUT_BYTES_PER_EXECUTION) {}
+
+  /** Counts `size` more bytes against the budget; false (and a marker in the cell, once) when over it. */
+  private admit(cell: CodeCell, size: number): boolean {
+    if (this.bytes + size <= this.maxBytes) {
+      this.bytes += size;
+      return true;
+    }
+    if (!this.truncated.has(cell)) {
+      this.truncated.add(cell);
+      cell.outputs.push({ output_type: 'stream', name: 'stderr', text: `\n[output truncated: this execution produced more than ${this.maxBytes} bytes of output]\n` });
+    }
+    return false;
+  }
 
   /** Outputs from now on belong to `cell`. */
   begin(cell: CodeCell): void {
@@ -42,6 +64,7 @@ export class OutputCollector {
       case 'stream': {
         const { name, text } = content as StreamContent;
         this.clearIfWaiting(cell);
+        if (!this.admit(cell, Buffer.byteLength(String(text)))) return false;
         const last = cell.outputs[cell.outputs.length - 1];
         if (last?.output_type === 'stream' && last.name === name) last.text += text;
         else cell.outputs.push({ output_type: 'stream', name: name === 'stderr' ? 'stderr' : 'stdout', text });
@@ -51,6 +74,7 @@ export class OutputCollector {
       case 'execute_result': {
         const { data, metadata, transient } = content as DisplayDataContent;
         this.clearIfWaiting(cell);
+        if (!this.admit(cell, Buffer.byteLength(JSON.stringify(data ?? {})))) return false;
         const output: DisplayOutput =
           msg.header.msg_type === 'execute_result'
             ? {
@@ -72,6 +96,7 @@ export class OutputCollector {
         const { data, metadata, transient } = content as DisplayDataContent;
         const displayId = transient?.display_id;
         if (typeof displayId !== 'string') return false;
+        if (!this.admit(cell, Buffer.byteLength(JSON.stringify(data ?? {})))) return false;
         for (const output of this.displays.get(displayId) ?? []) {
           output.data = data ?? {};
           output.metadata = (metadata as JsonMap | undefined) ?? {};
@@ -81,6 +106,8 @@ export class OutputCollector {
       case 'error': {
         const { ename, evalue, traceback } = content as ErrorContent;
         this.clearIfWaiting(cell);
+        // An error is always kept: it says why the execution ended.
+        this.bytes += Buffer.byteLength(JSON.stringify(traceback ?? []));
         cell.outputs.push({
           output_type: 'error',
           ename: String(ename ?? 'Error'),

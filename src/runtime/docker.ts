@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { conflict, unavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { GVISOR_SECCOMP_PROFILE, isGvisorRuntime } from './gvisor-seccomp.js';
+import { GVISOR_SECCOMP_PROFILE, isGvisorRuntime, underGvisorFilter } from './gvisor-seccomp.js';
 import {
   CONTAINER_WORK_DIR,
   KERNEL_USER,
@@ -81,6 +81,8 @@ export class DockerRuntime implements ContainerRuntime {
   private eventsBrokeAt?: number;
   private eventsDown = false;
   private closed = false;
+  /** OCI runtime of each kernel container this process started or asked about (see exec). */
+  private readonly runtimes = new Map<string, string>();
 
   constructor(private readonly log: Logger, private readonly instance: string, options: Docker.DockerOptions = {}) {
     this.docker = new Docker(options);
@@ -148,6 +150,7 @@ export class DockerRuntime implements ContainerRuntime {
         },
       }),
     );
+    this.runtimes.set(container.id, spec.runtime);
     try {
       await this.call('start container', () => container.start());
     } catch (error) {
@@ -159,6 +162,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async remove(containerId: string): Promise<void> {
+    this.runtimes.delete(containerId);
     try {
       await this.call('remove container', () => this.docker.getContainer(containerId).remove({ force: true, v: true }));
       this.log.debug('Removed container', { containerId: containerId.slice(0, 12) });
@@ -240,6 +244,8 @@ export class DockerRuntime implements ContainerRuntime {
     const container = await this.call('create container', () =>
       this.docker.createContainer({
         Image: image,
+        // Never run; a command only because create refuses an image that has none.
+        Cmd: ['true'],
         Labels: { [LABELS.managed]: 'true', [LABELS.instance]: this.instance },
         NetworkDisabled: true,
         HostConfig: { NetworkMode: 'none' },
@@ -303,11 +309,13 @@ export class DockerRuntime implements ContainerRuntime {
     const withStdin = spec.stdin !== undefined;
     const started = Date.now();
     this.log.debug('Starting exec', { containerId: containerId.slice(0, 12), cmd: spec.cmd[0] });
+    // Under gVisor an exec'd process lacks the container's seccomp filter: it gets one of its own.
+    const cmd = isGvisorRuntime(await this.runtimeOf(containerId)) ? underGvisorFilter(spec.cmd) : spec.cmd;
     let exec: Docker.Exec;
     try {
       exec = await this.call('create exec', () =>
         this.docker.getContainer(containerId).exec({
-          Cmd: spec.cmd,
+          Cmd: cmd,
           AttachStdin: withStdin,
           AttachStdout: true,
           AttachStderr: true,
@@ -351,6 +359,23 @@ export class DockerRuntime implements ContainerRuntime {
       if (attempt >= 250) throw new Error(`exec ${info.ID.slice(0, 12)} reports no exit code after its output ended`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  }
+
+  /** The container's OCI runtime: remembered from its start, else asked once (an adopted kernel). */
+  private async runtimeOf(containerId: string): Promise<string> {
+    let runtime = this.runtimes.get(containerId);
+    if (runtime === undefined) {
+      try {
+        const info = await this.call('inspect container', () => this.docker.getContainer(containerId).inspect());
+        runtime = info.HostConfig.Runtime ?? 'runc';
+        this.runtimes.set(containerId, runtime);
+      } catch (error) {
+        // Gone: the exec that follows reports it.
+        if (statusCode(error) === 404) return '';
+        throw error;
+      }
+    }
+    return runtime;
   }
 
   onDeath(listener: DeathListener): () => void {

@@ -44,6 +44,88 @@ export const GVISOR_SECCOMP_PROFILE = {
   ],
 };
 
+/**
+ * `runsc exec` (2022-12) starts a process WITHOUT the container's seccomp filter, so commands run beside the
+ * kernel (batch mode's steps, file uploads) could still `unshare -r`. They are started through a launcher
+ * that installs the same denials as a classic BPF filter, then execs the command. The launcher is Perl:
+ * perl-base is Essential in Debian, so every kernel image has it; an image without it fails closed (the
+ * command does not run: exit 127).
+ */
+const SYSCALLS_X86_64: Record<string, number> = {
+  unshare: 272,
+  setns: 308,
+  mount: 165,
+  umount2: 166,
+  pivot_root: 155,
+  chroot: 161,
+  keyctl: 250,
+  add_key: 248,
+  request_key: 249,
+  bpf: 321,
+  perf_event_open: 298,
+};
+const SYS_CLONE = 56;
+const SYS_CLONE3 = 435;
+const AUDIT_ARCH_X86_64 = 0xc000003e;
+/** Syscall numbers with this bit are the x32 ABI: denied wholesale. */
+const X32_SYSCALL_BIT = 0x40000000;
+const CLONE_NEW_MASK = CLONE_NEW_FLAGS.reduce((mask, flag) => mask | flag, 0);
+
+/** The filter: x86_64 only; denied syscalls answer EPERM, clone3 ENOSYS (so glibc falls back to clone). */
+function denialFilter(): Buffer {
+  const BPF_LD_W_ABS = 0x20;
+  const BPF_JEQ_K = 0x15;
+  const BPF_JGE_K = 0x35;
+  const BPF_AND_K = 0x54;
+  const BPF_RET_K = 0x06;
+  const RET_ALLOW = 0x7fff0000;
+  const RET_ERRNO = 0x00050000;
+  type Label = 'allow' | 'eperm' | 'enosys';
+  const program: [code: number, jt: number | Label, jf: number | Label, k: number][] = [];
+  const op = (code: number, k: number, jt: number | Label = 0, jf: number | Label = 0) => program.push([code, jt, jf, k]);
+  // struct seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low 32 bits: little-endian).
+  op(BPF_LD_W_ABS, 4);
+  op(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 'eperm');
+  op(BPF_LD_W_ABS, 0);
+  op(BPF_JGE_K, X32_SYSCALL_BIT, 'eperm', 0);
+  for (const nr of Object.values(SYSCALLS_X86_64)) op(BPF_JEQ_K, nr, 'eperm', 0);
+  op(BPF_JEQ_K, SYS_CLONE3, 'enosys', 0);
+  op(BPF_JEQ_K, SYS_CLONE, 0, 'allow');
+  op(BPF_LD_W_ABS, 16);
+  op(BPF_AND_K, CLONE_NEW_MASK);
+  op(BPF_JEQ_K, 0, 'allow', 'eperm');
+  const at: Record<Label, number> = { allow: program.length, eperm: program.length + 1, enosys: program.length + 2 };
+  op(BPF_RET_K, RET_ALLOW);
+  op(BPF_RET_K, RET_ERRNO | 1);
+  op(BPF_RET_K, RET_ERRNO | 38);
+  const out = Buffer.alloc(program.length * 8);
+  program.forEach(([code, jt, jf, k], i) => {
+    // Jumps are relative to the next instruction.
+    const rel = (target: number | Label) => (typeof target === 'number' ? target : at[target] - i - 1);
+    out.writeUInt16LE(code, i * 8);
+    out.writeUInt8(rel(jt), i * 8 + 2);
+    out.writeUInt8(rel(jf), i * 8 + 3);
+    out.writeUInt32LE(k >>> 0, i * 8 + 4);
+  });
+  return out;
+}
+
+// prctl is syscall 157 on x86_64; PR_SET_NO_NEW_PRIVS = 38, PR_SET_SECCOMP = 22, SECCOMP_MODE_FILTER = 2.
+// struct sock_fprog { unsigned short len; struct sock_filter *filter; }: 'S x6 P' packs it.
+const LAUNCHER = [
+  'my $f = pack("H*", shift @ARGV);',
+  'syscall(157, 38, 1, 0, 0, 0) == 0 or die "polykernel: prctl(PR_SET_NO_NEW_PRIVS): $!\n";',
+  'my $prog = pack("S x6 P", length($f) / 8, $f);',
+  'syscall(157, 22, 2, $prog, 0, 0) == 0 or die "polykernel: prctl(PR_SET_SECCOMP): $!\n";',
+  'exec { $ARGV[0] } @ARGV or die "polykernel: exec $ARGV[0]: $!\n";',
+].join(' ');
+const FILTER_HEX = denialFilter().toString('hex');
+
+/** The command to give `docker exec` in a gVisor container so that it runs under the denials above. */
+export function underGvisorFilter(cmd: string[]): string[] {
+  return ['perl', '-e', LAUNCHER, FILTER_HEX, ...cmd];
+}
+
 /** Runtimes that are gVisor: `runsc` as scripts/host-setup.sh registers it, or a name that says gvisor. */
 export function isGvisorRuntime(runtime: string): boolean {
   return /^runsc\b|gvisor/i.test(runtime);

@@ -1,7 +1,8 @@
 /**
  * /api/executions (issue #5) against a real Docker engine and store: a parameterised notebook with and
- * without chunked streaming, a failing cell, a cell timeout, shutdown of a running execution, and the
- * requests refused before anything runs (path escapes, missing and broken notebooks, bad fields, no token).
+ * without chunked streaming, a failing cell, a cell timeout, a client hanging up on a stream, shutdown of a
+ * running execution, and the requests refused before anything runs (path escapes, missing and broken
+ * notebooks, bad fields, no token).
  * Every output notebook is checked with Debian's nbformat.validate.
  */
 import test from 'ava';
@@ -200,10 +201,24 @@ test('cell_timeout stops the whole execution with notebook_error, streamed as it
   t.is(cells[0].outputs[0].text, 'started\n');
 });
 
-test('shutdown of a running execution stops it and writes its output; then it can be deleted', async (t) => {
-  const { body } = await api('POST', '/api/executions', { form: { notebook: 'slow.ipynb', output_path: 'slow-shutdown.ipynb' } });
-  const id = body.execution.exec_id;
-  await waitFor(id, (execution) => execution.progress === '2/3');
+test('a streaming client that disconnects leaves the execution running; shutdown stops it and writes its output', async (t) => {
+  const abort = new AbortController();
+  const response = await fetch(`${svc.url}/api/executions`, {
+    method: 'POST',
+    headers: { authorization: `token ${TOKEN}`, 'x-response-encoding': 'chunked' },
+    body: new URLSearchParams({ notebook: 'slow.ipynb', output_path: 'slow-shutdown.ipynb' }),
+    signal: abort.signal,
+  });
+  t.is(response.status, 202);
+  const id = response.headers.get('location')!.split('/').pop()!;
+  // Read until the slow cell has started, then hang up.
+  const reader = response.body!.getReader();
+  let received = '';
+  while (!received.includes('"progress":"2/3"')) received += new TextDecoder().decode((await reader.read()).value);
+  abort.abort();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.like(await waitFor(id, (execution) => execution.progress === '2/3'), { status: 'executing' });
+
   const began = Date.now();
   const shutdown = await api('POST', `/api/executions/${id}`, { form: { action: 'shutdown' }, headers: { 'x-response-encoding': 'chunked' } });
   t.is(shutdown.status, 202);

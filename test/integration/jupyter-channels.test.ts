@@ -164,6 +164,7 @@ test.serial('malformed frames and unknown channels are ignored; the connection a
     client.ws.send(JSON.stringify({ channel: 'iopub', header: { msg_id: 'y', msg_type: 'kernel_info_request', session: client.session } }));
     client.ws.send(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]));
     client.ws.send(Buffer.alloc(64, 0xff));
+    client.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false }); // a text frame that is not UTF-8
     const id = client.send('shell', 'kernel_info_request');
     const reply = await client.reply(id, 'kernel_info_reply');
     t.is(reply.content.status, 'ok', `protocol ${protocols[0] ?? 'legacy'}`);

@@ -68,3 +68,21 @@ test('an error becomes an error output with its traceback', (t) => {
   collector.handle(msg('error', { ename: 'ValueError', evalue: 'boom', traceback: ['tb1', 'tb2'] }));
   t.deepEqual(c.outputs, [{ output_type: 'error', ename: 'ValueError', evalue: 'boom', traceback: ['tb1', 'tb2'] }]);
 });
+
+test('past the output budget of an execution outputs are dropped, with a marker once per cell', (t) => {
+  const first = cell();
+  const second = cell();
+  const collector = new OutputCollector(10);
+  collector.begin(first);
+  collector.handle(msg('stream', { name: 'stdout', text: '12345678' }));
+  collector.handle(msg('stream', { name: 'stdout', text: 'abc' }));
+  collector.handle(msg('stream', { name: 'stdout', text: 'def' }));
+  t.deepEqual(first.outputs, [
+    { output_type: 'stream', name: 'stdout', text: '12345678' },
+    { output_type: 'stream', name: 'stderr', text: '\n[output truncated: this execution produced more than 10 bytes of output]\n' },
+  ]);
+  collector.begin(second);
+  collector.handle(msg('display_data', { data: { 'text/plain': 'x' }, metadata: {} }));
+  collector.handle(msg('error', { ename: 'E', evalue: 'v', traceback: [] }));
+  t.deepEqual(second.outputs.map((o) => o.output_type), ['stream', 'error']);
+});

@@ -100,11 +100,7 @@ export abstract class PersistentExecutor implements Executor {
     });
     const onInterrupt = () => {
       signalGroup(child.pid, 'SIGINT');
-      if (child.pid && running.stdinIdentity) {
-        void processWaitsForInput(child.pid, running.stdinIdentity).then((waiting) => {
-          if (waiting) child.stdin?.write('\n');
-        });
-      }
+      void this.unblockReader(running, done.signal);
       graceTimer = setTimeout(() => {
         killedAfterInterrupt = true;
         signalGroup(child.pid, 'SIGKILL');
@@ -131,6 +127,23 @@ export abstract class PersistentExecutor implements Executor {
       clearTimeout(graceTimer);
       cell.signal.removeEventListener('abort', onInterrupt);
       running.cell = undefined;
+    }
+  }
+
+  /**
+   * A child blocked reading stdin does not return on SIGINT (bash's `read` restarts, so does Node's
+   * readSync): an empty line lets it return so the interrupt takes effect. The signal is handled
+   * asynchronously, so the child is looked at a few times.
+   */
+  private async unblockReader(running: Running, cellDone: AbortSignal): Promise<void> {
+    const { child, stdinIdentity: identity } = running;
+    if (!child.pid || !identity) return;
+    for (let attempt = 0; attempt < 20 && !cellDone.aborted && !running.exited; attempt++) {
+      if (await processWaitsForInput(child.pid, identity)) {
+        child.stdin?.write('\n');
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 

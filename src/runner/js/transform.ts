@@ -161,7 +161,9 @@ export function jsCompleteness(source: string): Completeness {
     parseCell(source);
     return 'complete';
   } catch (error) {
-    const pos = (error as { pos?: number }).pos;
+    const { pos, message } = error as { pos?: number; message: string };
+    // An open template literal or comment runs to the end of the code; an open 'string' is an error.
+    if (/^Unterminated (template|comment)/.test(message)) return 'incomplete';
     return typeof pos === 'number' && pos >= source.trimEnd().length ? 'incomplete' : 'invalid';
   }
 }
