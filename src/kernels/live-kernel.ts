@@ -115,28 +115,46 @@ export class LiveKernel {
    * long computation holds its shell; the probe's status then leaves `state` alone.
    */
   async waitReady(timeoutMs: number, probeMs = 250, channel: 'shell' | 'control' = 'shell'): Promise<JupyterMessage> {
-    const deadline = this.clock() + timeoutMs;
-    let kernelInfo: JupyterMessage | undefined;
+    // ZMQ queues what a DEALER sends before its peer has bound the socket, so one probe reaches a kernel
+    // that is still booting. Another probe is sent only when the reply came but its iopub status did
+    // not (the SUB was not subscribed yet), so no stray probe keeps a ready kernel busy afterwards.
     const probedIds = new Set<string>();
+    let kernelInfo: JupyterMessage | undefined;
     let sawIopub = false;
+    let wake: () => void = () => undefined;
     const unsubscribe = this.onMessage((replyChannel, msg) => {
       const parent = parentMsgId(msg);
       if (!parent || !probedIds.has(parent)) return;
       if (replyChannel === 'iopub') sawIopub = true;
       if (replyChannel === channel && msg.header.msg_type === 'kernel_info_reply') kernelInfo = msg;
+      wake();
     });
+    const probe = async () => {
+      const request = this.message('kernel_info_request', {});
+      probedIds.add(request.header.msg_id);
+      if (channel === 'control') this.controlProbes.add(request.header.msg_id);
+      await this.send(channel, request);
+    };
+    /** Resolves on the next message of a probe or after `ms`. */
+    const nextEvent = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     try {
+      const deadline = this.clock() + timeoutMs;
+      await probe();
       while (this.clock() < deadline) {
-        const probe = this.message('kernel_info_request', {});
-        probedIds.add(probe.header.msg_id);
-        if (channel === 'control') this.controlProbes.add(probe.header.msg_id);
-        await this.send(channel, probe);
-        const probeEnd = Math.min(this.clock() + probeMs, deadline);
-        while (this.clock() < probeEnd && !(kernelInfo && sawIopub)) await sleep(5);
         if (kernelInfo && sawIopub) {
           if (this.state === 'starting' || this.state === 'restarting') this.state = 'idle';
           return kernelInfo;
         }
+        const waitedFrom = this.clock();
+        await nextEvent(Math.max(1, Math.min(probeMs, deadline - waitedFrom)));
+        if (kernelInfo && !sawIopub && this.clock() - waitedFrom >= probeMs) await probe();
       }
       throw new KernelNotReadyError(`kernel did not become ready within ${timeoutMs} ms`);
     } finally {
@@ -149,8 +167,4 @@ export class LiveKernel {
     this.connection.close();
     this.listeners.clear();
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
