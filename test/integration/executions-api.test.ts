@@ -188,12 +188,12 @@ test('a failing cell ends the execution with notebook_error and its error; the o
 });
 
 test('cell_timeout stops the whole execution with notebook_error, streamed as it happens', async (t) => {
-  const began = Date.now();
   const { events, arrivals } = await stream({ form: { notebook: 'slow.ipynb', cell_timeout: '1', output_path: 'slow-timeout.ipynb' } });
-  t.true(Date.now() - began < 20_000);
   t.deepEqual(events.map((e) => e.event), ['notebook_start', 'start', 'end', 'start', 'end', 'notebook_error']);
-  // The start of the slow cell reached the client about a second before the end: the events are streamed.
-  t.true(arrivals[5]! - arrivals[3]! >= 900, `${arrivals[5]! - arrivals[3]!} ms`);
+  // The slow cell (a 60 s sleep) started about a second before the end, and that reached the client as it
+  // happened: the events are streamed, and the timeout cut the sleep short.
+  const slowCell = arrivals[5]! - arrivals[3]!;
+  t.true(slowCell >= 900 && slowCell < 30_000, `${slowCell} ms`);
   const error = events.at(-1);
   t.regex(error.error, /^A cell timed out while it was being executed, after 1 seconds:\n-+\nimport time\ntime\.sleep\(60\)\n/);
   t.like(error.execution, { status: 'error: cell 2/3 timed out after 1 s', cell_timeout: 1, output_path: 'slow-timeout.ipynb' });

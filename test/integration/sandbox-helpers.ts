@@ -1,0 +1,131 @@
+/**
+ * Helpers of the sandbox and limit tests (issue #6): v1 runs driven to their end, the kernel images on the
+ * engine, a kernel container's host processes, polling with generous deadlines.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { TestService } from '../helpers/service.js';
+
+export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+
+export type Call = TestService['call'];
+
+export interface RunOutcome {
+  /** The final status: finished, exec-timeout, or an HTTP error as `http <status>`. */
+  status: string;
+  exitCode: number | null;
+  console: [string, unknown][];
+  /** stdout and stderr items joined, in order. */
+  text: string;
+}
+
+/** Runs a v1 query or batch request, answering "continued" and "build-finished" with "continue" until it ends. */
+export async function runToEnd(call: Call, kernelId: string, body: Record<string, unknown>, maxCalls = 200): Promise<RunOutcome> {
+  const items: [string, unknown][] = [];
+  let response = await call('POST', `/v1/kernel/${kernelId}`, body);
+  for (let calls = 1; ; calls++) {
+    if (response.status !== 200) {
+      return { status: `http ${response.status}`, exitCode: null, console: items, text: JSON.stringify(response.body) };
+    }
+    const result = response.body.result;
+    items.push(...(result.console as [string, unknown][]));
+    if ((result.status !== 'continued' && result.status !== 'build-finished') || calls >= maxCalls) {
+      const text = items.filter(([kind]) => kind === 'stdout' || kind === 'stderr').map(([, value]) => value).join('');
+      return { status: result.status, exitCode: result.exitCode, console: items, text };
+    }
+    response = await call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: result.runId });
+  }
+}
+
+export const query = (call: Call, kernelId: string, code: string) => runToEnd(call, kernelId, { mode: 'query', code });
+export const batch = (call: Call, kernelId: string, exec: string) => runToEnd(call, kernelId, { mode: 'batch', options: { exec } });
+
+export async function createKernel(call: Call, body: Record<string, unknown>): Promise<string> {
+  const { status, body: created } = await call('POST', '/v1/kernel/create', body);
+  if (status !== 201 && status !== 200) throw new Error(`create ${JSON.stringify(body)} answered ${status}: ${JSON.stringify(created)}`);
+  return created.kernelId as string;
+}
+
+/** Kernel names of the language images on the engine (the service offers exactly these). */
+export function kernelImages(prefix = 'polykernel/'): { image: string; lang: string }[] {
+  const tags = execFileSync(DOCKER, ['images', '--filter', 'label=org.polykernel.kernelspec', '--format', '{{.Repository}}:{{.Tag}}'], {
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter((tag) => tag.startsWith(prefix) && tag.endsWith(':latest'));
+  return tags
+    .map((image) => ({
+      image,
+      lang: execFileSync(DOCKER, ['image', 'inspect', '-f', '{{index .Config.Labels "org.polykernel.lang"}}', image], { encoding: 'utf8' }).trim(),
+    }))
+    .filter(({ lang }) => lang)
+    .sort((a, b) => (a.lang === 'python3' ? -1 : b.lang === 'python3' ? 1 : a.lang.localeCompare(b.lang)));
+}
+
+/** Languages to attack: every image, or POLYKERNEL_TEST_LANGS=python3,bash to narrow a local run. */
+export function languagesUnderTest(): string[] {
+  const all = kernelImages().map(({ lang }) => lang);
+  const only = process.env.POLYKERNEL_TEST_LANGS?.split(',').map((s) => s.trim()).filter(Boolean);
+  return only ? all.filter((lang) => only.includes(lang)) : all;
+}
+
+/** Whether the engine has an OCI runtime of that name registered. */
+export function runtimeRegistered(runtime: string): boolean {
+  const runtimes = JSON.parse(execFileSync(DOCKER, ['info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' })) as Record<string, unknown>;
+  return runtime in runtimes;
+}
+
+/** The host's address on Docker's default bridge (docker0). */
+export function hostGateway(): string {
+  const docker0 = os.networkInterfaces().docker0?.find((address) => address.family === 'IPv4');
+  return docker0?.address ?? '172.17.0.1';
+}
+
+export function containersOfKernel(kernelId: string): string {
+  return execFileSync(DOCKER, ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
+}
+
+/** The cgroup directories (v1 cgroupfs or v2) that hold a container's processes. */
+export function cgroupDirs(containerId: string): string[] {
+  return [
+    `/sys/fs/cgroup/pids/docker/${containerId}`,
+    `/sys/fs/cgroup/memory/docker/${containerId}`,
+    `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`,
+    `/sys/fs/cgroup/docker/${containerId}`,
+  ].filter((dir) => existsSync(dir));
+}
+
+/** Host PIDs of a container's processes, each with its start time (so that a reused PID is told apart). */
+export function hostProcesses(containerId: string): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const dir of cgroupDirs(containerId)) {
+    for (const pid of readFileSync(`${dir}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number)) {
+      const start = processStart(pid);
+      if (start) out.set(pid, start);
+    }
+  }
+  return out;
+}
+
+/** Field 22 of /proc/<pid>/stat: the start time, or undefined when the process is gone. */
+export function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `probe` until it returns true or `timeoutMs` passes; returns whether it did. */
+export async function eventually(probe: () => Promise<boolean> | boolean, timeoutMs = 20_000, everyMs = 200): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(everyMs);
+  }
+}
