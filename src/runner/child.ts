@@ -24,8 +24,9 @@ export function spawnGroup(argv: readonly string[], options: SpawnOptions): Chil
     stdio,
     detached: true,
   });
-  // A child that exits while we write its stdin must not take the runner down (EPIPE).
-  child.stdin?.on('error', () => undefined);
+  // A child killed while we write its stdin or read its output must not take the runner down (EPIPE,
+  // ECONNRESET: stdio are socket pairs).
+  for (const stream of child.stdio) stream?.on('error', () => undefined);
   return child;
 }
 

@@ -3,9 +3,10 @@
  * stderr stream to the client all the time, and a cell ends when its end-of-cell marker has come on both
  * streams (sentinel.ts). Output between cells (a background job, a timer) goes to the last cell's parent.
  *
- * Interrupt: SIGINT to the child's process group. A child blocked reading stdin (bash's `read`, the realm's
- * input()) does not return on SIGINT, so it gets an empty line. A child that has not ended the cell
- * INTERRUPT_GRACE_MS later is killed and started afresh; the outcome says that its state is gone.
+ * Interrupt: SIGINT to the child's process group, repeated until the cell ends. A child blocked reading
+ * stdin (bash's `read`, the realm's input()) does not return on SIGINT, so it gets an empty line. A child
+ * that has not ended the cell INTERRUPT_GRACE_MS later is killed and started afresh; the outcome says that
+ * its state is gone.
  */
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
@@ -24,6 +25,7 @@ import { markerPrefix, SentinelScanner } from '../sentinel.js';
 import { processWaitsForInput, serveInput, stdinIdentity } from '../stdin-watch.js';
 
 const INTERRUPT_GRACE_MS = 2000;
+const INTERRUPT_REPEAT_MS = 400;
 
 type Ending = { kind: 'marker'; payload: string } | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null };
 
@@ -98,8 +100,13 @@ export abstract class PersistentExecutor implements Executor {
       running.cell = { stderrSeen: false, finish: resolve };
       if (running.exited) resolve({ kind: 'exit', code: child.exitCode, signal: child.signalCode });
     });
+    let repeatTimer: NodeJS.Timeout | undefined;
     const onInterrupt = () => {
-      signalGroup(child.pid, 'SIGINT');
+      // Again every few hundred ms: a SIGINT that lands before the child has picked the cell up finds
+      // nothing to stop (and the child ignores SIGINT between cells).
+      const interrupt = () => signalGroup(child.pid, 'SIGINT');
+      interrupt();
+      repeatTimer = setInterval(interrupt, INTERRUPT_REPEAT_MS);
       void this.unblockReader(running, done.signal);
       graceTimer = setTimeout(() => {
         killedAfterInterrupt = true;
@@ -125,6 +132,7 @@ export abstract class PersistentExecutor implements Executor {
     } finally {
       done.abort();
       clearTimeout(graceTimer);
+      clearInterval(repeatTimer);
       cell.signal.removeEventListener('abort', onInterrupt);
       running.cell = undefined;
     }

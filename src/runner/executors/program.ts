@@ -66,6 +66,7 @@ export class ProgramExecutor implements Executor {
 
   private async execute(argv: string[], cell: Cell): Promise<CellOutcome> {
     const { output, workDir } = this.options;
+    if (cell.signal.aborted) return interruptedOutcome();
     const child = spawnGroup(argv, { cwd: workDir, stdin: cell.allowStdin ? 'pipe' : 'ignore' });
     let spawnError: Error | undefined;
     child.on('error', (error) => (spawnError = error));
