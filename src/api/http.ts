@@ -106,21 +106,47 @@ class PayloadTooLarge extends DomainError {
   }
 }
 
-/** Reads the raw body, refusing anything over `limit` bytes (413) before buffering it all. */
+/**
+ * Reads the raw body, refusing anything over `limit` bytes (413) before buffering it all. The request is
+ * paused, not destroyed, and the connection closed after the answer: a client still uploading (a chunked
+ * body has no Content-Length to refuse up front) then reads its 413 instead of a reset (issue #6).
+ */
 export async function readRawBody(ctx: Context, limit: number): Promise<string> {
   const declared = Number(ctx.get('content-length') || 0);
-  if (declared > limit) throw new PayloadTooLarge(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      ctx.req.destroy();
-      throw new PayloadTooLarge(limit);
-    }
-    chunks.push(chunk as Buffer);
+  if (declared > limit) {
+    ctx.set('Connection', 'close');
+    throw new PayloadTooLarge(limit);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  const req = ctx.req;
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        done();
+        req.pause();
+        ctx.set('Connection', 'close');
+        reject(new PayloadTooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    // The client went away mid-body: nobody reads the answer, and it is not a fault of the service.
+    const onError = () => {
+      done();
+      reject(invalidInput('the request body was cut short'));
+    };
+    const onAborted = onError;
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onAborted);
+  });
 }
 
 /**

@@ -30,11 +30,75 @@ import {
   type WsFraming,
 } from '../protocol/websocket.js';
 
+/**
+ * Flow control per connection (issue #6): a client gets the service's work at most at these rates, so a
+ * flood on one connection cannot starve the others. Over budget, the service stops reading the client's
+ * socket for a while (TCP pushes back on the client); nothing is dropped.
+ */
+const FRAMES_PER_SECOND = 1000;
+const FRAME_BURST = 1000;
+/** Requests of one client sent on to its kernel and not yet taken by ZMQ (the kernel is behind). */
+const MAX_PENDING_SENDS = 100;
+/** Output queued for a client that does not read it. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
 /** One open WebSocket and the sessions that have spoken through it. */
 export class ChannelClient {
   readonly sessions = new Set<string>();
+  private tokens = FRAME_BURST;
+  private refilledAt = Date.now();
+  private pendingSends = 0;
+  private paused = false;
+  private recheck?: NodeJS.Timeout;
 
   constructor(readonly ws: WebSocket, readonly framing: WsFraming) {}
+
+  /** Counts a frame received from the client against its budget. */
+  admit(): void {
+    const now = Date.now();
+    this.tokens = Math.min(FRAME_BURST, this.tokens + ((now - this.refilledAt) * FRAMES_PER_SECOND) / 1000) - 1;
+    this.refilledAt = now;
+    this.updateFlow();
+  }
+
+  /** Tracks a send of this client's request to the kernel until ZMQ has taken it. */
+  sending(sent: Promise<unknown>): void {
+    this.pendingSends++;
+    this.updateFlow();
+    void sent.finally(() => {
+      this.pendingSends--;
+      this.updateFlow();
+    });
+  }
+
+  private updateFlow(): void {
+    const over = this.tokens < 0 || this.pendingSends > MAX_PENDING_SENDS || this.ws.bufferedAmount > MAX_BUFFERED_BYTES;
+    if (over && !this.paused) {
+      this.paused = true;
+      this.ws.pause();
+    }
+    if (!over && this.paused) {
+      this.paused = false;
+      clearTimeout(this.recheck);
+      this.recheck = undefined;
+      this.ws.resume();
+    }
+    // Tokens refill and buffers drain with time, not with events: look again shortly.
+    if (this.paused && !this.recheck && this.ws.readyState === WebSocket.OPEN) {
+      this.recheck = setTimeout(() => {
+        this.recheck = undefined;
+        this.admitNothing();
+      }, 20);
+      this.recheck.unref();
+    }
+  }
+
+  private admitNothing(): void {
+    const now = Date.now();
+    this.tokens = Math.min(FRAME_BURST, this.tokens + ((now - this.refilledAt) * FRAMES_PER_SECOND) / 1000);
+    this.refilledAt = now;
+    this.updateFlow();
+  }
 
   send(frame: EncodedFrame): void {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(frame.data, { binary: frame.binary });
@@ -95,6 +159,7 @@ export class KernelChannels {
 
   /** A frame from a client: decoded, checked, and sent to the kernel. A malformed frame is dropped. */
   fromClient(client: ChannelClient, data: Buffer, isBinary: boolean): void {
+    client.admit();
     let channel: Exclude<Channel, 'iopub'>;
     let msg: JupyterMessage;
     try {
@@ -105,10 +170,19 @@ export class KernelChannels {
       this.log.debug('Ignored a malformed WebSocket frame', { kernelId: this.kernel.id, error: (error as Error).message });
       return;
     }
+    // A session held by another open connection (or the service's own) is not this client's to speak
+    // for: the replies would go to that connection, or claiming it would take that connection's replies
+    // away (issue #6). A session whose connection is gone may be taken up (a client reconnecting).
+    const holder = this.bySession.get(msg.header.session);
+    if (msg.header.session === this.kernel.session || (holder && holder !== client && holder.ws.readyState === WebSocket.OPEN)) {
+      this.log.debug('Dropped a message claiming another connection\'s session', { kernelId: this.kernel.id, session: msg.header.session });
+      return;
+    }
     this.claim(msg.header.session, client);
-    this.kernel.send(channel, msg).catch((error: Error) =>
+    const sent = this.kernel.send(channel, msg).catch((error: Error) =>
       this.log.debug('Could not send a client message to the kernel', { kernelId: this.kernel.id, error: error.message }),
     );
+    client.sending(sent);
   }
 
   private fromKernel(channel: Channel, msg: JupyterMessage): void {

@@ -2,7 +2,11 @@
  * Child processes of the runner. Every child starts in a new session (its own process group), so that an
  * interrupt or the end of a cell reaches everything the cell started, and nothing else.
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, openSync, unlinkSync, write } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import type { OutputSink, StreamName } from './executor.js';
@@ -11,7 +15,8 @@ import { SentinelScanner } from './sentinel.js';
 export interface SpawnOptions {
   cwd: string;
   env?: NodeJS.ProcessEnv;
-  stdin: 'pipe' | 'ignore';
+  /** A pipe (socket pair), nothing (/dev/null), or an open file descriptor (StdinPipe.readFd). */
+  stdin: 'pipe' | 'ignore' | number;
   /** Extra pipes after stdin/stdout/stderr (fd 3, …). */
   extraPipes?: number;
 }
@@ -95,6 +100,46 @@ export function forward(
   });
 }
 
+/**
+ * A real pipe for a program's stdin. Node gives a child a socket pair for 'pipe', and some runtimes treat
+ * a socket on stdin as a network stream: PHP polls it with its 60 s socket timeout instead of reading it.
+ * Node cannot make an anonymous pipe, so this is a FIFO in the temp directory, unlinked once both ends
+ * are open.
+ */
+export class StdinPipe {
+  private constructor(readonly readFd: number, private readonly writeFd: number) {}
+
+  static open(): StdinPipe {
+    const fifo = path.join(os.tmpdir(), `pk-stdin-${randomBytes(8).toString('hex')}`);
+    const made = spawnSync('mkfifo', ['-m', '600', fifo]);
+    if (made.status !== 0) throw new Error(`mkfifo failed: ${made.stderr?.toString().trim() || made.error?.message}`);
+    try {
+      // O_RDWR opens a FIFO without waiting for a writer; with that reader open, O_WRONLY does not wait either.
+      const readFd = openSync(fifo, constants.O_RDWR);
+      return new StdinPipe(readFd, openSync(fifo, constants.O_WRONLY));
+    } finally {
+      unlinkSync(fifo);
+    }
+  }
+
+  /** Drops the runner's copy of the read end, once the child has its own. */
+  releaseReadEnd(): void {
+    closeSync(this.readFd);
+  }
+
+  write(text: string): void {
+    write(this.writeFd, text, () => undefined);
+  }
+
+  close(): void {
+    try {
+      closeSync(this.writeFd);
+    } catch {
+      // Closed already.
+    }
+  }
+}
+
 export interface Captured {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -126,6 +171,7 @@ export async function capture(argv: readonly string[], options: Omit<SpawnOption
   child.stderr?.on('data', collect);
   const kill = () => signalGroup(child.pid, 'SIGKILL');
   signal.addEventListener('abort', kill, { once: true });
+  if (signal.aborted) kill();
   try {
     const result = await exited(child);
     await Promise.all([ended(child.stdout, 200), ended(child.stderr, 200)]);

@@ -50,7 +50,7 @@ export class StreamPublisher implements OutputSink {
     this.chunkBytes = options.chunkBytes ?? 64 * 1024;
     this.highWater = options.highWaterBytes ?? 8 * 1024 * 1024;
     this.lowWater = options.lowWaterBytes ?? 2 * 1024 * 1024;
-    this.promptHoldMs = options.promptHoldMs ?? 300;
+    this.promptHoldMs = options.promptHoldMs ?? 500;
     this.clock = options.clock ?? Date.now;
   }
 

@@ -4,7 +4,7 @@
  * Whether a program will read its stdin cannot be known in advance, and "quiet for a while" cannot tell a
  * program reading stdin from one that sleeps. The kernel can: /proc/<pid>/task/<tid>/syscall names the
  * system call a blocked thread sleeps in, with its arguments. So while a cell runs, the runner samples every
- * thread of every process in the cell's process group; a thread blocked in read(2)/readv(2) on fd 0, where
+ * thread of the cell's process and its descendants; a thread blocked in read(2)/readv(2) on fd 0, where
  * fd 0 is the stdin socket the runner holds, is waiting for input. It must be seen on two samples in a row:
  * a thread that passes through read() while data is available never sleeps in it.
  *
@@ -13,7 +13,7 @@
  * no-new-privileges). Not detected: programs that wait with poll/select/epoll or read stdin non-blocking
  * (they are rare for line input; such a program simply runs until interrupted or timed out).
  */
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { access, readdir, readFile, readlink } from 'node:fs/promises';
 
 /** read, readv and pread64 syscall numbers per architecture. */
 const READ_SYSCALLS: Record<string, readonly number[]> = {
@@ -52,6 +52,25 @@ export function parseProcessGroup(stat: string): number | undefined {
   return Number.isInteger(pgrp) ? pgrp : undefined;
 }
 
+/**
+ * The processes of a cell: the root and its descendants, read from /proc/<pid>/task/<tid>/children
+ * (cheap: no scan of every process on the machine); a scan for the process group where that file is
+ * missing (kernels without CONFIG_PROC_CHILDREN).
+ */
+async function processesOf(root: number): Promise<number[]> {
+  if (!(await access(`/proc/${root}/task/${root}/children`).then(() => true, () => false))) return processesInGroup(root);
+  const found: number[] = [];
+  const queue = [root];
+  for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
+    found.push(pid);
+    for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+      const children = await readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '');
+      for (const child of children.split(' ')) if (child.trim()) queue.push(Number(child));
+    }
+  }
+  return found;
+}
+
 async function processesInGroup(pgid: number): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
@@ -83,9 +102,9 @@ export async function stdinIdentity(pid: number): Promise<string | undefined> {
   return readlink(`/proc/${pid}/fd/0`).catch(() => undefined);
 }
 
-/** True when some process of the group is blocked reading the given stdin right now. */
-export async function groupWaitsForInput(pgid: number, stdinLink: string): Promise<boolean> {
-  for (const pid of await processesInGroup(pgid)) {
+/** True when the process or one of its descendants is blocked reading the given stdin right now. */
+export async function groupWaitsForInput(root: number, stdinLink: string): Promise<boolean> {
+  for (const pid of await processesOf(root)) {
     if (await blockedOnStdin(pid, stdinLink)) return true;
   }
   return false;
@@ -95,7 +114,7 @@ export async function groupWaitsForInput(pgid: number, stdinLink: string): Promi
  * Resolves true once the group is seen waiting for input on two consecutive samples, false when the
  * signal aborts first.
  */
-export function waitForStdinRead(pgid: number, stdinLink: string, signal: AbortSignal, intervalMs = 40): Promise<boolean> {
+export function waitForStdinRead(root: number, stdinLink: string, signal: AbortSignal, intervalMs = 40): Promise<boolean> {
   return new Promise((resolve) => {
     let seen = 0;
     let timer: NodeJS.Timeout | undefined;
@@ -106,7 +125,7 @@ export function waitForStdinRead(pgid: number, stdinLink: string, signal: AbortS
     if (signal.aborted) return resolve(false);
     signal.addEventListener('abort', onAbort, { once: true });
     const sample = async () => {
-      const waiting = await groupWaitsForInput(pgid, stdinLink);
+      const waiting = await groupWaitsForInput(root, stdinLink);
       if (signal.aborted) return;
       seen = waiting ? seen + 1 : 0;
       if (seen >= 2) {
@@ -131,18 +150,18 @@ export interface LineAsker {
 }
 
 /**
- * While `stop` is not aborted: each time the group blocks reading its stdin, asks for a line and writes it
- * to the group's stdin.
+ * While `stop` is not aborted: each time the process (or a descendant) blocks reading its stdin, asks for
+ * a line and writes it to that stdin.
  */
 export async function serveInput(
-  pgid: number,
+  root: number,
   stdinLink: string,
-  stdin: NodeJS.WritableStream,
+  stdin: { write(text: string): unknown },
   asker: LineAsker,
   stop: AbortSignal,
 ): Promise<void> {
   while (!stop.aborted) {
-    if (!(await waitForStdinRead(pgid, stdinLink, stop))) return;
+    if (!(await waitForStdinRead(root, stdinLink, stop))) return;
     let line: string;
     try {
       line = await asker.input();

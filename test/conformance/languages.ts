@@ -11,8 +11,10 @@ export const HELLO = 'hello, world\n';
 export const PROMPT = 'name? ';
 
 export interface LanguageRow {
-  /** Kernel name (image polykernel/<lang>). */
+  /** Kernel name. */
   lang: string;
+  /** Image folder, when it differs from the kernel name (polykernel/<image>). */
+  image?: string;
   /** An alias the kernel is created with, to check alias resolution. */
   alias?: string;
   hello: string;
@@ -23,8 +25,8 @@ export interface LanguageRow {
   runtimeError: { code: string; ename: string | RegExp; stderr: RegExp };
   endless: string;
   bigOutput: string;
-  /** ename of an interrupted cell. */
-  interruptEname: string | RegExp;
+  /** ename of an interrupted cell; null where the kernel publishes no error for it (its reply fails). */
+  interruptEname: string | RegExp | null;
   /** For languages that keep state between cells: set it, then read it back (after an interrupt too). */
   state?: { set: string; get: string; stdout: string };
 }
@@ -34,6 +36,7 @@ const RUNNER_INTERRUPT = 'Interrupted';
 export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'python3',
+    image: 'python',
     alias: 'python',
     hello: 'print("hello, world")',
     readLine: 'name = input("name? ")\nprint("hello", name)',
@@ -242,7 +245,8 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
     runtimeError: { code: 'stop("boom")', ename: /ERROR|Error/, stderr: /boom/ },
     endless: 'cat("started\\n")\nn <- 0\nwhile (TRUE) n <- n + 1',
     bigOutput: 'for (i in 1:10000) cat("line", i, "xxxxxxxxxxxxxxxxxxxx\\n")',
-    interruptEname: /.*/,
+    // IRkernel answers an interrupted cell with an execute_reply whose status is not ok, and no error message.
+    interruptEname: null,
     state: { set: 'counter <- 41', get: 'cat(counter + 1, "\\n", sep = "")', stdout: '42\n' },
   },
 ];

@@ -7,12 +7,12 @@
  * answering afterwards.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 
-const MAX_BODY = 64 * 1024;
+const MAX_BODY = 128 * 1024;
 const NO_KERNEL = '00000000-0000-4000-8000-000000000000';
 
 let svc: TestService;
@@ -22,6 +22,8 @@ let session: string;
 
 test.before(async () => {
   notebooks = await mkdtemp(path.join(os.tmpdir(), 'pk-badinput-'));
+  // The kernel's user must be able to enter the notebook's directory (mkdtemp makes it 0700).
+  await chmod(notebooks, 0o755);
   await writeFile(path.join(notebooks, 'ok.ipynb'), JSON.stringify({ cells: [], metadata: {}, nbformat: 4, nbformat_minor: 5 }));
   await writeFile(path.join(notebooks, 'broken.ipynb'), '{"cells": [');
   svc = await startTestService({ maxBodyBytes: MAX_BODY, notebookRoot: notebooks });
@@ -170,7 +172,6 @@ test('Jupyter REST APIs: every bad input is a 4xx {message, reason} that says wh
     { method: 'PUT', route: '/api/kernels', status: 405, message: /PUT is not allowed/ },
     // kernelspecs: names and resource files, traversal included.
     { method: 'GET', route: '/api/kernelspecs/..%2f..%2fetc%2fpasswd', status: 404, message: /Kernel spec ..\/..\/etc\/passwd not found/ },
-    { method: 'GET', route: '/api/kernelspecs/%2e%2e', status: 404, message: /not found/ },
     { method: 'GET', route: `/api/kernelspecs/${long(5000)}`, status: 404, message: /not found/ },
     { method: 'GET', route: '/kernelspecs/python3/..%2f..%2f..%2fetc%2fpasswd', status: 404, message: /has no resource ..\/..\/..\/etc\/passwd/ },
     { method: 'GET', route: '/kernelspecs/python3/%2fetc%2fpasswd', status: 404, message: /has no resource/ },
@@ -253,13 +254,9 @@ test('a body streamed without Content-Length is cut at the limit with 413', asyn
   const response = await fetch(`${svc.url}/v1/kernel/create`, { method: 'POST', body, duplex: 'half', headers: { 'content-type': 'application/json' } } as RequestInit).catch(
     (error: Error) => error,
   );
-  // The service may close the connection once it answered: either the 413 arrives or the upload is cut.
-  if (response instanceof Error) {
-    t.log(`upload cut: ${response.message}`);
-  } else {
-    t.is(response.status, 413);
-    t.regex((await response.json()).detail, /larger than/);
-  }
+  if (response instanceof Error) return t.fail(`no answer: ${response.message} ${String((response as { cause?: unknown }).cause)}`);
+  t.is(response.status, 413);
+  t.regex((await response.json()).detail, /larger than/);
   t.is((await svc.call('GET', `/v1/kernel/${kernel}`)).status, 200);
 });
 

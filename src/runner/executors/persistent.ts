@@ -40,6 +40,7 @@ interface Running {
 
 export abstract class PersistentExecutor implements Executor {
   private running?: Running;
+  private starting?: Promise<void>;
   private stopping = false;
 
   constructor(protected readonly options: ExecutorOptions, private readonly what: string) {}
@@ -57,8 +58,14 @@ export abstract class PersistentExecutor implements Executor {
 
   abstract isComplete(code: string): Promise<IsCompleteStatus>;
 
-  async start(): Promise<void> {
-    if (this.running && !this.running.exited) return;
+  start(): Promise<void> {
+    // A start in progress is awaited, not repeated: the cell needs the child's stdin identity.
+    if (this.running && !this.running.exited && this.starting) return this.starting;
+    this.starting = this.spawn();
+    return this.starting;
+  }
+
+  private async spawn(): Promise<void> {
     const token = randomBytes(12).toString('hex');
     const child = spawnGroup(this.command(), {
       cwd: this.options.workDir,
@@ -93,6 +100,8 @@ export abstract class PersistentExecutor implements Executor {
     await this.start();
     const running = this.running!;
     const { child } = running;
+    // Interrupted while checking or starting: the cell never reaches the child.
+    if (cell.signal.aborted) return interruptedOutcome();
     const done = new AbortController();
     let killedAfterInterrupt = false;
     let graceTimer: NodeJS.Timeout | undefined;
@@ -147,7 +156,10 @@ export abstract class PersistentExecutor implements Executor {
     const { child, stdinIdentity: identity } = running;
     if (!child.pid || !identity) return;
     for (let attempt = 0; attempt < 20 && !cellDone.aborted && !running.exited; attempt++) {
-      if (await processWaitsForInput(child.pid, identity)) {
+      const waiting = await processWaitsForInput(child.pid, identity);
+      // The cell may have ended meanwhile, and the read seen be the next cell's: leave that one alone.
+      if (cellDone.aborted) return;
+      if (waiting) {
         child.stdin?.write('\n');
         return;
       }

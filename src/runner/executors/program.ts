@@ -5,7 +5,7 @@
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { capture, ended, exited, forward, signalGroup, spawnGroup } from '../child.js';
+import { capture, ended, exited, forward, signalGroup, spawnGroup, StdinPipe } from '../child.js';
 import {
   describeExit,
   errorOutcome,
@@ -49,6 +49,7 @@ export class ProgramExecutor implements Executor {
       await writeFile(path.join(scratch, file), sourceText(this.language, cell.code));
       for (const [step, ename] of [[this.model.check, 'SyntaxError'], [this.model.build, 'CompileError']] as const) {
         if (!step) continue;
+        if (cell.signal.aborted) return interruptedOutcome();
         const result = await capture(expandCommand(step, file), { cwd: workDir }, cell.signal);
         if (cell.signal.aborted) return interruptedOutcome();
         if (result.spawnError) return errorOutcome('KernelError', `cannot run ${step[0]}: ${result.spawnError.message}`);
@@ -67,7 +68,9 @@ export class ProgramExecutor implements Executor {
   private async execute(argv: string[], cell: Cell): Promise<CellOutcome> {
     const { output, workDir } = this.options;
     if (cell.signal.aborted) return interruptedOutcome();
-    const child = spawnGroup(argv, { cwd: workDir, stdin: cell.allowStdin ? 'pipe' : 'ignore' });
+    const stdin = cell.allowStdin ? StdinPipe.open() : undefined;
+    const child = spawnGroup(argv, { cwd: workDir, stdin: stdin?.readFd ?? 'ignore' });
+    stdin?.releaseReadEnd();
     let spawnError: Error | undefined;
     child.on('error', (error) => (spawnError = error));
     forward(child.stdout!, 'stdout', output);
@@ -82,10 +85,10 @@ export class ProgramExecutor implements Executor {
     cell.signal.addEventListener('abort', onInterrupt, { once: true });
     const done = new AbortController();
     const exit = exited(child).finally(() => done.abort());
-    if (cell.allowStdin && child.pid) {
+    if (stdin && child.pid) {
       const { pid } = child;
       void stdinIdentity(pid).then((identity) => {
-        if (identity) void serveInput(pid, identity, child.stdin!, cell, AbortSignal.any([done.signal, cell.signal]));
+        if (identity) void serveInput(pid, identity, stdin, cell, AbortSignal.any([done.signal, cell.signal]));
       });
     }
     try {
@@ -100,7 +103,7 @@ export class ProgramExecutor implements Executor {
       cell.signal.removeEventListener('abort', onInterrupt);
       // Whatever the program left running in the background ends with its cell.
       signalGroup(child.pid, 'SIGKILL');
-      child.stdin?.destroy();
+      stdin?.close();
     }
   }
 }
