@@ -75,8 +75,8 @@ function parseArgs(argv) {
 // ---------------------------------------------------------------------------------------------
 // process helpers
 
-function docker(args, { input } = {}) {
-  return spawnSync(DOCKER, args, { encoding: 'utf8', input, maxBuffer: 64 << 20 });
+function docker(args, { input, timeout } = {}) {
+  return spawnSync(DOCKER, args, { encoding: 'utf8', input, timeout, maxBuffer: 64 << 20 });
 }
 
 function imageInfo(ref) {
@@ -442,7 +442,8 @@ async function buildImage(img, baseRef, hash, opts) {
   }
   // Drop the replaced image if nothing else uses it (fails harmlessly when a container or child uses it).
   if (before && before.Id !== after.Id && (before.RepoTags ?? []).every((t) => t === img.ref)) {
-    docker(['image', 'rm', before.Id]);
+    // Bounded: an engine busy elsewhere can take minutes over a removal, and the old image is only garbage.
+    docker(['image', 'rm', before.Id], { timeout: 20_000 });
   }
   return (performance.now() - t0) / 1000;
 }

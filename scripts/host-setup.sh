@@ -26,7 +26,7 @@ fi
 # gVisor as an opt-in runtime. --network=none: runsc refuses --network none otherwise;
 # --host-uds=all: lets the kernel create its ZMQ IPC sockets in the bind-mounted directory;
 # --oci-seccomp: applies the container's seccomp profile inside the sandbox (without it runsc ignores it
-# and a kernel can `unshare -r` to root in a user namespace; see runtime/docker.ts GVISOR_SECCOMP).
+# and a kernel can `unshare -r` to root in a user namespace; see src/runtime/gvisor.ts).
 # Rewritten when an older registration lacks a flag.
 mkdir -p /etc/docker
 if [ ! -f /etc/docker/daemon.json ] || ! grep -q -- '--oci-seccomp' /etc/docker/daemon.json; then

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { conflict, unavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { GVISOR_SECCOMP_PROFILE, isGvisorRuntime, underGvisorFilter } from './gvisor-seccomp.js';
+import { GVISOR_SECCOMP_PROFILE, gvisorHostPidsLimit, isGvisorRuntime, underGvisorFilter } from './gvisor.js';
 import {
   CONTAINER_WORK_DIR,
   KERNEL_USER,
@@ -106,6 +106,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.workDirBind) binds.push(`${spec.workDirBind}:${CONTAINER_WORK_DIR}`);
     // exec: compiled languages build and run their programs in the work directory.
     else tmpfs[CONTAINER_WORK_DIR] = `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=1000,gid=1000,mode=0755`;
+    const gvisor = isGvisorRuntime(spec.runtime);
     const labels = {
       ...spec.labels,
       [LABELS.managed]: 'true',
@@ -130,11 +131,12 @@ export class DockerRuntime implements ContainerRuntime {
           Tmpfs: tmpfs,
           ReadonlyRootfs: true,
           CapDrop: ['ALL'],
-          // Under runc Docker's default seccomp profile applies; gVisor needs its own (see gvisor-seccomp.ts).
-          SecurityOpt: isGvisorRuntime(spec.runtime)
+          // Under runc Docker's default seccomp profile applies; gVisor needs its own (see gvisor.ts).
+          SecurityOpt: gvisor
             ? ['no-new-privileges', `seccomp=${JSON.stringify(GVISOR_SECCOMP_PROFILE)}`]
             : ['no-new-privileges'],
-          PidsLimit: spec.pidsLimit,
+          // gVisor: the sandbox counts the kernel's processes itself (nproc below; see gvisor.ts).
+          PidsLimit: gvisor ? gvisorHostPidsLimit(spec.pidsLimit) : spec.pidsLimit,
           Memory: spec.memoryBytes,
           // Swap equal to memory = no swap at all: the cap is a real cap.
           MemorySwap: spec.memoryBytes,
@@ -146,7 +148,10 @@ export class DockerRuntime implements ContainerRuntime {
           // /dev/shm (POSIX semaphores and shared memory, e.g. Python's multiprocessing) is scratch space
           // like /tmp: the same cap, instead of Docker's 64 MB default.
           ShmSize: spec.tmpSizeMB * 1024 * 1024,
-          Ulimits: [{ Name: 'core', Soft: 0, Hard: 0 }],
+          Ulimits: [
+            { Name: 'core', Soft: 0, Hard: 0 },
+            ...(gvisor ? [{ Name: 'nproc', Soft: spec.pidsLimit, Hard: spec.pidsLimit }] : []),
+          ],
         },
       }),
     );

@@ -312,7 +312,7 @@ if ln /conn/conn.json /tmp/.link 2>/dev/null; then breach "hard-linked a file of
     code: {
       python3: () =>
         py(`
-import os
+import os, stat
 open("/home/work/.probe", "w").write("ok"); os.remove("/home/work/.probe"); print("CONTROL the work directory is writable")
 for d in ["/", "/etc", "/usr", "/usr/lib/python3", "/var", "/var/tmp", "/root", "/home", "/run", "/conn", "/dev", "/proc/sys/kernel", "/sys/fs/cgroup"]:
     path = os.path.join(d, ".polykernel-probe")
@@ -322,6 +322,11 @@ for d in ["/", "/etc", "/usr", "/usr/lib/python3", "/var", "/var/tmp", "/root", 
         os.remove(path)
     except OSError as e:
         blocked(d, e.strerror)
+try:
+    os.mknod("/tmp/.null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    breach("mknod of a character device")
+except OSError as e:
+    blocked("mknod", e.strerror)
 try:
     os.chmod("/conn", 0o777)
     breach("chmod /conn")

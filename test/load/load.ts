@@ -8,6 +8,7 @@
  *
  *   npm run load                                   50 kernels, 2,000 executions
  *   npm run load -- --kernels 10 --executions 200  the CI-sized run (test/integration/load-small.test.ts)
+ *   npm run load -- --rounds 3                     the same service three times over (leak or allocator?)
  *
  * Memory is the service process's resident set (VmRSS) read from /proc; a full GC is triggered in it
  * (SIGUSR2, through a preload) before the "after" figure, so that garbage V8 has not collected yet does
@@ -30,6 +31,8 @@ export interface LoadOptions {
   /** Bound on the whole run; past it the run fails. */
   timeoutMs?: number;
   redisUrl?: string;
+  /** Create/execute/delete rounds in the same service; the figures are the first round's. */
+  rounds?: number;
   log?: (line: string) => void;
 }
 
@@ -57,6 +60,8 @@ export interface LoadFigures {
   rssMB: { started: number; beforeLoad: number; peak: number; withKernels: number; afterLoad: number };
   /** V8 heap in use after a full GC, MB: the leak indicator that RSS (kept by the allocator) is not. */
   heapUsedMB: { beforeLoad: number; afterLoad: number };
+  /** Memory after a full GC at the end of each round (`rounds` > 1: growth round after round is a leak). */
+  afterEachRound: { rssMB: number; heapUsedMB: number; externalMB: number }[];
   leaks: { containers: number; socketDirs: number; storeKeys: number | null; kernelsListed: number };
   store: 'redis' | 'memory';
   machine: { cpus: number; node: string };
@@ -178,12 +183,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       }
     }, 100);
     sampler.unref();
+    // Twice, some seconds apart: V8 and the allocator give freed pages back to the system lazily.
     const gcThenMemory = async () => {
+      child!.kill('SIGUSR2');
+      await sleep(3000);
       child!.kill('SIGUSR2');
       await sleep(1000);
       const lines = stderr.split('\n').filter((line) => line.startsWith('{"loadMemory"'));
-      const heapUsed = lines.length ? (JSON.parse(lines.at(-1)!) as { loadMemory: NodeJS.MemoryUsage }).loadMemory.heapUsed : NaN;
-      return { rss: rssMB(pid), heap: Math.round(heapUsed / 1024 / 102.4) / 10 };
+      const memory = lines.length ? (JSON.parse(lines.at(-1)!) as { loadMemory: NodeJS.MemoryUsage }).loadMemory : undefined;
+      const mb = (bytes: number | undefined) => (bytes === undefined ? NaN : Math.round(bytes / 1024 / 102.4) / 10);
+      return { rss: rssMB(pid), heap: mb(memory?.heapUsed), external: mb(memory?.external) };
     };
 
     try {
@@ -195,65 +204,77 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       const beforeLoad = await gcThenMemory();
       log(`service up: RSS ${started} MB at start, ${beforeLoad.rss} MB after warm-up (heap ${beforeLoad.heap} MB)`);
 
-      // 1. K kernels.
-      const kernels: string[] = [];
-      const createTimes: number[] = [];
-      let phase = performance.now();
-      await pool(
-        Array.from({ length: options.kernels }, (_, i) => i),
-        createConcurrency,
-        async () => {
-          checkDeadline();
-          const t0 = performance.now();
-          const { status, body } = await call('POST', '/v1/kernel/create', { lang: 'python3' });
-          createTimes.push(performance.now() - t0);
-          if (status === 201) kernels.push(body.kernelId);
-          else fail(`create answered ${status}: ${JSON.stringify(body).slice(0, 200)}`);
-        },
-      );
-      const createPhaseMs = Math.round(performance.now() - phase);
-      log(`${kernels.length} kernels alive after ${createPhaseMs} ms`);
-
-      // 2. E executions, round robin over the kernels; every kernel runs its share in order, all at once.
-      const shares = kernels.map(() => [] as number[]);
-      for (let i = 0; i < options.executions; i++) shares[i % kernels.length]!.push(i);
-      const executeTimes: number[] = [];
-      const cpuBefore = cpuMs(pid);
-      phase = performance.now();
-      await Promise.all(
-        kernels.map(async (kernelId, k) => {
-          for (const i of shares[k]!) {
+      // One round: K kernels, E executions spread over them, every kernel deleted. Later rounds in the
+      // same process tell a leak (memory grows round after round) from memory the allocator keeps.
+      const round = async () => {
+        // 1. K kernels.
+        const kernels: string[] = [];
+        const createTimes: number[] = [];
+        let phase = performance.now();
+        await pool(
+          Array.from({ length: options.kernels }, (_, i) => i),
+          createConcurrency,
+          async () => {
             checkDeadline();
             const t0 = performance.now();
-            try {
-              const { status, body } = await call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: `n = ${i}\nprint(n * 2)` });
-              executeTimes.push(performance.now() - t0);
-              const result = body?.result;
-              if (status !== 200 || result?.status !== 'finished' || result.exitCode !== 0 || JSON.stringify(result.console) !== JSON.stringify([['stdout', `${i * 2}\n`]])) {
-                fail(`execution ${i} on ${kernelId}: ${status} ${JSON.stringify(body).slice(0, 200)}`);
-              }
-            } catch (error) {
-              fail(`execution ${i} on ${kernelId}: ${(error as Error).message}`);
-            }
-          }
-        }),
-      );
-      const executePhaseMs = Math.round(performance.now() - phase);
-      const serviceCpu = cpuMs(pid) - cpuBefore;
-      const withKernels = rssMB(pid);
-      log(`${executeTimes.length} executions in ${executePhaseMs} ms`);
+            const { status, body } = await call('POST', '/v1/kernel/create', { lang: 'python3' });
+            createTimes.push(performance.now() - t0);
+            if (status === 201) kernels.push(body.kernelId);
+            else fail(`create answered ${status}: ${JSON.stringify(body).slice(0, 200)}`);
+          },
+        );
+        const createPhaseMs = Math.round(performance.now() - phase);
+        log(`${kernels.length} kernels alive after ${createPhaseMs} ms`);
 
-      // 3. Delete everything, then wait for the containers to be gone.
-      phase = performance.now();
-      await pool(kernels, createConcurrency * 2, async (kernelId) => {
-        const { status, body } = await call('DELETE', `/v1/kernel/${kernelId}`);
-        if (status !== 204) fail(`delete of ${kernelId} answered ${status}: ${JSON.stringify(body)}`);
-      });
-      for (let i = 0; i < 600 && containers().length > 0; i++) await sleep(100);
-      const deletePhaseMs = Math.round(performance.now() - phase);
+        // 2. E executions, round robin over the kernels; every kernel runs its share in order, all at once.
+        const shares = kernels.map(() => [] as number[]);
+        for (let i = 0; i < options.executions; i++) shares[i % kernels.length]!.push(i);
+        const executeTimes: number[] = [];
+        const cpuBefore = cpuMs(pid);
+        phase = performance.now();
+        await Promise.all(
+          kernels.map(async (kernelId, k) => {
+            for (const i of shares[k]!) {
+              checkDeadline();
+              const t0 = performance.now();
+              try {
+                const { status, body } = await call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: `n = ${i}\nprint(n * 2)` });
+                executeTimes.push(performance.now() - t0);
+                const result = body?.result;
+                if (status !== 200 || result?.status !== 'finished' || result.exitCode !== 0 || JSON.stringify(result.console) !== JSON.stringify([['stdout', `${i * 2}\n`]])) {
+                  fail(`execution ${i} on ${kernelId}: ${status} ${JSON.stringify(body).slice(0, 200)}`);
+                }
+              } catch (error) {
+                fail(`execution ${i} on ${kernelId}: ${(error as Error).message}`);
+              }
+            }
+          }),
+        );
+        const executePhaseMs = Math.round(performance.now() - phase);
+        const serviceCpu = cpuMs(pid) - cpuBefore;
+        const withKernels = rssMB(pid);
+        log(`${executeTimes.length} executions in ${executePhaseMs} ms`);
+
+        // 3. Delete everything, then wait for the containers to be gone.
+        phase = performance.now();
+        await pool(kernels, createConcurrency * 2, async (kernelId) => {
+          const { status, body } = await call('DELETE', `/v1/kernel/${kernelId}`);
+          if (status !== 204) fail(`delete of ${kernelId} answered ${status}: ${JSON.stringify(body)}`);
+        });
+        for (let i = 0; i < 600 && containers().length > 0; i++) await sleep(100);
+        const deletePhaseMs = Math.round(performance.now() - phase);
+        await sleep(2000);
+        const after = await gcThenMemory();
+        log(`round done: RSS ${after.rss} MB, heap ${after.heap} MB after a full GC`);
+        return { createTimes, createPhaseMs, executeTimes, executePhaseMs, serviceCpu, withKernels, deletePhaseMs, after };
+      };
+
+      const rounds: Awaited<ReturnType<typeof round>>[] = [];
+      for (let r = 0; r < (options.rounds ?? 1); r++) rounds.push(await round());
+      const first = rounds[0]!;
+      const { createTimes, createPhaseMs, executeTimes, executePhaseMs, serviceCpu, withKernels, deletePhaseMs } = first;
+      const afterLoad = first.after;
       const listed = (await call('GET', '/api/kernels')).body as unknown[];
-      await sleep(2000);
-      const afterLoad = await gcThenMemory();
       clearInterval(sampler);
 
       const storeKeys = redisUrl
@@ -273,6 +294,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         serviceCpuMsPerExecution: Math.round((serviceCpu / Math.max(1, executeTimes.length)) * 100) / 100,
         rssMB: { started, beforeLoad: beforeLoad.rss, peak, withKernels, afterLoad: afterLoad.rss },
         heapUsedMB: { beforeLoad: beforeLoad.heap, afterLoad: afterLoad.heap },
+        afterEachRound: rounds.map((r) => ({ rssMB: r.after.rss, heapUsedMB: r.after.heap, externalMB: r.after.external })),
         leaks: { containers: containers().length, socketDirs: (await readdir(stateDir)).length, storeKeys, kernelsListed: listed.length },
         store: redisUrl ? 'redis' : 'memory',
         machine: { cpus: os.cpus().length, node: process.version },
@@ -306,6 +328,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     kernels: option(args, '--kernels', 50),
     executions: option(args, '--executions', 2000),
     createConcurrency: option(args, '--create-concurrency', 4),
+    rounds: option(args, '--rounds', 1),
     log: (line) => process.stderr.write(`load: ${line}\n`),
   }).then(
     (figures) => {

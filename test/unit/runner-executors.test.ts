@@ -2,7 +2,7 @@
  * The persistent cell models of the runner on this machine's bash and node (no Docker): state kept from
  * cell to cell, a syntax error caught before the shell sees it, input answered when the code blocks
  * reading stdin, an interrupt that stops the cell and keeps the state, and a new process (state reset,
- * said so) after the old one exited.
+ * said so) after the old one exited. And the per-cell program model, with bash standing in for a language.
  */
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Cell, CellOutcome, Executor, OutputSink } from '../../src/runner/executor.js';
 import { JsExecutor } from '../../src/runner/executors/js.js';
+import { ProgramExecutor } from '../../src/runner/executors/program.js';
 import { ShellExecutor } from '../../src/runner/executors/shell.js';
+import { findLanguage, type LanguageSpec } from '../../src/runner/languages.js';
 
 interface Harness {
   run(code: string, options?: { inputs?: string[]; interruptAfterMs?: number }): Promise<{ outcome: CellOutcome; stdout: string; stderr: string; asked: number }>;
@@ -120,5 +122,46 @@ test('typescript: cells are transpiled; a syntax error reports the TypeScript di
     t.deepEqual((await ts.run('import os from "node:os"\ntypeof os.platform()')).outcome, { status: 'ok', data: { 'text/plain': "'string'" } });
   } finally {
     await ts.stop();
+  }
+});
+
+// The program model with bash as its "language", so that it runs on any machine: check, run, stdin through
+// a real pipe, exit status, interrupt, and the end of whatever the program left running.
+const SCRIPT_LANGUAGE: LanguageSpec = {
+  ...findLanguage('bash')!,
+  name: 'bash-program',
+  cell: {
+    kind: 'program',
+    file: () => 'main.sh',
+    check: ['bash', '-n', '{dir}/main.sh'],
+    run: ['bash', '{dir}/main.sh'],
+    cellDoc: 'a script',
+  },
+};
+
+test('program: a syntax check, a run per cell with stdin on a pipe, exit status, interrupt', async (t) => {
+  const program = await harness((options) => new ProgramExecutor(SCRIPT_LANGUAGE, options));
+  try {
+    const asked = await program.run('printf "name? "; read -r n; echo "hi $n"; [ -p /dev/stdin ] && echo fifo >&2', { inputs: ['Ada'] });
+    t.is(asked.outcome.status, 'ok');
+    t.is(asked.asked, 1);
+    t.is(asked.stdout, 'name? hi Ada\n');
+    t.is(asked.stderr, 'fifo\n', 'stdin is a real pipe, not a socket');
+    const bad = await program.run('if then');
+    t.is(ename(bad.outcome), 'SyntaxError');
+    t.regex(bad.outcome.status === 'error' ? bad.outcome.traceback.join('\n') : '', /syntax error/);
+    const failed = await program.run('echo boom >&2; exit 3');
+    t.is(ename(failed.outcome), 'RuntimeError');
+    t.is(failed.outcome.status === 'error' ? failed.outcome.evalue : '', 'the program exited with status 3');
+    t.is(failed.stderr, 'boom\n');
+    const started = Date.now();
+    t.is(ename((await program.run('sleep 30', { interruptAfterMs: 200 })).outcome), 'Interrupted');
+    t.true(Date.now() - started < 2000);
+    t.is((await program.run('x=1; echo "[$x]"')).stdout, '[1]\n');
+    t.is((await program.run('echo "[$x]"')).stdout, '[]\n', 'nothing persists between cells');
+    const background = await program.run('(sleep 30; echo late) & echo $! > /dev/null; echo now');
+    t.is(background.stdout, 'now\n');
+  } finally {
+    await program.stop();
   }
 });

@@ -1,5 +1,9 @@
 /**
- * The seccomp profile of kernels under gVisor (runsc).
+ * What kernels under gVisor (runsc) need besides runc's flags: a seccomp profile (and a filter for exec'd
+ * commands), and a pids limit that counts the sandbox's own processes. Measured with Debian's runsc
+ * 2022-12 on the ptrace platform.
+ *
+ * ## Seccomp
  *
  * Why a profile of our own: gVisor implements user namespaces itself, so without a filter a kernel can
  * `unshare -r` and become root (with every capability) inside a namespace of its own sandbox. runsc applies
@@ -10,7 +14,8 @@
  *
  * So this profile allows by default (gVisor's own syscall table is the allow-list: it answers ENOSYS for
  * `clone3` and everything it does not implement) and denies what grants privileges inside the sandbox:
- * new namespaces (unshare, setns, clone with a CLONE_NEW* flag), mounts, keyrings, bpf, perf.
+ * new namespaces (unshare, setns, clone with a CLONE_NEW* flag), mounts, keyrings, bpf, perf, and device
+ * nodes (gVisor lets an unprivileged user mknod a character device on its tmpfs; FIFOs stay allowed).
  * Docker takes the profile's JSON inline in HostConfig.SecurityOpt (`seccomp=<json>`).
  */
 
@@ -31,6 +36,12 @@ const DENIED = [
   'perf_event_open',
 ];
 
+const S_IFMT = 0o170000;
+/** Character and block devices. */
+const DEVICE_TYPES = [0o020000, 0o060000];
+/** The argument holding the file mode: mknod(path, mode, dev), mknodat(dirfd, path, mode, dev). */
+const MKNOD_MODE_ARG = { mknod: 1, mknodat: 2 } as const;
+
 export const GVISOR_SECCOMP_PROFILE = {
   defaultAction: 'SCMP_ACT_ALLOW',
   syscalls: [
@@ -41,6 +52,13 @@ export const GVISOR_SECCOMP_PROFILE = {
       action: 'SCMP_ACT_ERRNO',
       args: [{ index: 0, value: flag, valueTwo: flag, op: 'SCMP_CMP_MASKED_EQ' }],
     })),
+    ...Object.entries(MKNOD_MODE_ARG).flatMap(([name, index]) =>
+      DEVICE_TYPES.map((type) => ({
+        names: [name],
+        action: 'SCMP_ACT_ERRNO',
+        args: [{ index, value: S_IFMT, valueTwo: type, op: 'SCMP_CMP_MASKED_EQ' }],
+      })),
+    ),
   ],
 };
 
@@ -66,6 +84,8 @@ const SYSCALLS_X86_64: Record<string, number> = {
 };
 const SYS_CLONE = 56;
 const SYS_CLONE3 = 435;
+const SYS_MKNOD = 133;
+const SYS_MKNODAT = 259;
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 /** Syscall numbers with this bit are the x32 ABI: denied wholesale. */
 const X32_SYSCALL_BIT = 0x40000000;
@@ -80,21 +100,39 @@ function denialFilter(): Buffer {
   const BPF_RET_K = 0x06;
   const RET_ALLOW = 0x7fff0000;
   const RET_ERRNO = 0x00050000;
-  type Label = 'allow' | 'eperm' | 'enosys';
+  type Label = 'allow' | 'eperm' | 'enosys' | 'clone' | 'mknod' | 'mknodat' | 'devicecheck';
   const program: [code: number, jt: number | Label, jf: number | Label, k: number][] = [];
   const op = (code: number, k: number, jt: number | Label = 0, jf: number | Label = 0) => program.push([code, jt, jf, k]);
-  // struct seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low 32 bits: little-endian).
+  const labels: Partial<Record<Label, number>> = {};
+  const here = (label: Label) => (labels[label] = program.length);
+  // struct seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8i (the low 32 bits first: little-endian).
+  const arg = (index: number) => 16 + 8 * index;
   op(BPF_LD_W_ABS, 4);
   op(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 'eperm');
   op(BPF_LD_W_ABS, 0);
   op(BPF_JGE_K, X32_SYSCALL_BIT, 'eperm', 0);
   for (const nr of Object.values(SYSCALLS_X86_64)) op(BPF_JEQ_K, nr, 'eperm', 0);
   op(BPF_JEQ_K, SYS_CLONE3, 'enosys', 0);
-  op(BPF_JEQ_K, SYS_CLONE, 0, 'allow');
-  op(BPF_LD_W_ABS, 16);
+  op(BPF_JEQ_K, SYS_CLONE, 'clone', 0);
+  op(BPF_JEQ_K, SYS_MKNOD, 'mknod', 0);
+  op(BPF_JEQ_K, SYS_MKNODAT, 'mknodat', 'allow');
+  here('clone');
+  op(BPF_LD_W_ABS, arg(0));
   op(BPF_AND_K, CLONE_NEW_MASK);
   op(BPF_JEQ_K, 0, 'allow', 'eperm');
-  const at: Record<Label, number> = { allow: program.length, eperm: program.length + 1, enosys: program.length + 2 };
+  here('mknod');
+  op(BPF_LD_W_ABS, arg(MKNOD_MODE_ARG.mknod));
+  op(BPF_JEQ_K, 0, 'devicecheck', 'devicecheck'); // both ways: a jump
+  here('mknodat');
+  op(BPF_LD_W_ABS, arg(MKNOD_MODE_ARG.mknodat));
+  here('devicecheck');
+  op(BPF_AND_K, S_IFMT);
+  op(BPF_JEQ_K, DEVICE_TYPES[0]!, 'eperm', 0);
+  op(BPF_JEQ_K, DEVICE_TYPES[1]!, 'eperm', 'allow');
+  const at = labels as Record<Label, number>;
+  at.allow = program.length;
+  at.eperm = program.length + 1;
+  at.enosys = program.length + 2;
   op(BPF_RET_K, RET_ALLOW);
   op(BPF_RET_K, RET_ERRNO | 1);
   op(BPF_RET_K, RET_ERRNO | 38);
@@ -124,6 +162,20 @@ const FILTER_HEX = denialFilter().toString('hex');
 /** The command to give `docker exec` in a gVisor container so that it runs under the denials above. */
 export function underGvisorFilter(cmd: string[]): string[] {
   return ['perl', '-e', LAUNCHER, FILTER_HEX, ...cmd];
+}
+
+/**
+ * ## Processes
+ * On the ptrace platform every process in the sandbox is backed by host processes and threads (about 9
+ * host tasks each, measured), all in the container's pids cgroup besides the sentry's and gofer's own ~40
+ * threads. A pids limit meant for the kernel's processes would make the sentry itself fail to create them,
+ * and it panics: the whole kernel dies. So under gVisor the sandbox enforces the limit itself: RLIMIT_NPROC,
+ * which gVisor counts per user inside the sandbox (a fork past it fails with EAGAIN, as under runc's pids
+ * limit), while the host cgroup only bounds the sandbox as a whole, with room for that overhead.
+ * (Under runc RLIMIT_NPROC would count uid 1000's processes of every kernel on the host: not usable there.)
+ */
+export function gvisorHostPidsLimit(pidsLimit: number): number {
+  return 64 + 10 * pidsLimit;
 }
 
 /** Runtimes that are gVisor: `runsc` as scripts/host-setup.sh registers it, or a name that says gvisor. */
