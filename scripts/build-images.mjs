@@ -15,7 +15,7 @@
 // `debootstrap --variant=minbase bookworm` from the host's own Debian mirror and `docker import`.
 // POLYKERNEL_BASE_IMAGE=<ref> makes images/base start from another image instead.
 //
-// Usage: node scripts/build-images.mjs [--only python,r] [--force] [--no-cache] [--verbose]
+// Usage: node scripts/build-images.mjs [--only python,r] [--force] [--no-cache] [--jobs 3] [--verbose]
 // Plain Node ESM, builtins only.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -39,8 +39,9 @@ const DOCKER = process.env.DOCKER || (fs.existsSync('/usr/bin/docker') ? '/usr/b
 class BuildError extends Error {}
 
 function usage(code) {
-  const text = `usage: node scripts/build-images.mjs [--only a,b] [--force] [--no-cache] [--verbose]
+  const text = `usage: node scripts/build-images.mjs [--only a,b] [--force] [--no-cache] [--jobs n] [--verbose]
   --only a,b   build only these images/ folders (and the parents they need)
+  --jobs n     build up to n images at once once their parent is built (default 3, env POLYKERNEL_BUILD_JOBS)
   --force      rebuild the selected images even when their source hash label matches
                (with --only, parents pulled in only as dependencies are still checked)
   --no-cache   pass --no-cache to docker build (fresh apt-get, e.g. for security updates)
@@ -53,13 +54,17 @@ env: POLYKERNEL_BASE_IMAGE=<ref>  base of images/base (default ${DEFAULT_BASE}, 
 }
 
 function parseArgs(argv) {
-  const opts = { only: null, force: false, noCache: false, verbose: false };
+  const opts = { only: null, force: false, noCache: false, verbose: false, jobs: Number(process.env.POLYKERNEL_BUILD_JOBS || 3) };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--force') opts.force = true;
     else if (a === '--no-cache') opts.noCache = true;
     else if (a === '--verbose' || a === '-v') opts.verbose = true;
     else if (a === '--help' || a === '-h') usage(0);
+    else if (a === '--jobs' || a.startsWith('--jobs=')) {
+      opts.jobs = Number(a === '--jobs' ? argv[++i] : a.slice('--jobs='.length));
+      if (!Number.isInteger(opts.jobs) || opts.jobs < 1) usage(2);
+    }
     else if (a === '--only' || a.startsWith('--only=')) {
       const v = a === '--only' ? argv[++i] : a.slice('--only='.length);
       if (!v) usage(2);
@@ -565,7 +570,9 @@ async function main() {
   const order = buildOrder(images, opts.only);
   const hashes = new Map();
   let built = 0;
-  for (const name of order) {
+  const t0 = performance.now();
+  const slots = semaphore(opts.jobs);
+  const buildOne = async (name) => {
     const img = images.get(name);
     let baseRef;
     let parentHash;
@@ -583,14 +590,42 @@ async function main() {
     const forced = opts.force && (!opts.only || opts.only.includes(name));
     if (!forced && existing?.Config?.Labels?.[HASH_LABEL] === hash) {
       process.stdout.write(`${img.ref.padEnd(28)} up to date\n`);
-      continue;
+      return;
     }
     if (opts.verbose) process.stdout.write(`build-images: building ${img.ref} from ${baseRef}\n`);
     const secs = await buildImage(img, baseRef, hash, opts);
     built++;
     process.stdout.write(`${img.ref.padEnd(28)} built in ${secs.toFixed(1)}s\n`);
+  };
+  // Siblings build side by side (--jobs); an image starts once its parent is done. apt downloads and
+  // unpacking dominate, so a few builds at once use the machine better than one.
+  const done = new Map();
+  for (const name of order) {
+    const parent = images.get(name).parent;
+    const after = parent && done.has(parent) ? done.get(parent) : Promise.resolve();
+    done.set(name, after.then(() => slots(() => buildOne(name))));
   }
-  if (built === 0 && opts.verbose) process.stdout.write('build-images: nothing to build\n');
+  const results = await Promise.allSettled(done.values());
+  const failure = results.find((r) => r.status === 'rejected');
+  if (failure) throw failure.reason;
+  if (built > 0) process.stdout.write(`build-images: ${built} image(s) built in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`);
+  else if (opts.verbose) process.stdout.write('build-images: nothing to build\n');
+}
+
+/** Runs at most `limit` tasks at once. */
+function semaphore(limit) {
+  let active = 0;
+  const waiting = [];
+  return async (task) => {
+    if (active >= limit) await new Promise((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await task();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
 }
 
 // A promise left pending would otherwise end the process with status 0.

@@ -80,6 +80,7 @@ export const OPTIONS = {
   timeoutCapMs: opt('POLYKERNEL_MAX_TIMEOUT_MS', int(1), 'largest timeout a request may ask for (ms); more is 406'),
   idleTimeoutMs: opt('POLYKERNEL_IDLE_TIMEOUT_MS', int(0), 'a kernel idle this long is destroyed; 0 = never'),
   maxCpuCreditMs: opt('POLYKERNEL_MAX_CPU_CREDIT_MS', int(0), 'CPU time after which a kernel is destroyed; 0 = no limit'),
+  restartDeadKernels: opt('POLYKERNEL_RESTART_DEAD_KERNELS', bool, 'a kernel whose container dies (out of memory, killed) is restarted in place, as Jupyter servers do, instead of removed'),
   cpus: opt('POLYKERNEL_CPUS', num(0.01), 'CPU quota per kernel, in CPUs'),
   pidsLimit: opt('POLYKERNEL_PIDS_LIMIT', int(8), 'most processes per kernel container'),
   workDirSizeMB: opt('POLYKERNEL_WORKDIR_MB', int(1), 'size of the writable work directory (MB)'),

@@ -65,6 +65,8 @@ export interface KernelEvents {
   state: [kernelId: string, state: KernelState];
   /** The kernel is gone; `reason` says why (deleted, out-of-memory, idle timeout, …). */
   removed: [kernelId: string, reason: string];
+  /** The kernel's container died under it (out of memory, killed): runs in progress end with the reason. */
+  died: [kernelId: string, reason: string];
 }
 
 export class KernelManager extends EventEmitter<KernelEvents> {
@@ -79,6 +81,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private stopDeathWatch?: () => void;
   /** Container removals in flight (see destroy). */
   private readonly removals = new Set<Promise<unknown>>();
+  /** When kernels were restarted after their container died (POLYKERNEL_RESTART_DEAD_KERNELS). */
+  private readonly autoRestarts = new Map<string, number[]>();
   /** Containers whose kernel is starting: their death fails the start at once (see untilReady). */
   private readonly launching = new Map<string, (reason: DeathReason) => void>();
   /**
@@ -593,6 +597,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const kernel = this.live.get(record.id);
     const wasLive = kernel !== undefined;
     this.live.delete(record.id);
+    this.autoRestarts.delete(record.id);
     kernel?.close();
     this.remember(record.id, reason);
     if (record.containerId) this.removeContainerInBackground(record.id, record.containerId);
@@ -656,12 +661,31 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       return;
     }
     this.log.warn('Kernel container died', { kernelId: id, containerId: containerId.slice(0, 12), reason });
+    this.emit('died', id, reason);
+    if (this.config.restartDeadKernels && this.mayAutoRestart(id)) {
+      // As jupyter_server's autorestart: clients see "restarting", then a fresh kernel. restart() removes
+      // the kernel when the restart fails.
+      void this.restart(id).then(
+        () => this.log.info('Restarted a kernel whose container died', { kernelId: id, reason }),
+        (error: Error) => this.log.warn('Could not restart a kernel whose container died', { kernelId: id, error: error.message }),
+      );
+      return;
+    }
     void this.store
       .get<KernelRecord>('kernels', id)
       .then(async (record) => {
         if (record && record.containerId === containerId) await this.destroy(record, reason);
       })
       .catch((error: Error) => this.log.error('Cleanup after a container death failed', { kernelId: id, error: error.message }));
+  }
+
+  /** At most 5 automatic restarts a minute (jupyter_server's restart_limit): a kernel that keeps dying goes. */
+  private mayAutoRestart(id: string): boolean {
+    const now = this.clock();
+    const recent = (this.autoRestarts.get(id) ?? []).filter((at) => now - at < 60_000);
+    if (recent.length >= 5) return false;
+    this.autoRestarts.set(id, [...recent, now]);
+    return true;
   }
 
   /** On shutdown of the service: keep kernels for re-adoption, or remove them all. */

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
 import { BatchRun, resolveBatchCommands, type BatchOptions } from './batch.js';
 import type { KernelManager } from './kernel-manager.js';
+import { OomNotices } from './oom-notice.js';
 import { QueryRun, QueryRuns, type Run, type RunResult } from './query.js';
 
 export type ExecuteRequest =
@@ -18,6 +19,7 @@ export type ExecuteRequest =
 
 export class QueryService {
   private readonly runs = new QueryRuns();
+  private readonly oom: OomNotices;
 
   constructor(
     private readonly manager: KernelManager,
@@ -26,6 +28,11 @@ export class QueryService {
     private readonly log: Logger,
   ) {
     manager.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
+    // Also when the kernel is restarted in place after its death (POLYKERNEL_RESTART_DEAD_KERNELS).
+    manager.on('died', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
+    this.oom = new OomNotices(runtime, async (kernelId) => (await manager.get(kernelId)).containerId);
+    manager.on('removed', (kernelId) => this.oom.forget(kernelId));
+    manager.on('state', (kernelId, state) => state === 'restarting' && this.oom.forget(kernelId));
   }
 
   async execute(kernelId: string, request: ExecuteRequest): Promise<RunResult> {
@@ -36,6 +43,11 @@ export class QueryService {
     if (request.mode === 'input') await run.sendInput(request.code);
     const result = await run.next(this.config.flushWindowMs);
     this.runs.settle(kernelId, result);
+    if (result.status === 'finished' || result.status === 'exec-timeout') {
+      // A program the kernel started killed by the memory cap, the kernel alive: say so (oom-notice.ts).
+      const limits = (await this.manager.liveKernel(kernelId).catch(() => undefined))?.limits;
+      await this.oom.end(kernelId, result, limits?.maxMemKB);
+    }
     return result;
   }
 
@@ -50,6 +62,7 @@ export class QueryService {
     // No store round trip here: the kernel's limits and counters live on the LiveKernel.
     const kernel = await this.manager.liveKernel(kernelId);
     kernel.numQueriesExecuted++;
+    await this.oom.begin(kernelId);
     const run = new QueryRun(kernel, code, runId, {
       timeoutMs: kernel.limits?.timeoutMs ?? this.config.defaultTimeoutMs,
       maxOutputBytes: this.config.maxOutputBytes,
@@ -63,6 +76,7 @@ export class QueryService {
   private async startBatch(kernelId: string, options: BatchOptions, runId: string | undefined): Promise<BatchRun> {
     this.assertNewRun(kernelId, runId);
     const kernel = await this.manager.liveKernel(kernelId);
+    await this.oom.begin(kernelId);
     const record = await this.manager.get(kernelId);
     const spec = await this.manager.specs.resolve(record.lang);
     const commands = resolveBatchCommands(options, record.lang, spec);

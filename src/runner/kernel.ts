@@ -18,7 +18,7 @@ import {
   type JsonObject,
   type JupyterMessage,
 } from '../protocol/messages.js';
-import { INTERRUPTED, type Cell, type CellOutcome, type Executor, type OutputSink, type StreamName } from './executor.js';
+import { errorOutcome, type Cell, type CellOutcome, type Executor, type OutputSink, type StreamName } from './executor.js';
 import type { LanguageSpec } from './languages.js';
 import { StreamPublisher } from './output.js';
 import type { KernelSockets, RequestChannel, ServerChannel } from './sockets.js';
@@ -194,7 +194,7 @@ export class RunnerKernel {
     try {
       outcome = code.trim() ? await this.executor.run(this.cell(execution, code, count)) : { status: 'ok' };
     } catch (error) {
-      outcome = { status: 'error', ename: 'KernelError', evalue: (error as Error).message, traceback: [] };
+      outcome = errorOutcome('KernelError', (error as Error).message);
     } finally {
       this.current = undefined;
       execution.input?.reject(new Error('the cell ended'));
@@ -210,7 +210,8 @@ export class RunnerKernel {
     const { ename, evalue, traceback } = outcome;
     await this.publish('error', { ename, evalue, traceback }, request);
     await this.reply('shell', request, 'execute_reply', { status: 'error', execution_count: count, ename, evalue, traceback });
-    if (content.stop_on_error !== false && ename !== INTERRUPTED) {
+    // As ipykernel: an interrupted "run all" stops there too.
+    if (content.stop_on_error !== false) {
       for (const queued of this.queue) {
         if (queued.header.msg_type === 'execute_request') this.toAbort.add(queued.header.msg_id);
       }

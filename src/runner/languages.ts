@@ -66,7 +66,7 @@ export interface LanguageSpec {
   cell: CellModel;
 }
 
-const SCRATCH = '.pk';
+const SCRATCH = '.pk-cell';
 /** Helper files shipped with the runner (images/runner/lib). */
 const RUNNER_LIB = '/opt/polykernel/lib';
 
@@ -317,8 +317,11 @@ export function expandCommand(command: readonly string[], file: string, dir = SC
   return command.map((arg) => arg.replaceAll('{dir}', dir).replaceAll('{file}', file).replaceAll('{stem}', stem));
 }
 
-/** PHP prints a cell without an opening tag verbatim; a notebook cell is code, so add the tag. */
+/**
+ * PHP prints a cell without an opening tag verbatim; a notebook cell is code, so add the tag (on the
+ * cell's first line, so that line numbers in messages stay the user's).
+ */
 export function sourceText(language: LanguageSpec, code: string): string {
-  if (language.name === 'php' && !/<\?(php|=)/.test(code)) return `<?php\n${code}`;
+  if (language.name === 'php' && !/<\?(php|=)/.test(code)) return `<?php ${code}`;
   return code;
 }

@@ -97,7 +97,7 @@ async function blockedOnStdin(pid: number, stdinLink: string): Promise<boolean> 
   return false;
 }
 
-/** What fd 0 of a process is, e.g. "socket:[123]": the identity of the stdin the runner holds. */
+/** What fd 0 of a process is ("socket:[123]", a FIFO path): the identity of the stdin the runner holds. */
 export async function stdinIdentity(pid: number): Promise<string | undefined> {
   return readlink(`/proc/${pid}/fd/0`).catch(() => undefined);
 }

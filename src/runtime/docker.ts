@@ -294,6 +294,24 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  async oomKills(containerId: string): Promise<number | undefined> {
+    const candidates = [
+      `/sys/fs/cgroup/memory/docker/${containerId}/memory.oom_control`,
+      `/sys/fs/cgroup/system.slice/docker-${containerId}.scope/memory.events`,
+      `/sys/fs/cgroup/docker/${containerId}/memory.events`,
+    ];
+    for (const file of candidates) {
+      try {
+        // cgroup v1 memory.oom_control and v2 memory.events both have an "oom_kill <n>" line.
+        const match = /^oom_kill (\d+)$/m.exec(await readFile(file, 'utf8'));
+        if (match) return Number(match[1]);
+      } catch {
+        // Not this cgroup layout (or the container is gone); try the next.
+      }
+    }
+    return undefined;
+  }
+
   async engineUsage(containerId: string): Promise<ResourceUsage | undefined> {
     try {
       const stats = (await this.docker.getContainer(containerId).stats({ stream: false })) as {

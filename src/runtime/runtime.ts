@@ -97,6 +97,11 @@ export interface ContainerRuntime {
   readImageFile(image: string, filePath: string): Promise<Buffer | undefined>;
   /** Host PIDs of every process in the container (empty when they cannot be seen from here). */
   processIds(containerId: string): Promise<number[]>;
+  /**
+   * How many processes the container's memory cap killed so far (its cgroup's oom_kill); undefined when
+   * that cannot be seen from here. Optional: a runtime without it reports only the OOM deaths of kernels.
+   */
+  oomKills?(containerId: string): Promise<number | undefined>;
   /** Memory and CPU as the engine reports them (the fallback when host PIDs are not visible). */
   engineUsage(containerId: string): Promise<ResourceUsage | undefined>;
   /**

@@ -160,6 +160,16 @@ for (const row of LANGUAGE_ROWS) {
     t.regex(await kernelFor(row), /^[0-9a-f-]{36}$/);
   });
 
+  test.serial(`${lang}: kernel_info reports its language_info`, async (t) => {
+    const live = await svc.service.kernels.liveKernel(await kernelFor(row));
+    const reply = await live.request('shell', live.message('kernel_info_request', {}), 10_000);
+    const info = reply.content.language_info as Record<string, unknown>;
+    t.like(info, row.info);
+    t.regex(String(info.version), /^\d+\.\d+/);
+    t.truthy(info.mimetype, 'mimetype');
+    t.log(`${info.name} ${info.version}, ${info.mimetype}, codemirror ${JSON.stringify(info.codemirror_mode)}`);
+  });
+
   test.serial(`${lang}: hello world`, async (t) => {
     const result = await run(await kernelFor(row), row.hello);
     t.is(result.status, 'finished');

@@ -17,6 +17,8 @@ export interface LanguageRow {
   image?: string;
   /** An alias the kernel is created with, to check alias resolution. */
   alias?: string;
+  /** What kernel_info's language_info must say (its version must be a dotted number). */
+  info: { name: string; file_extension: string };
   hello: string;
   readLine: string;
   /** A cell that does not parse / compile: ename of its error message and what stderr must show. */
@@ -38,6 +40,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
     lang: 'python3',
     image: 'python',
     alias: 'python',
+    info: { name: 'python', file_extension: '.py' },
     hello: 'print("hello, world")',
     readLine: 'name = input("name? ")\nprint("hello", name)',
     syntaxError: { code: 'print("x"', ename: 'SyntaxError', stderr: /SyntaxError/ },
@@ -50,6 +53,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'javascript',
     alias: 'node',
+    info: { name: 'javascript', file_extension: '.js' },
     hello: 'console.log("hello, world")',
     readLine: 'const name = input("name? ")\nconsole.log("hello " + name)',
     syntaxError: { code: 'console.log("x"', ename: 'SyntaxError', stderr: /SyntaxError/ },
@@ -62,6 +66,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'typescript',
     alias: 'ts',
+    info: { name: 'typescript', file_extension: '.ts' },
     hello: 'const greeting: string = "hello, world"\nconsole.log(greeting)',
     readLine: 'const name: string = input("name? ")\nconsole.log(`hello ${name}`)',
     syntaxError: { code: 'let x: = 1', ename: 'SyntaxError', stderr: /TS1110: Type expected/ },
@@ -74,6 +79,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'bash',
     alias: 'sh',
+    info: { name: 'bash', file_extension: '.sh' },
     hello: 'echo "hello, world"',
     readLine: 'printf "name? "\nread -r name\necho "hello $name"',
     syntaxError: { code: 'if then fi', ename: 'SyntaxError', stderr: /syntax error/ },
@@ -85,6 +91,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   },
   {
     lang: 'c',
+    info: { name: 'c', file_extension: '.c' },
     hello: '#include <stdio.h>\nint main(void) { printf("hello, world\\n"); return 0; }',
     readLine: [
       '#include <stdio.h>',
@@ -107,6 +114,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'cpp',
     alias: 'c++',
+    info: { name: 'c++', file_extension: '.cpp' },
     hello: '#include <iostream>\nint main() { std::cout << "hello, world" << std::endl; }',
     readLine: [
       '#include <iostream>',
@@ -126,6 +134,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   },
   {
     lang: 'java',
+    info: { name: 'java', file_extension: '.java' },
     hello: 'public class Main {\n  public static void main(String[] args) {\n    System.out.println("hello, world");\n  }\n}',
     readLine: [
       'import java.io.*;',
@@ -151,6 +160,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'go',
     alias: 'golang',
+    info: { name: 'go', file_extension: '.go' },
     hello: 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello, world")\n}',
     readLine: [
       'package main',
@@ -177,6 +187,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'rust',
     alias: 'rs',
+    info: { name: 'rust', file_extension: '.rs' },
     hello: 'fn main() {\n    println!("hello, world");\n}',
     readLine: [
       'use std::io::{self, BufRead, Write};',
@@ -197,6 +208,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'ruby',
     alias: 'rb',
+    info: { name: 'ruby', file_extension: '.rb' },
     hello: 'puts "hello, world"',
     readLine: 'print "name? "\nname = gets.chomp\nputs "hello #{name}"',
     syntaxError: { code: 'puts(', ename: 'SyntaxError', stderr: /syntax error/ },
@@ -207,6 +219,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   },
   {
     lang: 'php',
+    info: { name: 'php', file_extension: '.php' },
     hello: 'echo "hello, world\\n";',
     readLine: 'echo "name? ";\n$name = trim(fgets(STDIN));\necho "hello $name\\n";',
     syntaxError: { code: 'echo "x" echo "y";', ename: 'SyntaxError', stderr: /Parse error/ },
@@ -218,6 +231,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'perl',
     alias: 'pl',
+    info: { name: 'perl', file_extension: '.pl' },
     hello: 'print "hello, world\\n";',
     readLine: 'print "name? ";\nmy $name = <STDIN>;\nchomp $name;\nprint "hello $name\\n";',
     syntaxError: { code: 'print "x" print "y";', ename: 'SyntaxError', stderr: /syntax error/ },
@@ -228,6 +242,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   },
   {
     lang: 'lua',
+    info: { name: 'lua', file_extension: '.lua' },
     hello: 'print("hello, world")',
     readLine: 'io.write("name? ")\nlocal name = io.read("l")\nprint("hello " .. name)',
     syntaxError: { code: 'print("x"', ename: 'SyntaxError', stderr: /expected near <eof>/ },
@@ -239,6 +254,7 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
   {
     lang: 'r',
     alias: 'R',
+    info: { name: 'R', file_extension: '.r' },
     hello: 'cat("hello, world\\n")',
     readLine: 'name <- readline("name? ")\ncat(paste0("hello ", name, "\\n"))',
     syntaxError: { code: 'x <- (1 + ', ename: /ERROR|Error/, stderr: /unexpected end of input/ },

@@ -78,7 +78,11 @@ test.after.always(async () => {
 /** A request that must fail fast with 503 and a message about the store. */
 async function expectStoreDown(t: import('ava').ExecutionContext, method: string, route: string, body?: unknown) {
   const started = Date.now();
-  const response = await svc.call(method, route, body);
+  // Bounded, so that a hang fails the test (and the hooks still stop redis-server) instead of stalling it.
+  const response = await Promise.race([
+    svc.call(method, route, body),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${method} ${route}: no answer within 10 s`)), 10_000).unref()),
+  ]);
   const ms = Date.now() - started;
   t.is(response.status, 503, `${method} ${route}: ${JSON.stringify(response.body)}`);
   t.true(ms < 3000, `${method} ${route} answered in ${ms} ms`);

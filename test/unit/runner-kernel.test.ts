@@ -3,7 +3,7 @@
  * over ZMQ IPC by the service's own client (LiveKernel). Pins the message flow a client relies on:
  * readiness, kernel_info, busy/idle around every request, execute_input/stream/execute_result/error,
  * input_request with the program's prompt, is_complete, interrupt by message and by SIGINT, aborting
- * queued cells after an error, and shutdown.
+ * queued cells after an error, restart in place, and shutdown.
  */
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -102,6 +102,12 @@ test('javascript runner: the message flow of kernel_info, execute, errors, input
     for (const [code, status] of [['function f() {', 'incomplete'], ['f(', 'incomplete'], ['1 +* 2', 'invalid'], ['1 + 2', 'complete']]) {
       t.is(find(await exchange(kernel, 'shell', 'is_complete_request', { code }), 'is_complete_reply')!.content.status, status, code);
     }
+
+    // The container is the kernel, so a restart happens in place: a fresh realm, the count from 1.
+    const restart = await kernel.request('control', kernel.message('shutdown_request', { restart: true }), 10_000);
+    t.like(restart.content, { status: 'ok', restart: true });
+    const fresh = await exchange(kernel, 'shell', 'execute_request', execute('typeof who'));
+    t.deepEqual(find(fresh, 'execute_result')!.content, { execution_count: 1, data: { 'text/plain': "'undefined'" }, metadata: {} });
   } finally {
     stop(started);
   }

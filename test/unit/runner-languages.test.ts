@@ -66,8 +66,8 @@ test('every kernel image has a kernelspec, aliases and the batch labels', (t) =>
 });
 
 test('program commands: {dir}, {file} and {stem} are filled in', (t) => {
-  t.deepEqual(expandCommand(['javac', '-d', '{dir}', '{dir}/{file}'], 'Hello.java'), ['javac', '-d', '.pk', '.pk/Hello.java']);
-  t.deepEqual(expandCommand(['java', '-cp', '{dir}', '{stem}'], 'Hello.java'), ['java', '-cp', '.pk', 'Hello']);
+  t.deepEqual(expandCommand(['javac', '-d', '{dir}', '{dir}/{file}'], 'Hello.java'), ['javac', '-d', '.pk-cell', '.pk-cell/Hello.java']);
+  t.deepEqual(expandCommand(['java', '-cp', '{dir}', '{stem}'], 'Hello.java'), ['java', '-cp', '.pk-cell', 'Hello']);
 });
 
 test('a Java cell is named after its public class', (t) => {
@@ -78,7 +78,7 @@ test('a Java cell is named after its public class', (t) => {
 
 test('a PHP cell without an opening tag gets one', (t) => {
   const php = findLanguage('php')!;
-  t.is(sourceText(php, 'echo 1;'), '<?php\necho 1;');
+  t.is(sourceText(php, 'echo 1;'), '<?php echo 1;');
   t.is(sourceText(php, '<?php echo 1;'), '<?php echo 1;');
   t.is(sourceText(findLanguage('ruby')!, 'puts 1'), 'puts 1');
 });
