@@ -36,7 +36,7 @@ async function run(svc: TestService, kernelId: string, code: string) {
 }
 
 test('a restarted service re-adopts running kernels, keeps their state and reaps unknown containers', async (t) => {
-  if (!redisUrl) return t.pass('REDIS_URL is not set: adoption needs a store that outlives the process');
+  if (!redisUrl) return t.fail('REDIS_URL is not set: adoption needs a store that outlives the process');
   t.timeout(240_000);
   const instance = `test-restart-${randomUUID().slice(0, 8)}`;
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-restart-'));

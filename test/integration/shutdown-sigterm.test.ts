@@ -147,7 +147,7 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
 });
 
 test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start adopts the kernels', async (t) => {
-  if (!redisUrl) return t.pass('REDIS_URL is not set: keeping kernels for re-adoption needs Redis');
+  if (!redisUrl) return t.fail('REDIS_URL is not set: keeping kernels for re-adoption needs Redis');
   t.timeout(120_000);
   const { instance, stateDir, env } = await setup(true);
   const first = await spawnService({ ...env, POLYKERNEL_FLUSH_WINDOW_MS: '3000' });

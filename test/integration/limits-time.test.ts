@@ -1,0 +1,82 @@
+/**
+ * The time limits of issue #6 with short values: the query timeout, the idle timeout and the CPU credit.
+ * The usage sampler runs every 200 ms here; every wait polls with a generous deadline.
+ */
+import test from 'ava';
+import { startTestService, type TestService } from '../helpers/service.js';
+import { batch, containersOfKernel, createKernel, eventually, query, sleep } from './sandbox-helpers.js';
+
+let svc: TestService;
+
+test.before(async () => {
+  svc = await startTestService({ statsIntervalMs: 200, idleTimeoutMs: 1500, flushWindowMs: 20_000 });
+});
+
+test.after.always(async () => {
+  await svc?.stop();
+});
+
+const gone = async (service: TestService, id: string, timeoutMs = 20_000) =>
+  eventually(async () => (await service.call('GET', `/v1/kernel/${id}`)).status === 404, timeoutMs);
+
+test.serial('timeout: a query past it ends with exec-timeout and the kernel is destroyed', async (t) => {
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 1000 } });
+  const started = Date.now();
+  const outcome = await query(svc.call, id, 'import time\ntime.sleep(60)');
+  t.is(outcome.status, 'exec-timeout');
+  t.true(Date.now() - started < 15_000, 'ends about when the timeout says, not when the code does');
+  t.true(await gone(svc, id));
+  t.regex((await svc.call('GET', `/v1/kernel/${id}`)).body.detail, /query timeout/);
+  await svc.service.kernels.settled();
+  t.is(containersOfKernel(id), '');
+});
+
+test.serial('timeout: a batch step past it ends with exec-timeout; the step is killed, the kernel answers', async (t) => {
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 1000 } });
+  const started = Date.now();
+  const outcome = await batch(svc.call, id, 'sleep 60');
+  t.is(outcome.status, 'exec-timeout');
+  t.true(Date.now() - started < 15_000);
+  t.is((await query(svc.call, id, 'print("alive")')).text, 'alive\n');
+  await svc.call('DELETE', `/v1/kernel/${id}`);
+});
+
+test.serial('idle timeout: an untouched kernel is destroyed; one in use or busy is kept', async (t) => {
+  const idle = await createKernel(svc.call, { lang: 'python3' });
+  const used = await createKernel(svc.call, { lang: 'python3' });
+  const busy = await createKernel(svc.call, { lang: 'python3' });
+  // busy: one query longer than the idle timeout (the sampler sees it busy throughout).
+  const longQuery = query(svc.call, busy, 'import time\ntime.sleep(4)\nprint("done")');
+  const until = Date.now() + 4000;
+  while (Date.now() < until) {
+    t.is((await query(svc.call, used, 'pass')).status, 'finished');
+    await sleep(400);
+  }
+  t.true(await gone(svc, idle), 'the untouched kernel is gone');
+  t.regex((await svc.call('GET', `/v1/kernel/${idle}`)).body.detail, /idle timeout/);
+  t.is((await svc.call('GET', `/v1/kernel/${used}`)).status, 200, 'the kernel in use is kept');
+  t.is((await longQuery).text, 'done\n', 'the busy kernel was kept until its query ended');
+  // Once nobody touches them, they go too.
+  t.true(await gone(svc, used));
+  t.true(await gone(svc, busy));
+});
+
+test.serial('CPU credit: a busy loop past maxCpuCredit destroys the kernel, and the run says why', async (t) => {
+  // A kernel's own start-up costs CPU too (about 1 s for ipykernel): the credit is set above it.
+  const local = await startTestService({ statsIntervalMs: 200, maxCpuCreditMs: 4000, flushWindowMs: 20_000 });
+  try {
+    const id = await createKernel(local.call, { lang: 'python3' });
+    await sleep(600);
+    const before = (await local.call('GET', `/v1/kernel/${id}`)).body;
+    t.log(`CPU credit used by the start: ${before.cpuCreditUsed} ms of ${before.maxCpuCredit}`);
+    t.true(before.cpuCreditUsed < 4000);
+    const outcome = await query(local.call, id, 'while True: pass');
+    t.is(outcome.status, 'finished');
+    t.regex(outcome.text, /\[kernel died: CPU credit exhausted\]/);
+    const after = await local.call('GET', `/v1/kernel/${id}`);
+    t.is(after.status, 404);
+    t.regex(after.body.detail, /CPU credit exhausted/);
+  } finally {
+    await local.stop();
+  }
+});
