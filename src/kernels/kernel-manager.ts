@@ -65,7 +65,7 @@ export interface KernelEvents {
   state: [kernelId: string, state: KernelState];
   /** The kernel is gone; `reason` says why (deleted, out-of-memory, idle timeout, …). */
   removed: [kernelId: string, reason: string];
-  /** The kernel's container died under it (out of memory, killed): runs in progress end with the reason. */
+  /** The kernel's container died and the kernel is restarted in place (POLYKERNEL_RESTART_DEAD_KERNELS). */
   died: [kernelId: string, reason: string];
 }
 
@@ -661,10 +661,10 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       return;
     }
     this.log.warn('Kernel container died', { kernelId: id, containerId: containerId.slice(0, 12), reason });
-    this.emit('died', id, reason);
     if (this.config.restartDeadKernels && this.mayAutoRestart(id)) {
       // As jupyter_server's autorestart: clients see "restarting", then a fresh kernel. restart() removes
-      // the kernel when the restart fails.
+      // the kernel when the restart fails. (Without a restart, `removed` tells, once the kernel is gone.)
+      this.emit('died', id, reason);
       void this.restart(id).then(
         () => this.log.info('Restarted a kernel whose container died', { kernelId: id, reason }),
         (error: Error) => this.log.warn('Could not restart a kernel whose container died', { kernelId: id, error: error.message }),

@@ -72,11 +72,19 @@ export interface QueryOptions {
   onTimeout: () => void;
 }
 
+/**
+ * iopub is lossy (a PUB socket drops messages past its high-water mark, and a message too large for the
+ * service drops the connection: see MAX_KERNEL_MESSAGE_BYTES), so the idle status that closes a run may
+ * never come. Once the execute_reply is in, the run ends after this long without it.
+ */
+export const IDLE_AFTER_REPLY_MS = 2000;
+
 export class QueryRun implements Run {
   readonly runId: string;
   private readonly output: ConsoleOutput;
   private replyStatus?: ExecuteReplyContent['status'];
   private idle = false;
+  private idleFallback?: NodeJS.Timeout;
   private inputRequest?: JupyterMessage;
   private timedOut = false;
   /** Why the kernel went away under this run, if it did. */
@@ -140,6 +148,12 @@ export class QueryRun implements Run {
       }
       case 'execute_reply':
         this.replyStatus = (content as ExecuteReplyContent).status;
+        this.idleFallback ??= setTimeout(() => {
+          if (this.done) return;
+          this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
+          this.idle = true;
+          this.notify();
+        }, IDLE_AFTER_REPLY_MS);
         break;
       case 'status':
         if ((content as StatusContent).execution_state === 'idle') this.idle = true;
@@ -211,6 +225,7 @@ export class QueryRun implements Run {
 
   dispose(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.idleFallback);
     this.unsubscribe();
   }
 }

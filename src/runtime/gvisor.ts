@@ -67,7 +67,8 @@ export const GVISOR_SECCOMP_PROFILE = {
  * kernel (batch mode's steps, file uploads) could still `unshare -r`. They are started through a launcher
  * that installs the same denials as a classic BPF filter, then execs the command. The launcher is Perl:
  * perl-base is Essential in Debian, so every kernel image has it; an image without it fails closed (the
- * command does not run: exit 127).
+ * command does not run: exit 127). The filter is for x86_64: on another architecture every syscall is
+ * denied, so commands fail closed there too until it gets that architecture's numbers.
  */
 const SYSCALLS_X86_64: Record<string, number> = {
   unshare: 272,
@@ -166,16 +167,18 @@ export function underGvisorFilter(cmd: string[]): string[] {
 
 /**
  * ## Processes
- * On the ptrace platform every process in the sandbox is backed by host processes and threads (about 9
- * host tasks each, measured), all in the container's pids cgroup besides the sentry's and gofer's own ~40
- * threads. A pids limit meant for the kernel's processes would make the sentry itself fail to create them,
+ * On the ptrace platform every process in the sandbox is backed by host processes and threads (9 host
+ * tasks each at rest, up to 12 at the peak of a fork bomb, measured), all in the container's pids cgroup
+ * besides the sentry's and gofer's own 40-70 threads. A pids limit meant for the kernel's processes would make the sentry itself fail to create them,
  * and it panics: the whole kernel dies. So under gVisor the sandbox enforces the limit itself: RLIMIT_NPROC,
  * which gVisor counts per user inside the sandbox (a fork past it fails with EAGAIN, as under runc's pids
  * limit), while the host cgroup only bounds the sandbox as a whole, with room for that overhead.
  * (Under runc RLIMIT_NPROC would count uid 1000's processes of every kernel on the host: not usable there.)
+ * Each runsc kernel can thus hold ~16x more host PIDs than a runc kernel: raise kernel.pid_max on hosts
+ * that run many (Debian's default on a 2-CPU machine is 32768).
  */
 export function gvisorHostPidsLimit(pidsLimit: number): number {
-  return 64 + 10 * pidsLimit;
+  return 128 + 16 * pidsLimit;
 }
 
 /** Runtimes that are gVisor: `runsc` as scripts/host-setup.sh registers it, or a name that says gvisor. */

@@ -14,6 +14,16 @@ import { deserialize, MessageSigner, serialize, WireFormatError } from '../proto
 
 export type MessageListener = (channel: Channel, msg: JupyterMessage) => void;
 
+/**
+ * The largest message taken from a kernel. A kernel runs strangers' code, which can send anything on its
+ * sockets (the key is in its connection file): one 300 MB message grew this process by over 1 GB (issue
+ * #6). libzmq drops a larger message and the connection it came on (ZMQ_MAXMSGSIZE), before allocating
+ * it, and does not reconnect that socket: iopub is reopened (openIopub); a shell/control/stdin DEALER that
+ * got one stays cut off, which only the offending kernel notices (its run times out and it is removed).
+ * 16 MiB holds any sensible output: images, HTML tables.
+ */
+export const MAX_KERNEL_MESSAGE_BYTES = 16 * 1024 * 1024;
+
 type Readable = zmq.Dealer | zmq.Subscriber;
 
 export class KernelConnection {
@@ -28,14 +38,27 @@ export class KernelConnection {
     // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
     // input_request on stdin to the identity that sent the execute_request on shell.
     const routingId = randomUUID();
-    const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: 50, routingId });
-    const iopub = new zmq.Subscriber({ linger: 0, reconnectInterval: 50 });
-    iopub.subscribe();
-    this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub };
+    const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: 50, routingId, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
+    this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub: this.openIopub() };
     for (const [channel, socket] of Object.entries(this.sockets) as [Channel, Readable][]) {
       socket.connect(endpoint(info, channel));
       void this.readLoop(channel, socket);
     }
+  }
+
+  /** The iopub SUB socket, replaced by a fresh one whenever its connection drops (see MAX_KERNEL_MESSAGE_BYTES). */
+  private openIopub(): zmq.Subscriber {
+    const iopub = new zmq.Subscriber({ linger: 0, reconnectInterval: 50, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
+    iopub.subscribe();
+    iopub.events.on('disconnect', () => {
+      if (this.closed || this.sockets.iopub !== iopub) return;
+      iopub.close();
+      const fresh = this.openIopub();
+      this.sockets.iopub = fresh;
+      fresh.connect(endpoint(this.info, 'iopub'));
+      void this.readLoop('iopub', fresh);
+    });
+    return iopub;
   }
 
   get key(): string {

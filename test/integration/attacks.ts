@@ -63,6 +63,23 @@ def breach(*a): print("BREACH", *a, flush=True)
 
 const py = (body: string) => `${PY_PRELUDE}\n${body}\nprint("END")\n`;
 
+/** The runner's JavaScript kernel: CommonJS require and top-level await. */
+const JS_PRELUDE = `
+const blocked = (...a) => console.log("BLOCKED", ...a);
+const breach = (...a) => console.log("BREACH", ...a);
+const fs = require("fs");
+const { spawnSync } = require("child_process");
+/** "connected" or the error code of a TCP (or unix socket) connection attempt. */
+const connect = (options) => new Promise((resolve) => {
+  const socket = require("net").connect({ ...options, timeout: 5000 });
+  socket.on("connect", () => { socket.destroy(); resolve("connected"); });
+  socket.on("error", (e) => resolve(e.code));
+  socket.on("timeout", () => { socket.destroy(); resolve("timeout"); });
+});
+`;
+
+const js = (body: string) => `${JS_PRELUDE}\n${body}\nconsole.log("END");\n`;
+
 /** The shell probes that read files, shared by the shell attack and the bash kernel. */
 const readTargets = (ctx: AttackContext) => [
   `${ctx.serviceDir}/package.json`,
@@ -94,6 +111,21 @@ others=$(awk -F: 'NR > 2 { gsub(/ /, "", $1); if ($1 != "lo") print $1 }' /proc/
 if [ -n "$others" ]; then breach "network interfaces: $others"; else blocked "only the loopback interface"; fi
 `),
     code: {
+      javascript: () =>
+        js(`
+for (const [host, port] of [["1.1.1.1", 53], ["8.8.8.8", 53], ["151.101.2.132", 443]]) {
+  const result = await connect({ host, port });
+  (result === "connected" ? breach : blocked)("connect", host, port, result);
+}
+try {
+  await require("dns").promises.lookup("deb.debian.org");
+  breach("resolved deb.debian.org");
+} catch (e) {
+  blocked("dns", e.code);
+}
+const names = Object.keys(require("os").networkInterfaces());
+(names.every((name) => name === "lo") ? blocked : breach)("interfaces", names.join(","));
+`),
       python3: () =>
         py(`
 import socket
@@ -144,6 +176,19 @@ done
 if grep -qE 'docker|containerd|redis' /proc/net/unix; then breach "host unix sockets in /proc/net/unix"; else blocked "/proc/net/unix shows no host socket"; fi
 `),
     code: {
+      javascript: (ctx) =>
+        js(`
+for (const [host, port, what] of [["${ctx.hostGateway}", ${ctx.hostPort}, "the test's listener"], ["${ctx.hostGateway}", ${ctx.servicePort}, "the service"],
+                                  ["127.0.0.1", ${ctx.servicePort}, "the service on loopback"], ["127.0.0.1", 6379, "redis on loopback"]]) {
+  const result = await connect({ host, port });
+  const reached = result === "connected" || (result === "ECONNREFUSED" && host !== "127.0.0.1");
+  (reached ? breach : blocked)(what, result);
+}
+for (const path of ["/var/run/docker.sock", "/run/containerd/containerd.sock"]) {
+  const result = await connect({ path });
+  (result === "connected" ? breach : blocked)(path, result);
+}
+`),
       python3: (ctx) =>
         py(`
 import socket
@@ -182,6 +227,23 @@ leaked=$(env | grep -E '^(KG_|POLYKERNEL_|REDIS)' | cut -d= -f1 | tr '\\n' ' ')
 if [ -n "$leaked" ]; then breach "service variables in the environment: $leaked"; else blocked "environment"; fi
 `),
     code: {
+      javascript: (ctx) =>
+        js(`
+for (const path of ${JSON.stringify(readTargets(ctx))}) {
+  try {
+    if (fs.statSync(path).isDirectory()) fs.readdirSync(path);
+    else fs.readFileSync(path);
+    breach("read", path);
+  } catch (e) {
+    blocked(path, e.code);
+  }
+}
+(fs.readFileSync("/proc/self/mountinfo", "utf8").includes("${ctx.otherKernelId}") ? breach : blocked)("the other kernel's directory in mountinfo");
+const env = JSON.stringify(process.env);
+(env.includes("${ctx.secret}") || env.includes("${ctx.otherKey}") ? breach : blocked)("secrets in the environment");
+const leaked = Object.keys(process.env).filter((k) => /^(KG_|POLYKERNEL_|REDIS)/.test(k));
+(leaked.length ? breach : blocked)("service variables in the environment", leaked.join(","));
+`),
       python3: (ctx) =>
         py(`
 import os
@@ -224,6 +286,21 @@ for p in /proc/[0-9]*; do [ "$(tr '\\0' ' ' < "$p/cmdline" 2>/dev/null)" = "$ker
 if [ $same -gt 1 ]; then breach "$same processes run '$kernel': another kernel's are visible"; else blocked "one kernel process"; fi
 `),
     code: {
+      javascript: (ctx) =>
+        js(`
+const cmdlines = {};
+for (const pid of fs.readdirSync("/proc").filter((p) => /^\\d+$/.test(p))) {
+  try {
+    cmdlines[pid] = fs.readFileSync("/proc/" + pid + "/cmdline", "utf8").replaceAll("\\0", " ");
+  } catch {}
+}
+const hosty = Object.values(cmdlines).filter((c) => ["dockerd", "containerd", "redis-server", "runsc", "systemd", "${ctx.serviceDir}"].some((w) => c.includes(w)));
+(hosty.length ? breach : blocked)("host processes visible", hosty.join(" | "));
+const kernel = cmdlines["1"].split(" -- ")[1];
+const kernels = Object.values(cmdlines).filter((c) => c === kernel).length;
+(kernels !== 1 ? breach : blocked)("kernel processes visible:", kernels);
+(Object.keys(cmdlines).length > 20 ? breach : blocked)("processes visible:", Object.keys(cmdlines).length);
+`),
       python3: (ctx) =>
         py(`
 import os
@@ -273,6 +350,26 @@ if [ -u /usr/bin/passwd ]; then
 else skip "no setuid passwd"; fi
 `),
     code: {
+      javascript: () =>
+        js(`
+for (const [name, call] of [["setuid", () => process.setuid(0)], ["setgid", () => process.setgid(0)], ["setgroups", () => process.setgroups([0])]]) {
+  try {
+    call();
+    breach(name, "succeeded");
+  } catch (e) {
+    blocked(name, e.code);
+  }
+}
+const status = fs.readFileSync("/proc/self/status", "utf8");
+const caps = new Set([...status.matchAll(/^Cap(Prm|Eff|Bnd):\\s+(\\w+)$/gm)].map((m) => m[2]));
+(caps.size === 1 && caps.has("0000000000000000") ? blocked : breach)("capabilities", [...caps].join(","));
+for (const args of [["-r", "id", "-u"], ["-U", "id", "-u"], ["-m", "true"], ["-n", "true"]]) {
+  const r = spawnSync("unshare", args, { encoding: "utf8" });
+  (r.status === 0 ? breach : blocked)("unshare", args.join(" "), (r.stdout + r.stderr).trim());
+}
+const m = spawnSync("mount", ["-t", "tmpfs", "none", "/tmp"], { encoding: "utf8" });
+(m.status === 0 ? breach : blocked)("mount");
+`),
       python3: () =>
         py(`
 import ctypes, os, subprocess
@@ -310,6 +407,30 @@ if mknod /tmp/.null c 1 3 2>/dev/null; then breach "mknod"; rm -f /tmp/.null; el
 if ln /conn/conn.json /tmp/.link 2>/dev/null; then breach "hard-linked a file of /conn"; rm -f /tmp/.link; else blocked "hard link"; fi
 `),
     code: {
+      javascript: () =>
+        js(`
+fs.writeFileSync("/home/work/.probe", "ok");
+fs.unlinkSync("/home/work/.probe");
+console.log("CONTROL the work directory is writable");
+for (const dir of ["/", "/etc", "/usr", "/var", "/var/tmp", "/root", "/home", "/opt", "/run", "/conn", "/dev", "/proc/sys/kernel"]) {
+  const path = dir.replace(/\\/$/, "") + "/.polykernel-probe";
+  try {
+    fs.writeFileSync(path, "x");
+    breach("wrote", path);
+    fs.unlinkSync(path);
+  } catch (e) {
+    blocked(dir, e.code);
+  }
+}
+try {
+  fs.chmodSync("/conn", 0o777);
+  breach("chmod /conn");
+} catch (e) {
+  blocked("chmod /conn", e.code);
+}
+const mknod = spawnSync("mknod", ["/tmp/.null", "c", "1", "3"]);
+(mknod.status === 0 ? breach : blocked)("mknod");
+`),
       python3: () =>
         py(`
 import os, stat

@@ -43,6 +43,13 @@ async function goneWithin(kernelId: string, boundMs: number): Promise<number> {
   throw new Error(`kernel ${kernelId} still answers GET after ${boundMs} ms`);
 }
 
+/** The reason the manager's `removed` event gave for a kernel; it comes once cleanup is done. */
+async function removalReason(kernelId: string, boundMs = 5000): Promise<string> {
+  const started = Date.now();
+  while (!removed.has(kernelId) && Date.now() - started < boundMs) await sleep(50);
+  return removed.get(kernelId) ?? '';
+}
+
 /**
  * Starts a long v1 run, waits for its first output so the kernel is busy in it, and then kills the
  * container from outside with `kill`. Resolves with the run's answer and how long detection took.
@@ -72,7 +79,7 @@ test('docker kill from outside: the run ends with "killed", the kernel is gone w
   t.deepEqual(response.body.result.console.at(-1), ['stderr', '\n[kernel died: killed]\n']);
 
   await goneWithin(id, 5000);
-  t.is(removed.get(id), 'killed', "the manager's removed event carries the reason");
+  t.is(await removalReason(id), 'killed', "the manager's removed event carries the reason");
   // The reason stays visible to a client that still uses the kernel.
   const late = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: '1' });
   t.is(late.status, 404);
@@ -97,7 +104,8 @@ test('SIGTERM to the container: the kernel exits and is reported with its exit c
   t.log(`run answered ${ms} ms after SIGTERM`);
   t.true(ms < 5000, `noticed in ${ms} ms`);
   t.is(response.body.result.status, 'finished');
-  const reason = removed.get(id) ?? '';
+  // Runs are ended as soon as the death is known; the removed event follows once the kernel is cleaned up.
+  const reason = await removalReason(id);
   // The init forwards SIGTERM to the kernel, which dies of it: 128 + 15.
   t.is(reason, 'exit code 143');
   t.log(`reason: ${reason}`);
@@ -116,5 +124,5 @@ test('a kernel over its memory cap is reported out-of-memory', async (t) => {
   t.is(response.body.result.exitCode, 137);
   t.deepEqual(response.body.result.console.at(-1), ['stderr', '\n[kernel died: out-of-memory]\n']);
   await goneWithin(id, 5000);
-  t.is(removed.get(id), 'out-of-memory');
+  t.is(await removalReason(id), 'out-of-memory');
 });

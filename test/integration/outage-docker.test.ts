@@ -27,6 +27,7 @@ class EngineProxy {
   constructor(readonly socketPath: string, private readonly target = '/var/run/docker.sock') {}
 
   async open(): Promise<void> {
+    if (this.server) return;
     rmSync(this.socketPath, { force: true });
     const server = net.createServer((client) => {
       const upstream = net.connect(this.target);

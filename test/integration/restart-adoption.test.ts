@@ -85,6 +85,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     const after = await second.call('GET', `/v1/kernel/${v1}`);
     t.is(after.status, 200);
     t.is(after.body.lang, 'python3');
+    t.is(after.body.state, 'idle');
     t.is(after.body.numQueriesExecuted, before.numQueriesExecuted);
     t.true(after.body.age >= before.age, 'age counts from the first creation');
     const listed = (await second.call('GET', '/api/kernels')).body.map((k: { id: string }) => k.id).sort();

@@ -61,7 +61,7 @@ export interface LoadFigures {
   /** V8 heap in use after a full GC, MB: the leak indicator that RSS (kept by the allocator) is not. */
   heapUsedMB: { beforeLoad: number; afterLoad: number };
   /** Memory after a full GC at the end of each round (`rounds` > 1: growth round after round is a leak). */
-  afterEachRound: { rssMB: number; heapUsedMB: number; externalMB: number }[];
+  afterEachRound: { rssMB: number; heapUsedMB: number; heapTotalMB: number; externalMB: number }[];
   leaks: { containers: number; socketDirs: number; storeKeys: number | null; kernelsListed: number };
   store: 'redis' | 'memory';
   machine: { cpus: number; node: string };
@@ -192,7 +192,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       const lines = stderr.split('\n').filter((line) => line.startsWith('{"loadMemory"'));
       const memory = lines.length ? (JSON.parse(lines.at(-1)!) as { loadMemory: NodeJS.MemoryUsage }).loadMemory : undefined;
       const mb = (bytes: number | undefined) => (bytes === undefined ? NaN : Math.round(bytes / 1024 / 102.4) / 10);
-      return { rss: rssMB(pid), heap: mb(memory?.heapUsed), external: mb(memory?.external) };
+      return { rss: rssMB(pid), heap: mb(memory?.heapUsed), heapTotal: mb(memory?.heapTotal), external: mb(memory?.external) };
     };
 
     try {
@@ -202,7 +202,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       for (let i = 0; i < 20; i++) await call('POST', `/v1/kernel/${warm.body.kernelId}`, { mode: 'query', code: `print(${i})` });
       await call('DELETE', `/v1/kernel/${warm.body.kernelId}`);
       const beforeLoad = await gcThenMemory();
-      log(`service up: RSS ${started} MB at start, ${beforeLoad.rss} MB after warm-up (heap ${beforeLoad.heap} MB)`);
+      log(`service up: RSS ${started} MB at start, ${beforeLoad.rss} MB after warm-up (heap ${beforeLoad.heap} MB used of ${beforeLoad.heapTotal} MB)`);
 
       // One round: K kernels, E executions spread over them, every kernel deleted. Later rounds in the
       // same process tell a leak (memory grows round after round) from memory the allocator keeps.
@@ -265,7 +265,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         const deletePhaseMs = Math.round(performance.now() - phase);
         await sleep(2000);
         const after = await gcThenMemory();
-        log(`round done: RSS ${after.rss} MB, heap ${after.heap} MB after a full GC`);
+        log(`round done: RSS ${after.rss} MB, heap ${after.heap} MB used of ${after.heapTotal} MB, external ${after.external} MB after a full GC`);
         return { createTimes, createPhaseMs, executeTimes, executePhaseMs, serviceCpu, withKernels, deletePhaseMs, after };
       };
 
@@ -294,7 +294,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         serviceCpuMsPerExecution: Math.round((serviceCpu / Math.max(1, executeTimes.length)) * 100) / 100,
         rssMB: { started, beforeLoad: beforeLoad.rss, peak, withKernels, afterLoad: afterLoad.rss },
         heapUsedMB: { beforeLoad: beforeLoad.heap, afterLoad: afterLoad.heap },
-        afterEachRound: rounds.map((r) => ({ rssMB: r.after.rss, heapUsedMB: r.after.heap, externalMB: r.after.external })),
+        afterEachRound: rounds.map((r) => ({ rssMB: r.after.rss, heapUsedMB: r.after.heap, heapTotalMB: r.after.heapTotal, externalMB: r.after.external })),
         leaks: { containers: containers().length, socketDirs: (await readdir(stateDir)).length, storeKeys, kernelsListed: listed.length },
         store: redisUrl ? 'redis' : 'memory',
         machine: { cpus: os.cpus().length, node: process.version },
