@@ -9,7 +9,9 @@ import { batch, containersOfKernel, createKernel, eventually, query, sleep } fro
 let svc: TestService;
 
 test.before(async () => {
-  svc = await startTestService({ statsIntervalMs: 200, idleTimeoutMs: 1500, flushWindowMs: 20_000 });
+  // 4 s idle timeout: wide enough that a kernel queried every ~0.1 s is never idle that long, even when
+  // a loaded CI machine makes single queries take a second or more.
+  svc = await startTestService({ statsIntervalMs: 200, idleTimeoutMs: 4000, flushWindowMs: 20_000 });
 });
 
 test.after.always(async () => {
@@ -46,11 +48,11 @@ test.serial('idle timeout: an untouched kernel is destroyed; one in use or busy 
   const used = await createKernel(svc.call, { lang: 'python3' });
   const busy = await createKernel(svc.call, { lang: 'python3' });
   // busy: one query longer than the idle timeout (the sampler sees it busy throughout).
-  const longQuery = query(svc.call, busy, 'import time\ntime.sleep(4)\nprint("done")');
-  const until = Date.now() + 4000;
+  const longQuery = query(svc.call, busy, 'import time\ntime.sleep(8)\nprint("done")');
+  const until = Date.now() + 8000;
   while (Date.now() < until) {
     t.is((await query(svc.call, used, 'pass')).status, 'finished');
-    await sleep(400);
+    await sleep(100);
   }
   t.true(await gone(svc, idle), 'the untouched kernel is gone');
   t.regex((await svc.call('GET', `/v1/kernel/${idle}`)).body.detail, /idle timeout/);
