@@ -2,15 +2,17 @@
  * npm run bench: one run, one machine, every figure issue #7 asks for.
  *
  *  - the direct-ZMQ baseline: the same kernel (same image, same container) spoken to over its IPC sockets
- *  - this service's execute round trip through the channels WebSocket and through POST /v1/kernel/:id
- *  - kernel start until the first execute is answered, cold and from a warm pool
+ *  - this service's execute round trip through the channels WebSocket and through POST /v1/kernel/:id,
+ *    interleaved with the baseline sample by sample, so that a change in the machine's load moves all three
+ *  - kernel start until the first execute is answered, from a warm pool and cold
  *  - a one-shot snippet (create, run hello, delete) per language, from a warm pool
- *  - executions per second over 4 kernels at once
- *  - the service's own memory per idle kernel
+ *  - executions per second over 4 kernels at once (direct ZMQ as the ceiling, v1, WebSocket)
+ *  - the service's own memory per idle kernel, over 100 idle kernels, and its CPU while they idle
  *  - and, when Debian's jupyter_server is installed, the same workload against it
  *
- * Prints a JSON document and a table with ratios. Options: --quick (fewer samples), --idle-kernels N,
- * --no-jupyter, --langs a,b. The service runs in this process (its own instance label and state dir).
+ * The service runs as its own process (`node dist/src/main.js`), configured by environment as a user
+ * would. Prints a JSON document and a table with ratios. Options: --quick (fewer samples), --idle-kernels N,
+ * --no-jupyter, --langs a,b.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -18,15 +20,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '../src/config/index.js';
-import { createLogger } from '../src/logger.js';
-import { startService, type RunningService } from '../src/main.js';
-import { containerConnectionInfo, hostConnectionInfo } from '../src/protocol/connection-file.js';
-import { newMessage, parentMsgId, type JupyterMessage } from '../src/protocol/messages.js';
-import { KernelConnection } from '../src/transport/kernel-connection.js';
+import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
-import { repeat, summarize, timeIt, type Summary } from './stats.js';
+import { startServiceProcess, type ServiceProcess } from './service-process.js';
+import { median, summarize, timeIt, type Summary } from './stats.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -35,78 +33,32 @@ const option = (name: string, fallback: string) => {
   return at >= 0 && args[at + 1] ? args[at + 1]! : fallback;
 };
 const QUICK = flag('--quick');
-const RTT_N = QUICK ? 50 : 200;
-const START_N = QUICK ? 3 : 8;
+const RTT_N = QUICK ? 60 : 300;
+const START_N = QUICK ? 5 : 10;
 const ONESHOT_N = QUICK ? 3 : 8;
-const THROUGHPUT_PER_KERNEL = QUICK ? 50 : 150;
-const IDLE_KERNELS = Number(option('--idle-kernels', QUICK ? '10' : '30'));
+const THROUGHPUT_PER_KERNEL = QUICK ? 50 : 200;
+const IDLE_KERNELS = Number(option('--idle-kernels', QUICK ? '20' : '100'));
 const JUPYTER_PYTHON = '/usr/bin/python3';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const results: Record<string, unknown> = {};
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function post(url: string, body: unknown): Promise<any> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${url} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : undefined;
+function wsUrl(service: ServiceProcess, kernelId: string): string {
+  return `${service.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`;
 }
 
-async function del(url: string): Promise<void> {
-  await fetch(url, { method: 'DELETE' });
-}
-
-/** Execute round trip straight over ZMQ: execute_request until execute_reply and the idle status. */
-function directExecutor(connection: KernelConnection): (code: string) => Promise<void> {
-  const session = randomUUID();
-  const waiters = new Map<string, (msg: JupyterMessage) => void>();
-  connection.onMessage((_channel, msg) => {
-    const parent = parentMsgId(msg);
-    if (parent) waiters.get(parent)?.(msg);
-  });
-  return (code) =>
-    new Promise((resolve) => {
-      const request = newMessage('execute_request', { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true }, { session });
-      let replied = false;
-      let idle = false;
-      waiters.set(request.header.msg_id, (msg) => {
-        if (msg.channel === 'shell') replied = true;
-        if (msg.header.msg_type === 'status' && (msg.content as any).execution_state === 'idle') idle = true;
-        if (replied && idle) {
-          waiters.delete(request.header.msg_id);
-          resolve();
-        }
-      });
-      void connection.send('shell', request);
-    });
-}
-
-async function startBenchService(poolSizes: Record<string, number>): Promise<{ service: RunningService; url: string; stateDir: string }> {
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-bench-'));
-  const config = loadConfig(process.env, {
-    port: 0,
-    ip: '127.0.0.1',
-    instance: `bench-${randomUUID().slice(0, 8)}`,
-    stateDir,
-    redisUrl: process.env.REDIS_URL ?? '',
-    redisPrefix: `bench-${randomUUID().slice(0, 8)}:`,
-    logLevel: 'warn',
-    poolSizes,
-    prespawnCount: 0,
-    flushWindowMs: 30000,
-  });
-  const service = await startService(config, createLogger('warn'));
-  const address = service.server.address() as { port: number };
-  return { service, url: `http://127.0.0.1:${address.port}`, stateDir };
-}
-
-async function tryWs(url: string): Promise<JupyterWsClient | undefined> {
-  try {
-    return await JupyterWsClient.connect(url);
-  } catch (error) {
-    log(`WebSocket ${url} unavailable: ${(error as Error).message}`);
-    return undefined;
+/** Runs the samplers round-robin, one call each per round, after a few warm-up rounds. */
+async function interleaved(n: number, samplers: Record<string, () => Promise<unknown>>): Promise<Record<string, Summary>> {
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(samplers).map((name) => [name, []]));
+  for (let round = -5; round < n; round++) {
+    for (const [name, sample] of Object.entries(samplers)) {
+      const ms = await timeIt(sample);
+      if (round >= 0) samples[name]!.push(ms);
+    }
   }
+  return Object.fromEntries(Object.entries(samples).map(([name, s]) => [name, summarize(s)]));
 }
 
 async function throughput(executors: ((code: string) => Promise<unknown>)[], perKernel: number): Promise<number> {
@@ -120,111 +72,148 @@ async function throughput(executors: ((code: string) => Promise<unknown>)[], per
   return Math.round((executors.length * perKernel * 1000) / elapsed);
 }
 
-async function benchService(langs: string[]): Promise<void> {
-  const pools = Object.fromEntries(langs.map((lang) => [lang, lang === 'python3' ? 2 : 1]));
-  const { service, url, stateDir } = await startBenchService(pools);
+/** create, run `code` with v1 until finished: the kernel id. */
+async function createAndRun(service: ServiceProcess, lang: string, code: string): Promise<string> {
+  const { kernelId } = await service.http.ok('POST', '/v1/kernel/create', { lang });
+  const { result } = await service.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
+  if (result.status !== 'finished' || result.exitCode !== 0) throw new Error(`${lang}: ${JSON.stringify(result)}`);
+  return kernelId as string;
+}
+
+async function benchRoundTrips(service: ServiceProcess): Promise<void> {
+  const { kernelId } = await service.http.ok('POST', '/v1/kernel/create', { lang: 'python3' });
+  const direct = connectDirect(await service.connectionInfo(kernelId));
+  const ws = await JupyterWsClient.connect(wsUrl(service, kernelId));
+  const rtt = await interleaved(RTT_N, {
+    direct: () => direct.execute('x = 1'),
+    ws: () => ws.execute('x = 1'),
+    v1: () => service.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: 'x = 1' }),
+  });
+  results.zmq_direct_rtt_ms = rtt.direct;
+  results.ws_rtt_ms = rtt.ws;
+  results.v1_rtt_ms = rtt.v1;
+  log(`round trips ${JSON.stringify(rtt)}`);
+  ws.close();
+  direct.close();
+  await service.http.ok('DELETE', `/v1/kernel/${kernelId}`);
+}
+
+async function benchWarmStarts(service: ServiceProcess): Promise<void> {
+  const v1: number[] = [];
+  const jupyter: number[] = [];
+  for (let i = 0; i < START_N; i++) {
+    await service.poolsFull();
+    let id = '';
+    v1.push(await timeIt(async () => (id = await createAndRun(service, 'python3', 'print(1)'))));
+    await service.http.ok('DELETE', `/v1/kernel/${id}`);
+    await service.poolsFull();
+    jupyter.push(
+      await timeIt(async () => {
+        id = (await service.http.ok('POST', '/api/kernels', { name: 'python3' })).id;
+        const ws = await JupyterWsClient.connect(wsUrl(service, id));
+        await ws.execute('print(1)');
+        ws.close();
+      }),
+    );
+    await service.http.ok('DELETE', `/api/kernels/${id}`);
+  }
+  results.start_warm_ms = summarize(v1);
+  results.start_warm_jupyter_api_ms = summarize(jupyter);
+  log(`warm start v1 ${JSON.stringify(results.start_warm_ms)} /api/kernels+WebSocket ${JSON.stringify(results.start_warm_jupyter_api_ms)}`);
+}
+
+async function benchOneShots(service: ServiceProcess, langs: string[]): Promise<void> {
+  const oneShot: Record<string, Summary> = {};
+  for (const lang of langs) {
+    const code = HELLO[lang];
+    if (!code) continue;
+    const samples: number[] = [];
+    for (let i = 0; i < ONESHOT_N; i++) {
+      await service.poolsFull();
+      samples.push(await timeIt(async () => service.http.ok('DELETE', `/v1/kernel/${await createAndRun(service, lang, code)}`)));
+    }
+    oneShot[lang] = summarize(samples);
+    log(`one-shot ${lang} ${JSON.stringify(oneShot[lang])}`);
+  }
+  results.oneshot_ms = oneShot;
+}
+
+async function benchThroughput(service: ServiceProcess): Promise<void> {
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push((await service.http.ok('POST', '/v1/kernel/create', { lang: 'python3' })).kernelId);
+  const direct: DirectKernel[] = await Promise.all(ids.map(async (id) => connectDirect(await service.connectionInfo(id))));
+  results.zmq_direct_exec_per_s_4_kernels = await throughput(direct.map((d) => (code: string) => d.execute(code)), THROUGHPUT_PER_KERNEL);
+  direct.forEach((d) => d.close());
+  results.v1_exec_per_s_4_kernels = await throughput(
+    ids.map((id) => (code: string) => service.http.ok('POST', `/v1/kernel/${id}`, { mode: 'query', code })),
+    THROUGHPUT_PER_KERNEL,
+  );
+  const sockets = await Promise.all(ids.map((id) => JupyterWsClient.connect(wsUrl(service, id))));
+  results.ws_exec_per_s_4_kernels = await throughput(sockets.map((s) => (code: string) => s.execute(code)), THROUGHPUT_PER_KERNEL);
+  sockets.forEach((s) => s.close());
+  await Promise.all(ids.map((id) => service.http.ok('DELETE', `/v1/kernel/${id}`)));
+  log(
+    `throughput direct ${results.zmq_direct_exec_per_s_4_kernels}/s v1 ${results.v1_exec_per_s_4_kernels}/s ` +
+      `ws ${results.ws_exec_per_s_4_kernels}/s`,
+  );
+}
+
+/** Cold starts, then the memory and CPU of the service with many idle kernels: a service with no pools. */
+async function benchColdAndIdle(): Promise<void> {
+  const service = await startServiceProcess({ REDIS_URL, POLYKERNEL_FLUSH_WINDOW_MS: '30000', KG_MAX_KERNELS: '0' });
   try {
-    const gc = (globalThis as { gc?: () => void }).gc;
-    // Round trips on one live kernel: direct ZMQ (baseline), v1, WebSocket.
-    const { kernelId } = await post(`${url}/v1/kernel/create`, { lang: 'python3' });
-    const record = await service.kernels.get(kernelId);
-    const direct = new KernelConnection(hostConnectionInfo(record.connDir, containerConnectionInfo(record.key, record.lang)));
-    const directExecute = directExecutor(direct);
-    results.zmq_direct_rtt_ms = summarize(await repeat(RTT_N, () => directExecute('x = 1')));
-    log(`direct ZMQ ${JSON.stringify(results.zmq_direct_rtt_ms)}`);
-    results.v1_rtt_ms = summarize(await repeat(RTT_N, () => post(`${url}/v1/kernel/${kernelId}`, { mode: 'query', code: 'x = 1' })));
-    log(`v1 ${JSON.stringify(results.v1_rtt_ms)}`);
-    const ws = await tryWs(`${url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`);
-    if (ws) {
-      results.ws_rtt_ms = summarize(await repeat(RTT_N, () => ws.execute('x = 1')));
-      log(`WebSocket ${JSON.stringify(results.ws_rtt_ms)}`);
-      ws.close();
-    }
-    direct.close();
-    await del(`${url}/v1/kernel/${kernelId}`);
-
-    // Start until the first execute is answered.
-    const startOnce = async (lang: string, code: string, at = url) => {
-      const { kernelId: id } = await post(`${at}/v1/kernel/create`, { lang });
-      const { result } = await post(`${at}/v1/kernel/${id}`, { mode: 'query', code });
-      if (result.status !== 'finished') throw new Error(`${lang}: ${JSON.stringify(result)}`);
-      return id as string;
-    };
-    const warmSamples: number[] = [];
-    const warmIds: string[] = [];
+    const cold: number[] = [];
     for (let i = 0; i < START_N; i++) {
-      await service.kernels.pool.whenFull(60000);
-      warmSamples.push(await timeIt(async () => warmIds.push(await startOnce('python3', 'print(1)'))));
+      let id = '';
+      cold.push(await timeIt(async () => (id = await createAndRun(service, 'python3', 'print(1)'))));
+      await service.http.ok('DELETE', `/v1/kernel/${id}`);
     }
-    results.start_warm_ms = summarize(warmSamples);
-    await Promise.all(warmIds.map((id) => del(`${url}/v1/kernel/${id}`)));
-    const coldSamples: number[] = [];
-    // Cold: a second instance of the service without pools, on the same engine.
-    const cold = await startBenchService({});
-    try {
-      for (let i = 0; i < START_N; i++) {
-        let id = '';
-        coldSamples.push(await timeIt(async () => (id = await startOnce('python3', 'print(1)', cold.url))));
-        await del(`${cold.url}/v1/kernel/${id}`);
-      }
-    } finally {
-      await cold.service.stop();
-      await rm(cold.stateDir, { recursive: true, force: true });
-    }
-    results.start_cold_ms = summarize(coldSamples);
-    log(`start warm ${JSON.stringify(results.start_warm_ms)} cold ${JSON.stringify(results.start_cold_ms)}`);
+    results.start_cold_ms = summarize(cold);
+    log(`cold start ${JSON.stringify(results.start_cold_ms)}`);
 
-    // One-shot per language from a warm pool: create, run hello, delete.
-    const oneShot: Record<string, Summary> = {};
-    for (const lang of langs) {
-      const code = HELLO[lang];
-      if (!code) continue;
+    // Memory: the service warmed up (every code path has run once), then many idle kernels.
+    const settledRss = async () => {
       const samples: number[] = [];
-      for (let i = 0; i < ONESHOT_N; i++) {
-        await service.kernels.pool.whenFull(60000);
-        samples.push(await timeIt(async () => del(`${url}/v1/kernel/${await startOnce(lang, code)}`)));
+      for (let i = 0; i < 5; i++) {
+        await sleep(1000);
+        samples.push(service.rssKB());
       }
-      oneShot[lang] = summarize(samples);
-      log(`one-shot ${lang} ${JSON.stringify(oneShot[lang])}`);
-    }
-    results.oneshot_ms = oneShot;
-
-    // Throughput over 4 kernels, through v1 and through the WebSocket.
+      return median(samples);
+    };
+    const rssBefore = await settledRss();
     const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push((await post(`${url}/v1/kernel/create`, { lang: 'python3' })).kernelId);
-    results.v1_exec_per_s_4_kernels = await throughput(
-      ids.map((id) => (code: string) => post(`${url}/v1/kernel/${id}`, { mode: 'query', code })),
-      THROUGHPUT_PER_KERNEL,
-    );
-    const sockets = (await Promise.all(ids.map((id) => tryWs(`${url.replace('http', 'ws')}/api/kernels/${id}/channels`)))).filter(
-      (s): s is JupyterWsClient => s !== undefined,
-    );
-    if (sockets.length === 4) {
-      results.ws_exec_per_s_4_kernels = await throughput(sockets.map((s) => (code: string) => s.execute(code)), THROUGHPUT_PER_KERNEL);
+    const startedAt = Date.now();
+    // Four creates at a time: the engine and the kernels' boots share two cores.
+    for (let i = 0; i < IDLE_KERNELS; i += 4) {
+      const batch = Array.from({ length: Math.min(4, IDLE_KERNELS - i) }, () => createAndRun(service, 'python3', 'x = 1'));
+      ids.push(...(await Promise.all(batch)));
     }
-    sockets.forEach((s) => s.close());
-    await Promise.all(ids.map((id) => del(`${url}/v1/kernel/${id}`)));
-    log(`throughput v1 ${results.v1_exec_per_s_4_kernels}/s ws ${results.ws_exec_per_s_4_kernels ?? '-'}/s`);
-
-    // The service's own memory per idle kernel.
-    await service.kernels.pool.drain();
-    gc?.();
-    const rssBefore = process.memoryUsage().rss;
-    const heapBefore = process.memoryUsage().heapUsed;
-    const idle: string[] = [];
-    for (let i = 0; i < IDLE_KERNELS; i++) idle.push((await post(`${url}/v1/kernel/create`, { lang: 'python3' })).kernelId);
-    gc?.();
-    const rssAfter = process.memoryUsage().rss;
-    const heapAfter = process.memoryUsage().heapUsed;
-    results.idle_kernels = IDLE_KERNELS;
-    results.service_rss_per_idle_kernel_kb = Math.round((rssAfter - rssBefore) / 1024 / IDLE_KERNELS);
-    results.service_heap_per_idle_kernel_kb = Math.round((heapAfter - heapBefore) / 1024 / IDLE_KERNELS);
-    results.gc_exposed = Boolean(gc);
-    log(`memory per idle kernel: rss ${results.service_rss_per_idle_kernel_kb} KB heap ${results.service_heap_per_idle_kernel_kb} KB over ${IDLE_KERNELS}`);
-    await Promise.all(idle.map((id) => del(`${url}/v1/kernel/${id}`)));
+    const createSeconds = (Date.now() - startedAt) / 1000;
+    const status = await service.http.ok('GET', '/api/status');
+    if (status.kernels !== IDLE_KERNELS) throw new Error(`expected ${IDLE_KERNELS} kernels, the service reports ${status.kernels}`);
+    // Let the usage sampler go round several times before reading memory and CPU at rest.
+    await sleep(5000);
+    const rssAfter = await settledRss();
+    const cpuFrom = service.cpuMs();
+    const idleWindowMs = 10_000;
+    await sleep(idleWindowMs);
+    const idleCpuPercent = ((service.cpuMs() - cpuFrom) / idleWindowMs) * 100;
+    // Every kernel still answers.
+    const answered = await Promise.all(ids.map((id) => service.http.ok('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'print(x)' })));
+    const alive = answered.filter((a) => a.result.status === 'finished' && a.result.exitCode === 0).length;
+    results.idle = {
+      kernels: IDLE_KERNELS,
+      answered_after_idling: alive,
+      create_all_s: Math.round(createSeconds * 10) / 10,
+      service_rss_before_mb: Math.round(rssBefore / 102.4) / 10,
+      service_rss_after_mb: Math.round(rssAfter / 102.4) / 10,
+      service_rss_per_idle_kernel_kb: Math.round((rssAfter - rssBefore) / IDLE_KERNELS),
+      service_cpu_percent_while_idle: Math.round(idleCpuPercent * 10) / 10,
+    };
+    log(`idle kernels ${JSON.stringify(results.idle)}`);
+    for (let i = 0; i < ids.length; i += 10) await Promise.all(ids.slice(i, i + 10).map((id) => service.http.ok('DELETE', `/v1/kernel/${id}`)));
   } finally {
     await service.stop();
-    await rm(stateDir, { recursive: true, force: true });
   }
 }
 
@@ -250,13 +239,14 @@ async function benchJupyterServer(): Promise<void> {
     const text = await response.text();
     return text ? JSON.parse(text) : undefined;
   };
+  const connect = (id: string) => JupyterWsClient.connect(`ws://127.0.0.1:${port}/api/kernels/${id}/channels?token=${token}`);
   try {
     for (let i = 0; i < 100; i++) {
       try {
         await call('GET', '/api');
         break;
       } catch {
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
       }
     }
     const startSamples: number[] = [];
@@ -265,8 +255,7 @@ async function benchJupyterServer(): Promise<void> {
       startSamples.push(
         await timeIt(async () => {
           id = (await call('POST', '/api/kernels', { name: 'python3' })).id;
-          const ws = await JupyterWsClient.connect(`ws://127.0.0.1:${port}/api/kernels/${id}/channels?token=${token}`);
-          await ws.request('kernel_info_request', {});
+          const ws = await connect(id);
           await ws.execute('print(1)');
           ws.close();
         }),
@@ -276,9 +265,9 @@ async function benchJupyterServer(): Promise<void> {
     results.jupyter_start_ms = summarize(startSamples);
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push((await call('POST', '/api/kernels', { name: 'python3' })).id);
-    const sockets = await Promise.all(ids.map((id) => JupyterWsClient.connect(`ws://127.0.0.1:${port}/api/kernels/${id}/channels?token=${token}`)));
+    const sockets = await Promise.all(ids.map(connect));
     for (const ws of sockets) await ws.request('kernel_info_request', {});
-    results.jupyter_ws_rtt_ms = summarize(await repeat(RTT_N, () => sockets[0]!.execute('x = 1')));
+    results.jupyter_ws_rtt_ms = (await interleaved(RTT_N, { jupyter: () => sockets[0]!.execute('x = 1') })).jupyter;
     results.jupyter_exec_per_s_4_kernels = await throughput(sockets.map((s) => (code: string) => s.execute(code)), THROUGHPUT_PER_KERNEL);
     sockets.forEach((s) => s.close());
     for (const id of ids) await call('DELETE', `/api/kernels/${id}`);
@@ -295,38 +284,64 @@ function ratio(a: number | undefined, b: number | undefined): string {
 
 function table(): string {
   const r = results as any;
+  const pair = (s?: Summary) => (s ? `${s.p50} / ${s.p99}` : '—');
   const rows: string[][] = [
-    ['execute round trip, direct ZMQ (baseline)', `${r.zmq_direct_rtt_ms?.p50} / ${r.zmq_direct_rtt_ms?.p99}`, '1.00×'],
-    ['execute round trip, channels WebSocket', `${r.ws_rtt_ms?.p50 ?? '—'} / ${r.ws_rtt_ms?.p99 ?? '—'}`, ratio(r.ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
-    ['execute round trip, POST /v1/kernel/:id', `${r.v1_rtt_ms?.p50} / ${r.v1_rtt_ms?.p99}`, ratio(r.v1_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
-    ['execute round trip, Jupyter Server 1.23', `${r.jupyter_ws_rtt_ms?.p50 ?? '—'} / ${r.jupyter_ws_rtt_ms?.p99 ?? '—'}`, ratio(r.jupyter_ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
-    ['start until first execute, warm pool', `${r.start_warm_ms?.p50} / ${r.start_warm_ms?.p99}`, ''],
-    ['start until first execute, cold', `${r.start_cold_ms?.p50} / ${r.start_cold_ms?.p99}`, ''],
-    ['start until first execute, Jupyter Server (no container)', `${r.jupyter_start_ms?.p50 ?? '—'} / ${r.jupyter_start_ms?.p99 ?? '—'}`, ''],
+    ['execute round trip, direct ZMQ (baseline)', pair(r.zmq_direct_rtt_ms), '1.00×'],
+    ['execute round trip, channels WebSocket', pair(r.ws_rtt_ms), ratio(r.ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
+    ['execute round trip, POST /v1/kernel/:id', pair(r.v1_rtt_ms), ratio(r.v1_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
+    ['execute round trip, Jupyter Server', pair(r.jupyter_ws_rtt_ms), ratio(r.jupyter_ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
+    ['start until first execute, warm pool, v1 create + query', pair(r.start_warm_ms), ''],
+    ['start until first execute, warm pool, POST /api/kernels + WebSocket execute', pair(r.start_warm_jupyter_api_ms), ''],
+    ['start until first execute, cold', pair(r.start_cold_ms), ''],
+    ['start until first execute, Jupyter Server (no container)', pair(r.jupyter_start_ms), ''],
   ];
   for (const [lang, s] of Object.entries((r.oneshot_ms ?? {}) as Record<string, Summary>)) {
-    rows.push([`one-shot create+run+delete, ${lang} (warm)`, `${s.p50} / ${s.p99}`, '']);
+    rows.push([`one-shot create+run+delete, ${lang} (warm)`, pair(s), '']);
   }
+  const ofJupyter = (x?: number) => `${ratio(x, r.jupyter_exec_per_s_4_kernels)} of Jupyter Server`;
   rows.push(
-    ['executions/s over 4 kernels, v1', String(r.v1_exec_per_s_4_kernels ?? '—'), ratio(r.v1_exec_per_s_4_kernels, r.jupyter_exec_per_s_4_kernels) + ' of Jupyter'],
-    ['executions/s over 4 kernels, WebSocket', String(r.ws_exec_per_s_4_kernels ?? '—'), ratio(r.ws_exec_per_s_4_kernels, r.jupyter_exec_per_s_4_kernels) + ' of Jupyter'],
+    ['executions/s over 4 kernels, direct ZMQ (ceiling)', String(r.zmq_direct_exec_per_s_4_kernels ?? '—'), ofJupyter(r.zmq_direct_exec_per_s_4_kernels)],
+    ['executions/s over 4 kernels, v1', String(r.v1_exec_per_s_4_kernels ?? '—'), ofJupyter(r.v1_exec_per_s_4_kernels)],
+    ['executions/s over 4 kernels, WebSocket', String(r.ws_exec_per_s_4_kernels ?? '—'), ofJupyter(r.ws_exec_per_s_4_kernels)],
     ['executions/s over 4 kernels, Jupyter Server', String(r.jupyter_exec_per_s_4_kernels ?? '—'), ''],
-    [`service memory per idle kernel (${r.idle_kernels} kernels)`, `${r.service_rss_per_idle_kernel_kb} KB RSS, ${r.service_heap_per_idle_kernel_kb} KB heap`, ''],
   );
+  if (r.idle) {
+    rows.push(
+      [`service memory per idle kernel (${r.idle.kernels} idle kernels)`, `${r.idle.service_rss_per_idle_kernel_kb} KB RSS`, `${r.idle.service_rss_before_mb} → ${r.idle.service_rss_after_mb} MB`],
+      [`service CPU with ${r.idle.kernels} idle kernels`, `${r.idle.service_cpu_percent_while_idle} % of a core`, `${r.idle.answered_after_idling}/${r.idle.kernels} answered after`],
+    );
+  }
   const lines = ['| what | p50 / p99 ms (or figure) | ratio |', '| --- | --- | --- |', ...rows.map((row) => `| ${row.join(' | ')} |`)];
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
-  const probe = await startBenchService({});
-  const available = await probe.service.kernels.specs.names();
-  await probe.service.stop();
-  await rm(probe.stateDir, { recursive: true, force: true });
+  results.machine = {
+    cpus: os.cpus().length,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    date: new Date().toISOString(),
+  };
+  const probe = await startServiceProcess({ REDIS_URL });
+  const available = Object.keys((await probe.http.ok('GET', '/api/kernelspecs')).kernelspecs as Record<string, unknown>);
+  await probe.stop();
   const wanted = option('--langs', '');
   const langs = wanted ? wanted.split(',').filter((l) => available.includes(l)) : available;
   if (!langs.includes('python3')) throw new Error('the python3 image is missing: run `npm run images`');
-  results.machine = { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, date: new Date().toISOString() };
-  await benchService(langs);
+
+  const pools = langs.map((lang) => `${lang}=${lang === 'python3' ? 2 : 1}`).join(',');
+  const service = await startServiceProcess({ REDIS_URL, POLYKERNEL_POOL_SIZES: pools, POLYKERNEL_FLUSH_WINDOW_MS: '30000' });
+  try {
+    await service.poolsFull(300_000);
+    await benchRoundTrips(service);
+    await benchWarmStarts(service);
+    await benchOneShots(service, langs);
+    await benchThroughput(service);
+  } finally {
+    await service.stop();
+  }
+  await benchColdAndIdle();
   if (!flag('--no-jupyter') && existsSync(JUPYTER_PYTHON)) await benchJupyterServer();
   process.stdout.write(`${JSON.stringify(results, null, 2)}\n\n${table()}\n`);
 }

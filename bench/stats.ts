@@ -31,3 +31,7 @@ export async function repeat(n: number, fn: () => Promise<unknown>, warmup = Mat
   for (let i = 0; i < n; i++) samples.push(await timeIt(fn));
   return samples;
 }
+
+export function median(samples: number[]): number {
+  return percentile(samples, 50);
+}

@@ -91,7 +91,7 @@ export class ChannelBridge {
       (kernel) => {
         if (socket.destroyed) return;
         (socket as Socket).setNoDelay(true);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(kernel, ws, sessionId));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(kernel, ws, sessionId, socket));
       },
       (error: Error) => {
         if (error instanceof DomainError) return refuse(socket, httpStatusOf(error), error.message);
@@ -117,7 +117,7 @@ export class ChannelBridge {
     }
   }
 
-  private attach(kernel: LiveKernel, ws: WebSocket, sessionId: string | undefined): void {
+  private attach(kernel: LiveKernel, ws: WebSocket, sessionId: string | undefined, transport: Duplex): void {
     if (kernel.state === 'dead') {
       ws.close(1000, 'kernel is gone');
       return;
@@ -128,7 +128,7 @@ export class ChannelBridge {
       hub = new KernelChannels(kernel, this.log);
       this.hubs.set(kernel.id, hub);
     }
-    const client = new ChannelClient(ws, ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy');
+    const client = new ChannelClient(ws, ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy', transport);
     hub.add(client, sessionId);
     this.persistCount(kernel.id, hub.size);
     const channels = hub;

@@ -11,6 +11,7 @@
  * This is the hot path of the channels API: nothing here logs above debug, keeps timers or re-encodes a
  * message per client.
  */
+import type { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import type { LiveKernel } from '../kernels/live-kernel.js';
 import type { Logger } from '../logger.js';
@@ -51,7 +52,10 @@ export class ChannelClient {
   private paused = false;
   private recheck?: NodeJS.Timeout;
 
-  constructor(readonly ws: WebSocket, readonly framing: WsFraming) {}
+  private corked = false;
+
+  /** `transport`: the TCP socket under `ws`, corked while a burst of frames is written (see send). */
+  constructor(readonly ws: WebSocket, readonly framing: WsFraming, private readonly transport?: Writable) {}
 
   /** Counts a frame received from the client against its budget. */
   admit(): void {
@@ -100,8 +104,21 @@ export class ChannelClient {
     this.updateFlow();
   }
 
+  /**
+   * Frames written in one turn of the event loop (a kernel's messages often arrive together: status,
+   * execute_input, stream) leave in one write system call: the socket is corked until the turn ends.
+   */
   send(frame: EncodedFrame): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(frame.data, { binary: frame.binary });
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.transport && !this.corked) {
+      this.corked = true;
+      this.transport.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.transport!.uncork();
+      });
+    }
+    this.ws.send(frame.data, { binary: frame.binary });
   }
 
   close(code: number, reason: string): void {

@@ -109,6 +109,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       sizes,
       { launch: (lang) => this.launchPooled(lang), discard: (kernel) => this.discardLaunched(kernel) },
       log,
+      config.poolRefillDelayMs,
     );
   }
 

@@ -37,6 +37,11 @@ export class WarmPool {
     private readonly sizes: Readonly<Record<string, number>>,
     private readonly hooks: PoolHooks,
     private readonly log: Logger,
+    /**
+     * A kernel handed out is about to run its first code: starting its replacement at once (a container
+     * start and a kernel boot, half a second of CPU) would slow that run on a small machine. 0 = at once.
+     */
+    private readonly refillDelayMs = 0,
   ) {}
 
   /** Starts filling every pool in the background. */
@@ -47,7 +52,8 @@ export class WarmPool {
   /** A ready kernel of this language, or undefined (then the caller starts one cold). */
   take(lang: string): LaunchedKernel | undefined {
     const taken = this.ready.get(lang)?.shift();
-    if (taken) this.refill(lang);
+    if (taken && this.refillDelayMs > 0) setTimeout(() => this.refill(lang), this.refillDelayMs).unref();
+    else if (taken) this.refill(lang);
     return taken;
   }
 
@@ -76,6 +82,13 @@ export class WarmPool {
 
   size(lang: string): number {
     return this.ready.get(lang)?.length ?? 0;
+  }
+
+  /** Per language: kernels ready to hand out, being started, and the target (GET /api/status). */
+  status(): Record<string, { ready: number; starting: number; target: number }> {
+    return Object.fromEntries(
+      Object.entries(this.sizes).map(([lang, target]) => [lang, { ready: this.size(lang), starting: this.launching.get(lang) ?? 0, target }]),
+    );
   }
 
   /** Resolves when every pool holds its target number of ready kernels (tests, benchmarks). */

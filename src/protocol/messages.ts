@@ -40,6 +40,13 @@ export interface JupyterMessage<C extends JsonObject = JsonObject> {
   channel?: Channel;
   /** ZMQ routing identities (ROUTER sockets only). */
   identities?: Buffer[];
+  /**
+   * header, parent_header, metadata and content exactly as the bytes that came in (from a kernel, or
+   * from a client's v1 WebSocket frame), each already checked to be a JSON object. Encoders forward these
+   * bytes instead of encoding the parsed objects again. A message built by the service has none, and a
+   * message received must not be changed while it carries them.
+   */
+  wire?: readonly Buffer[];
 }
 
 export type ExecutionState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';

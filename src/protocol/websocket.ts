@@ -46,15 +46,13 @@ function json(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), 'utf8');
 }
 
+/** header, parent_header, metadata and content as JSON bytes: as they came in when they did (no re-encoding). */
+function signedParts(msg: JupyterMessage): readonly Buffer[] {
+  return msg.wire ?? [json(msg.header), json(msg.parent_header ?? {}), json(msg.metadata ?? {}), json(msg.content ?? {})];
+}
+
 export function encodeV1(channel: Channel, msg: JupyterMessage): EncodedFrame {
-  const parts = [
-    Buffer.from(channel, 'utf8'),
-    json(msg.header),
-    json(msg.parent_header ?? {}),
-    json(msg.metadata ?? {}),
-    json(msg.content ?? {}),
-    ...msg.buffers,
-  ];
+  const parts = [Buffer.from(channel, 'utf8'), ...signedParts(msg), ...msg.buffers];
   const count = parts.length + 1;
   const head = Buffer.allocUnsafe(8 * (count + 1));
   head.writeBigUInt64LE(BigInt(count), 0);
@@ -67,24 +65,23 @@ export function encodeV1(channel: Channel, msg: JupyterMessage): EncodedFrame {
   return { data: Buffer.concat([head, ...parts]), binary: true };
 }
 
-/** The JSON body jupyter_server writes: the message, its channel, and msg_id/msg_type at the top level. */
-function legacyBody(channel: Channel, msg: JupyterMessage): JsonObject {
-  return {
-    header: msg.header,
-    msg_id: msg.header.msg_id,
-    msg_type: msg.header.msg_type,
-    parent_header: msg.parent_header ?? {},
-    metadata: msg.metadata ?? {},
-    content: msg.content ?? {},
-    buffers: [],
-    channel,
-  };
+const LEGACY_KEYS = ['{"header":', ',"parent_header":', ',"metadata":', ',"content":'].map((key) => Buffer.from(key));
+
+/**
+ * The JSON body jupyter_server writes: the message, msg_id/msg_type at the top level, its channel, and
+ * `buffers: []` when the buffers travel in the text frame's stead (`withBuffersKey`). Assembled from the
+ * message's JSON parts, so a message that came in is not encoded again.
+ */
+function legacyBody(channel: Channel, msg: JupyterMessage, withBuffersKey: boolean): Buffer {
+  const parts = signedParts(msg);
+  const tail = `,"msg_id":${JSON.stringify(msg.header.msg_id)},"msg_type":${JSON.stringify(msg.header.msg_type)}` +
+    `${withBuffersKey ? ',"buffers":[]' : ''},"channel":${JSON.stringify(channel)}}`;
+  return Buffer.concat([LEGACY_KEYS[0]!, parts[0]!, LEGACY_KEYS[1]!, parts[1]!, LEGACY_KEYS[2]!, parts[2]!, LEGACY_KEYS[3]!, parts[3]!, Buffer.from(tail)]);
 }
 
 export function encodeLegacy(channel: Channel, msg: JupyterMessage): EncodedFrame {
-  if (msg.buffers.length === 0) return { data: json(legacyBody(channel, msg)), binary: false };
-  const { buffers: _omitted, ...body } = legacyBody(channel, msg);
-  const parts = [json(body), ...msg.buffers];
+  if (msg.buffers.length === 0) return { data: legacyBody(channel, msg, true), binary: false };
+  const parts = [legacyBody(channel, msg, false), ...msg.buffers];
   const head = Buffer.allocUnsafe(4 * (parts.length + 1));
   head.writeUInt32BE(parts.length, 0);
   let offset = head.length;
@@ -181,7 +178,7 @@ export function decodeV1(frame: Buffer): ClientFrame {
   const buffers: Buffer[] = [];
   // jupyter_server reads parts up to the last offset; the final offset marks the end of the last buffer.
   for (let i = 5; i < count - 1; i++) buffers.push(Buffer.from(part(i)));
-  return messageOf(
+  const decoded = messageOf(
     {
       channel: text(0),
       header: parseObject(text(1), 'header'),
@@ -191,6 +188,10 @@ export function decodeV1(frame: Buffer): ClientFrame {
     },
     buffers,
   );
+  // Each part parsed as a JSON object: it goes to the kernel as the client wrote it, as jupyter_server
+  // forwards a v1 frame's parts.
+  decoded.msg.wire = [part(1), part(2), part(3), part(4)];
+  return decoded;
 }
 
 function decodeLegacyBinary(frame: Buffer): ClientFrame {

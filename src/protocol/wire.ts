@@ -50,7 +50,7 @@ function pack(value: unknown): Buffer {
 }
 
 export function serialize(msg: JupyterMessage, signer: MessageSigner): Buffer[] {
-  const signed = [pack(msg.header), pack(msg.parent_header), pack(msg.metadata), pack(msg.content)];
+  const signed = msg.wire ?? [pack(msg.header), pack(msg.parent_header), pack(msg.metadata), pack(msg.content)];
   const signature = Buffer.from(signer.sign(signed), 'utf8');
   return [...(msg.identities ?? []), DELIMITER, signature, ...signed, ...msg.buffers];
 }
@@ -87,5 +87,6 @@ export function deserialize(frames: readonly Buffer[], signer: MessageSigner): J
     metadata: parseFrame(signed[2]!, 'metadata'),
     content: parseFrame(signed[3]!, 'content'),
     buffers: frames.slice(delimiterAt + 6).map((frame) => Buffer.from(frame)),
+    wire: signed,
   };
 }

@@ -7,10 +7,10 @@
  *   files reach a kernel's work directory through `exec` (batch mode pipes a tar archive into `tar -x`).
  * - An exec's output stream can end a moment before the engine records its exit code.
  */
-import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { conflict, unavailable } from '../errors.js';
+import { cgroupOomKills, cgroupProcessIds } from './cgroup-files.js';
 import type { Logger } from '../logger.js';
 import { GVISOR_SECCOMP_PROFILE, gvisorHostPidsLimit, isGvisorRuntime, underGvisorFilter } from './gvisor.js';
 import {
@@ -270,20 +270,8 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async processIds(containerId: string): Promise<number[]> {
-    const candidates = [
-      `/sys/fs/cgroup/pids/docker/${containerId}/cgroup.procs`,
-      `/sys/fs/cgroup/memory/docker/${containerId}/cgroup.procs`,
-      `/sys/fs/cgroup/system.slice/docker-${containerId}.scope/cgroup.procs`,
-      `/sys/fs/cgroup/docker/${containerId}/cgroup.procs`,
-    ];
-    for (const file of candidates) {
-      try {
-        const text = await readFile(file, 'utf8');
-        return text.split('\n').filter(Boolean).map(Number);
-      } catch {
-        // Not this cgroup layout; try the next.
-      }
-    }
+    const pids = cgroupProcessIds(containerId);
+    if (pids) return pids;
     try {
       const top = (await this.docker.getContainer(containerId).top({ ps_args: '-o pid' })) as {
         Processes?: string[][];
@@ -295,21 +283,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async oomKills(containerId: string): Promise<number | undefined> {
-    const candidates = [
-      `/sys/fs/cgroup/memory/docker/${containerId}/memory.oom_control`,
-      `/sys/fs/cgroup/system.slice/docker-${containerId}.scope/memory.events`,
-      `/sys/fs/cgroup/docker/${containerId}/memory.events`,
-    ];
-    for (const file of candidates) {
-      try {
-        // cgroup v1 memory.oom_control and v2 memory.events both have an "oom_kill <n>" line.
-        const match = /^oom_kill (\d+)$/m.exec(await readFile(file, 'utf8'));
-        if (match) return Number(match[1]);
-      } catch {
-        // Not this cgroup layout (or the container is gone); try the next.
-      }
-    }
-    return undefined;
+    return cgroupOomKills(containerId);
   }
 
   async engineUsage(containerId: string): Promise<ResourceUsage | undefined> {

@@ -76,10 +76,15 @@ export class KernelConnection {
     if (channel === 'iopub') return Promise.reject(new Error('cannot send on iopub'));
     const socket = this.sockets[channel] as zmq.Dealer;
     const frames = serialize({ ...msg, identities: [] }, this.signer);
-    const previous = this.sendChains.get(channel) ?? Promise.resolve();
-    const next = previous.then(() => socket.send(frames));
-    // The chain must not stay rejected after one failed send.
-    this.sendChains.set(channel, next.catch(() => undefined));
+    // Straight to the socket when nothing is queued on it (the usual case): no extra turn of the loop.
+    const previous = this.sendChains.get(channel);
+    const next = previous ? previous.then(() => socket.send(frames)) : socket.send(frames);
+    // The chain must not stay rejected after one failed send, and is dropped once it has drained.
+    const settled: Promise<unknown> = next.then(
+      () => this.sendChains.get(channel) === settled && this.sendChains.delete(channel),
+      () => this.sendChains.get(channel) === settled && this.sendChains.delete(channel),
+    );
+    this.sendChains.set(channel, settled);
     return next;
   }
 

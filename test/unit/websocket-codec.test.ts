@@ -7,6 +7,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import jlab from '@jupyterlab/services/lib/kernel/serialize.js';
 import { newMessage, type JupyterMessage } from '../../src/protocol/messages.js';
+import { DELIMITER, deserialize, MessageSigner, serialize } from '../../src/protocol/wire.js';
 import {
   decodeFrame,
   encodeLegacy,
@@ -181,4 +182,47 @@ test('random bytes never fail with anything but WebSocketFrameError', (t) => {
     }
   }
   t.pass();
+});
+
+test('a message received from a kernel reaches clients with its JSON bytes as they came, in both framings', (t) => {
+  const signer = new MessageSigner('k3y');
+  const source = message([Buffer.from([7, 8, 9])]);
+  // Valid JSON as a kernel might write it, but not as JSON.stringify would: spacing and \u escapes.
+  const content = Buffer.from('{ "comm_id" : "c1", "data": {"text": "h\\u00e9llo"} }');
+  const frames = serialize({ ...source, wire: undefined }, signer);
+  const delimiter = frames.findIndex((f) => f.equals(DELIMITER));
+  const signed = [frames[delimiter + 2]!, frames[delimiter + 3]!, frames[delimiter + 4]!, content];
+  const received = deserialize([DELIMITER, Buffer.from(signer.sign(signed)), ...signed, ...frames.slice(delimiter + 6)], signer);
+  t.deepEqual(received.content, { comm_id: 'c1', data: { text: 'héllo' } });
+
+  const v1 = encodeV1('iopub', received).data;
+  t.true(v1.includes(content), 'the v1 frame carries the content bytes verbatim');
+  const legacy = encodeLegacy('iopub', received).data;
+  t.true(legacy.includes(content), 'the legacy frame carries the content bytes verbatim');
+  // And both still decode, in JupyterLab's codecs, to the message.
+  const viaV1 = jlab.deserialize(v1.buffer.slice(v1.byteOffset, v1.byteOffset + v1.length) as ArrayBuffer, V1_PROTOCOL) as any;
+  t.deepEqual(viaV1.content, { comm_id: 'c1', data: { text: 'héllo' } });
+  t.is(viaV1.header.msg_id, source.header.msg_id);
+  const viaLegacy = jlab.deserialize(legacy.buffer.slice(legacy.byteOffset, legacy.byteOffset + legacy.length) as ArrayBuffer, '') as any;
+  t.deepEqual(viaLegacy.content, { comm_id: 'c1', data: { text: 'héllo' } });
+  t.is(viaLegacy.channel, 'iopub');
+  t.is(viaLegacy.msg_type, 'comm_msg');
+});
+
+test('a v1 client frame is sent to the kernel with its parts as the client wrote them', (t) => {
+  const signer = new MessageSigner('k3y');
+  const parts = ['shell', JSON.stringify(message().header), '{}', '{ }', '{"code" : "1+1"}'].map((p) => Buffer.from(p));
+  const head = Buffer.alloc(8 * 7);
+  head.writeBigUInt64LE(6n, 0);
+  let offset = head.length;
+  head.writeBigUInt64LE(BigInt(offset), 8);
+  parts.forEach((part, i) => {
+    offset += part.length;
+    head.writeBigUInt64LE(BigInt(offset), 8 * (i + 2));
+  });
+  const { msg } = decodeFrame('v1', Buffer.concat([head, ...parts]), true);
+  const frames = serialize(msg, signer);
+  const delimiter = frames.findIndex((f) => f.equals(DELIMITER));
+  t.deepEqual(frames.slice(delimiter + 2, delimiter + 6).map(String), parts.slice(1).map(String));
+  t.deepEqual(deserialize(frames, signer).content, { code: '1+1' });
 });

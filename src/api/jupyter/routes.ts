@@ -108,6 +108,20 @@ export function jupyterRouter(deps: JupyterDeps): Router {
     ctx.body = { version: VERSION };
   });
 
+  // jupyter_server's status document, plus this service's warm pools (ready kernels per language).
+  const started = new Date().toISOString();
+  router.get('/api/status', (ctx) => {
+    const live = kernels.liveKernels();
+    const lastActivity = live.reduce((latest, kernel) => Math.max(latest, kernel.lastActivity), 0);
+    ctx.body = {
+      started,
+      last_activity: lastActivity ? new Date(lastActivity).toISOString() : started,
+      kernels: live.length,
+      connections: live.reduce((sum, kernel) => sum + (deps.connectionCount?.(kernel.id) ?? 0), 0),
+      pools: kernels.pool.status(),
+    };
+  });
+
   // --- kernelspecs ---------------------------------------------------------------------------------
 
   router.get('/api/kernelspecs', async (ctx) => {

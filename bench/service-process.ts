@@ -1,0 +1,159 @@
+/**
+ * The service as the benchmark measures it: its own Node process (`node dist/src/main.js`, configured by
+ * environment as a user would), so that its memory is its own and the benchmark's client code does not
+ * share its event loop. A keep-alive HTTP client talks to it, as a judge's or REPL's backend would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CONNECTION_FILE_NAME, hostConnectionInfo, type ConnectionInfo } from '../src/protocol/connection-file.js';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** One keep-alive connection pool per service: a request costs no TCP handshake. */
+export class HttpClient {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+  constructor(readonly url: string) {}
+
+  call(method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        this.url + route,
+        {
+          method,
+          agent: this.agent,
+          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString();
+            resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.setNoDelay(true);
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  /** A call that must succeed (2xx): its JSON body. */
+  async ok(method: string, route: string, body?: unknown): Promise<any> {
+    const { status, body: answer } = await this.call(method, route, body);
+    if (status < 200 || status >= 300) throw new Error(`${method} ${route} answered ${status}: ${JSON.stringify(answer)}`);
+    return answer;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export interface ServiceProcess {
+  url: string;
+  pid: number;
+  stateDir: string;
+  http: HttpClient;
+  /** The kernel's connection info as the host reaches it (the benchmark's direct-ZMQ baseline). */
+  connectionInfo(kernelId: string): Promise<ConnectionInfo>;
+  /** Resolves when every warm pool holds its target (GET /api/status). */
+  poolsFull(timeoutMs?: number): Promise<void>;
+  /** Resident memory of the service process, in KB (VmRSS). */
+  rssKB(): number;
+  /** CPU time the service process has used so far, in ms (utime + stime). */
+  cpuMs(): number;
+  stop(): Promise<void>;
+}
+
+/** `nodeArgs`: extra options for node, e.g. `--cpu-prof` to profile the service. */
+export async function startServiceProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServiceProcess> {
+  const port = await freePort();
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-bench-'));
+  const instance = `bench-${randomUUID().slice(0, 8)}`;
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, MAIN], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: {
+      ...process.env,
+      KG_PORT: String(port),
+      KG_IP: '127.0.0.1',
+      POLYKERNEL_INSTANCE: instance,
+      POLYKERNEL_STATE_DIR: stateDir,
+      POLYKERNEL_REDIS_PREFIX: `${instance}:`,
+      POLYKERNEL_LOG_LEVEL: 'warn',
+      ...env,
+    },
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const client = new HttpClient(url);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode} while starting`);
+    try {
+      await client.ok('GET', '/api');
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`the service did not answer within 60 s: ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  const pid = child.pid!;
+  const clockTicks = 100; // USER_HZ on Linux
+  return {
+    url,
+    pid,
+    stateDir,
+    http: client,
+    async connectionInfo(kernelId) {
+      const connDir = path.join(stateDir, kernelId);
+      return hostConnectionInfo(connDir, JSON.parse(await readFile(path.join(connDir, CONNECTION_FILE_NAME), 'utf8')));
+    },
+    async poolsFull(timeoutMs = 120_000) {
+      const until = Date.now() + timeoutMs;
+      while (Date.now() < until) {
+        const { pools } = await client.ok('GET', '/api/status');
+        if (Object.values(pools as Record<string, { ready: number; target: number }>).every((p) => p.ready >= p.target)) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error(`warm pools not full within ${timeoutMs} ms`);
+    },
+    rssKB() {
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      return Number(match?.[1] ?? NaN);
+    },
+    cpuMs() {
+      // Fields 14 and 15 of /proc/<pid>/stat, counted after the command name's closing parenthesis.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+    },
+    async stop() {
+      client.close();
+      child.kill('SIGTERM');
+      await exited;
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
