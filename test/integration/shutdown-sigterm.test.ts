@@ -18,6 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 import { redisUrl } from '../helpers/service.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
@@ -82,10 +83,45 @@ async function terminate(service: Spawned, boundMs: number): Promise<{ code: num
   return { code, ms: Date.now() - started };
 }
 
+/** True once a fresh TCP connection to the service is refused (its listening socket is closed). */
+async function refusesConnections(url: string, timeoutMs: number): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = net.connect(Number(port), hostname);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve('accepted');
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    if (outcome === 'ECONNREFUSED') return true;
+    await sleep(50);
+  }
+  return false;
+}
+
 async function createKernel(service: Spawned): Promise<string> {
   const { status, body } = await service.call('POST', '/v1/kernel/create', { lang: 'python3' });
   if (status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(body)}`);
   return body.kernelId as string;
+}
+
+/**
+ * Watches the kernel's iopub through its channels WebSocket: `seen` resolves once a stream message
+ * carries `text`, i.e. the code is known to run (its kernel state alone can say busy before it printed).
+ */
+async function watchOutput(service: Spawned, kernelId: string, text: string): Promise<{ seen: Promise<void>; close(): void }> {
+  const ws = new WebSocket(`${service.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const seen = new Promise<void>((resolve) => {
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString());
+      if (msg.msg_type === 'stream' && String(msg.content?.text).includes(text)) resolve();
+    });
+  });
+  return { seen, close: () => ws.close() };
 }
 
 async function waitBusy(service: Spawned, kernelId: string): Promise<void> {
@@ -119,13 +155,13 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
     const busy = await createKernel(service);
     const idle = await createKernel(service);
     t.is(containersOf(instance).length, 2);
+    const output = await watchOutput(service, busy, 'started');
     const inFlight = service.call('POST', `/v1/kernel/${busy}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' });
-    await waitBusy(service, busy);
+    await output.seen;
+    output.close();
 
     const stopped = terminate(service, 20_000);
-    await sleep(300);
-    const refused = await fetch(`${service.url}/api`).then(() => 'answered', (error: Error & { cause?: { code?: string } }) => error.cause?.code ?? error.message);
-    t.is(refused, 'ECONNREFUSED', 'no new connection is accepted once SIGTERM arrived');
+    t.true(await refusesConnections(service.url, 10_000), 'no new connection is accepted once SIGTERM arrived');
 
     const answer = await inFlight;
     t.is(answer.status, 200, 'the in-flight request got a complete answer');

@@ -38,6 +38,8 @@ interface Result {
 interface Batch {
   results: Result[];
   statuses: string[];
+  /** statuses without the "continued" answers of a long step. */
+  boundaries: string[];
   final: Result;
   stdout: string;
   stderr: string;
@@ -55,7 +57,10 @@ async function batch(kernelId: string, options: Record<string, unknown>): Promis
   }
   const items = results.flatMap((result) => result.console);
   const join = (stream: string) => items.filter((item) => item[0] === stream).map((item) => item[1]).join('');
-  return { results, statuses: results.map((r) => r.status), final: results.at(-1)!, stdout: join('stdout'), stderr: join('stderr') };
+  const statuses = results.map((r) => r.status);
+  // A loaded machine can make a step outlast the flush window: "continued" answers are not boundaries.
+  const boundaries = statuses.filter((status) => status !== 'continued');
+  return { results, statuses, boundaries, final: results.at(-1)!, stdout: join('stdout'), stderr: join('stderr') };
 }
 
 async function query(kernelId: string, code: string): Promise<string> {
@@ -91,7 +96,7 @@ test.serial('python: files with a helper module, build "*" (none) and exec "*", 
     stdin: 'Ada\n1 2 3\n',
     clean: 'rm -rf pkg',
   });
-  t.is(run.statuses[0], 'build-finished', 'build-finished is a response of its own');
+  t.is(run.boundaries[0], 'build-finished', 'build-finished is a response of its own');
   t.deepEqual(run.results[0]!.console, [], 'no build step, no build output');
   t.is(run.final.status, 'finished');
   t.is(run.final.exitCode, 0);
@@ -120,7 +125,7 @@ test.serial('python: a runtime error finishes with the program\'s non-zero exit 
     build: 'python3 -m py_compile main.py',
     exec: 'python3 main.py',
   });
-  t.is(run.statuses[0], 'build-finished');
+  t.is(run.boundaries[0], 'build-finished');
   t.is(run.final.status, 'finished');
   t.is(run.final.exitCode, 1);
   t.is(run.stdout, 'before\n');
@@ -200,7 +205,7 @@ test('C (when polykernel/c exists): stdin, a compile error is 127, a runtime err
       exec: '*',
       stdin: '40 2\n',
     });
-    t.deepEqual([ok.statuses[0], ok.final.status, ok.final.exitCode, ok.stdout], ['build-finished', 'finished', 0, '42\n']);
+    t.deepEqual([ok.boundaries[0], ok.final.status, ok.final.exitCode, ok.stdout], ['build-finished', 'finished', 0, '42\n']);
     const broken = await batch(id, { files: [{ name: 'main.c', content: 'int main(void){ return x; }\n' }], build: '*', exec: '*' });
     t.deepEqual([broken.final.status, broken.final.exitCode], ['finished', 127]);
     t.regex(broken.stderr, /error/);
