@@ -18,6 +18,9 @@ import { transition, type KernelState, type ResourceLimits } from './kernel-reco
 
 export class KernelNotReadyError extends Error {}
 
+/** How long waitReady waits for the iopub status of an answered probe before it probes again. */
+const REPROBE_AFTER_REPLY_MS = 25;
+
 export class LiveKernel {
   /** The session id of messages the service itself sends (v1 queries, readiness probes). */
   readonly session = randomUUID();
@@ -152,9 +155,12 @@ export class LiveKernel {
           if (this.state === 'starting' || this.state === 'restarting') this.state = 'idle';
           return kernelInfo;
         }
+        // Once the kernel has answered, it is up and the SUB connects within milliseconds: probe again
+        // soon rather than after a whole probe interval (a cold start pays this wait).
+        const interval = kernelInfo ? REPROBE_AFTER_REPLY_MS : probeMs;
         const waitedFrom = this.clock();
-        await nextEvent(Math.max(1, Math.min(probeMs, deadline - waitedFrom)));
-        if (kernelInfo && !sawIopub && this.clock() - waitedFrom >= probeMs) await probe();
+        await nextEvent(Math.max(1, Math.min(interval, deadline - waitedFrom)));
+        if (kernelInfo && !sawIopub && this.clock() - waitedFrom >= interval) await probe();
       }
       throw new KernelNotReadyError(`kernel did not become ready within ${timeoutMs} ms`);
     } finally {
