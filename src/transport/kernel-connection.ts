@@ -24,6 +24,13 @@ export type MessageListener = (channel: Channel, msg: JupyterMessage) => void;
  */
 export const MAX_KERNEL_MESSAGE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * A kernel binds its sockets only once it has booted: until then every connect is refused and libzmq
+ * retries after this long. A cold start waits on average half of it after the kernel is up; a retry is
+ * one failed connect() on a local socket path, so a short interval costs next to nothing.
+ */
+const RECONNECT_INTERVAL_MS = 10;
+
 type Readable = zmq.Dealer | zmq.Subscriber;
 
 export class KernelConnection {
@@ -38,7 +45,7 @@ export class KernelConnection {
     // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
     // input_request on stdin to the identity that sent the execute_request on shell.
     const routingId = randomUUID();
-    const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: 50, routingId, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
+    const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: RECONNECT_INTERVAL_MS, routingId, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
     this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub: this.openIopub() };
     for (const [channel, socket] of Object.entries(this.sockets) as [Channel, Readable][]) {
       socket.connect(endpoint(info, channel));
@@ -48,7 +55,7 @@ export class KernelConnection {
 
   /** The iopub SUB socket, replaced by a fresh one whenever its connection drops (see MAX_KERNEL_MESSAGE_BYTES). */
   private openIopub(): zmq.Subscriber {
-    const iopub = new zmq.Subscriber({ linger: 0, reconnectInterval: 50, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
+    const iopub = new zmq.Subscriber({ linger: 0, reconnectInterval: RECONNECT_INTERVAL_MS, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
     iopub.subscribe();
     iopub.events.on('disconnect', () => {
       if (this.closed || this.sockets.iopub !== iopub) return;
