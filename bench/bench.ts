@@ -20,6 +20,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { kernelsCpuMs } from './container-cpu.js';
 import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
@@ -138,24 +139,34 @@ async function benchOneShots(service: ServiceProcess, langs: string[]): Promise<
   results.oneshot_ms = oneShot;
 }
 
+/**
+ * Executions per second over 4 kernels at once, straight over ZMQ, through v1 and through the WebSocket;
+ * with the CPU time per execute of the kernels and of the service in each, which says where the bound is.
+ */
 async function benchThroughput(service: ServiceProcess): Promise<void> {
   const ids: string[] = [];
   for (let i = 0; i < 4; i++) ids.push((await service.http.ok('POST', '/v1/kernel/create', { lang: 'python3' })).kernelId);
+  const kernelsCpu = kernelsCpuMs(ids);
+  const total = 4 * THROUGHPUT_PER_KERNEL;
+  const measured = async (executors: ((code: string) => Promise<unknown>)[]) => {
+    const [kernelFrom, serviceFrom] = [kernelsCpu(), service.cpuMs()];
+    const perSecond = await throughput(executors, THROUGHPUT_PER_KERNEL);
+    const round = (ms: number) => Math.round((ms / total) * 100) / 100;
+    return { per_s: perSecond, kernel_cpu_ms_per_exec: round(kernelsCpu() - kernelFrom), service_cpu_ms_per_exec: round(service.cpuMs() - serviceFrom) };
+  };
   const direct: DirectKernel[] = await Promise.all(ids.map(async (id) => connectDirect(await service.connectionInfo(id))));
-  results.zmq_direct_exec_per_s_4_kernels = await throughput(direct.map((d) => (code: string) => d.execute(code)), THROUGHPUT_PER_KERNEL);
+  const viaDirect = await measured(direct.map((d) => (code: string) => d.execute(code)));
   direct.forEach((d) => d.close());
-  results.v1_exec_per_s_4_kernels = await throughput(
-    ids.map((id) => (code: string) => service.http.ok('POST', `/v1/kernel/${id}`, { mode: 'query', code })),
-    THROUGHPUT_PER_KERNEL,
-  );
+  const viaV1 = await measured(ids.map((id) => (code: string) => service.http.ok('POST', `/v1/kernel/${id}`, { mode: 'query', code })));
   const sockets = await Promise.all(ids.map((id) => JupyterWsClient.connect(wsUrl(service, id))));
-  results.ws_exec_per_s_4_kernels = await throughput(sockets.map((s) => (code: string) => s.execute(code)), THROUGHPUT_PER_KERNEL);
+  const viaWs = await measured(sockets.map((s) => (code: string) => s.execute(code)));
   sockets.forEach((s) => s.close());
   await Promise.all(ids.map((id) => service.http.ok('DELETE', `/v1/kernel/${id}`)));
-  log(
-    `throughput direct ${results.zmq_direct_exec_per_s_4_kernels}/s v1 ${results.v1_exec_per_s_4_kernels}/s ` +
-      `ws ${results.ws_exec_per_s_4_kernels}/s`,
-  );
+  results.zmq_direct_exec_per_s_4_kernels = viaDirect.per_s;
+  results.v1_exec_per_s_4_kernels = viaV1.per_s;
+  results.ws_exec_per_s_4_kernels = viaWs.per_s;
+  results.throughput_cpu = { direct: viaDirect, v1: viaV1, ws: viaWs, cores: os.cpus().length };
+  log(`throughput ${JSON.stringify(results.throughput_cpu)}`);
 }
 
 /** Cold starts, then the memory and CPU of the service with many idle kernels: a service with no pools. */
@@ -305,6 +316,14 @@ function table(): string {
     ['executions/s over 4 kernels, WebSocket', String(r.ws_exec_per_s_4_kernels ?? '—'), ofJupyter(r.ws_exec_per_s_4_kernels)],
     ['executions/s over 4 kernels, Jupyter Server', String(r.jupyter_exec_per_s_4_kernels ?? '—'), ''],
   );
+  const cpu = r.throughput_cpu;
+  if (cpu) {
+    const kernelMs = cpu.direct.kernel_cpu_ms_per_exec;
+    rows.push(
+      ['CPU per execute: the kernel (ipykernel)', `${kernelMs} ms`, `${cpu.cores} cores bound any server at ${Math.round((cpu.cores * 1000) / kernelMs)}/s`],
+      ['CPU per execute: this service, v1 / WebSocket', `${cpu.v1.service_cpu_ms_per_exec} / ${cpu.ws.service_cpu_ms_per_exec} ms`, ''],
+    );
+  }
   if (r.idle) {
     rows.push(
       [`service memory per idle kernel (${r.idle.kernels} idle kernels)`, `${r.idle.service_rss_per_idle_kernel_kb} KB RSS`, `${r.idle.service_rss_before_mb} → ${r.idle.service_rss_after_mb} MB`],
