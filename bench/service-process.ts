@@ -8,24 +8,13 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONNECTION_FILE_NAME, hostConnectionInfo, type ConnectionInfo } from '../src/protocol/connection-file.js';
+import { freePort } from '../test/helpers/free-port.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** One keep-alive connection pool per service: a request costs no TCP handshake. */
 export class HttpClient {

@@ -24,6 +24,7 @@ import { CONTAINER_WORK_DIR, KERNEL_USER, type ContainerRuntime } from '../runti
 import { tarArchive, type BatchFile } from './batch-files.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
 import type { Run, RunResult, RunStatus } from './query.js';
+import { RunBoundary } from './run-boundary.js';
 
 export interface BatchOptions {
   files: BatchFile[];
@@ -108,7 +109,7 @@ export class BatchRun implements Run {
   private exitCode?: number;
   private timedOut = false;
   private abortedBecause?: string;
-  private wake?: () => void;
+  private readonly boundary = new RunBoundary();
 
   constructor(
     runId: string | undefined,
@@ -239,9 +240,7 @@ export class BatchRun implements Run {
   }
 
   private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
+    this.boundary.notify();
   }
 
   private get atBoundary(): boolean {
@@ -250,20 +249,7 @@ export class BatchRun implements Run {
 
   /** Resolves at the next boundary (build finished, finished, timeout) or after `flushWindowMs`. */
   async next(flushWindowMs: number): Promise<RunResult> {
-    if (!this.atBoundary) {
-      await new Promise<void>((resolve) => {
-        const window = setTimeout(resolve, flushWindowMs);
-        const check = () => {
-          if (this.atBoundary) {
-            clearTimeout(window);
-            resolve();
-          } else {
-            this.wake = check;
-          }
-        };
-        this.wake = check;
-      });
-    }
+    await this.boundary.until(() => this.atBoundary, flushWindowMs);
     return this.result();
   }
 

@@ -18,6 +18,7 @@ import {
 } from '../protocol/messages.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
 import type { LiveKernel } from './live-kernel.js';
+import { RunBoundary } from './run-boundary.js';
 
 export type { ConsoleItem };
 
@@ -89,7 +90,7 @@ export class QueryRun implements Run {
   private timedOut = false;
   /** Why the kernel went away under this run, if it did. */
   private abortedBecause?: string;
-  private wake?: () => void;
+  private readonly boundary = new RunBoundary();
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private readonly request: JupyterMessage;
@@ -165,27 +166,12 @@ export class QueryRun implements Run {
   }
 
   private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
+    this.boundary.notify();
   }
 
   /** Resolves at the next boundary (finished, input wanted, timeout) or after `flushWindowMs`. */
   async next(flushWindowMs: number): Promise<RunResult> {
-    if (!this.done && !this.inputRequest) {
-      await new Promise<void>((resolve) => {
-        const window = setTimeout(resolve, flushWindowMs);
-        const check = () => {
-          if (this.done || this.inputRequest) {
-            clearTimeout(window);
-            resolve();
-          } else {
-            this.wake = check;
-          }
-        };
-        this.wake = check;
-      });
-    }
+    await this.boundary.until(() => this.done || this.inputRequest !== undefined, flushWindowMs);
     return this.result();
   }
 

@@ -6,11 +6,11 @@
 import test from 'ava';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
+import { freePort } from '../helpers/free-port.js';
 
 const GATEWAY_TOKEN = 'gw-token';
 const SERVER_TOKEN = 'js-token';
@@ -19,17 +19,6 @@ let jupyter: ChildProcess | undefined;
 let jupyterUrl: string;
 let home: string;
 let jupyterLog = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** jupyter_server's REST API, with its token. */
 async function js(method: string, route: string, body?: unknown) {

@@ -11,16 +11,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { freePort } from '../helpers/free-port.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A redis-server of this test: saves on SIGTERM and loads again at start, so records survive a stop. */
 class OwnRedis {

@@ -20,19 +20,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { redisUrl } from '../helpers/service.js';
+import { freePort } from '../helpers/free-port.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
 const containersOf = (instance: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`).split('\n').filter(Boolean);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Spawned {
   process: ChildProcess;
