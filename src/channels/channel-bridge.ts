@@ -42,12 +42,22 @@ function refuse(socket: Duplex, status: number, message: string): void {
 export class ChannelBridge {
   private readonly wss: WebSocketServer;
   private readonly hubs = new Map<string, KernelChannels>();
+  private readonly pinger?: NodeJS.Timeout;
 
   constructor(
     private readonly kernels: KernelManager,
-    private readonly config: Pick<Config, 'authToken' | 'allowOrigin'>,
+    private readonly config: Pick<Config, 'authToken' | 'allowOrigin' | 'wsPingIntervalMs'>,
     private readonly log: Logger,
   ) {
+    // One timer for every connection, off the message path; silent for three intervals = gone.
+    const interval = config.wsPingIntervalMs;
+    if (interval > 0) {
+      this.pinger = setInterval(() => {
+        const now = Date.now();
+        for (const hub of this.hubs.values()) hub.keepAlive(now, 3 * interval);
+      }, interval);
+      this.pinger.unref();
+    }
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -133,6 +143,7 @@ export class ChannelBridge {
     this.persistCount(kernel.id, hub.size);
     const channels = hub;
     ws.on('message', (data, isBinary) => channels.fromClient(client, data as Buffer, isBinary));
+    ws.on('pong', () => (client.lastHeard = Date.now()));
     ws.on('error', (error) => this.log.debug('WebSocket error', { kernelId: kernel.id, error: error.message }));
     ws.on('close', () => {
       channels.remove(client);
@@ -153,6 +164,7 @@ export class ChannelBridge {
 
   /** On shutdown of the service: every client is told to go away (1001). */
   close(): void {
+    clearInterval(this.pinger);
     for (const hub of this.hubs.values()) hub.closeAll(1001, 'service shutting down');
     this.hubs.clear();
     this.wss.close();

@@ -53,6 +53,8 @@ export class ChannelClient {
   private recheck?: NodeJS.Timeout;
 
   private corked = false;
+  /** When the client was last heard from: a frame or a pong (keep-alive, see KernelChannels.keepAlive). */
+  lastHeard = Date.now();
 
   /** `transport`: the TCP socket under `ws`, corked while a burst of frames is written (see send). */
   constructor(readonly ws: WebSocket, readonly framing: WsFraming, private readonly transport?: Writable) {}
@@ -60,6 +62,7 @@ export class ChannelClient {
   /** Counts a frame received from the client against its budget. */
   admit(): void {
     const now = Date.now();
+    this.lastHeard = now;
     this.tokens = Math.min(FRAME_BURST, this.tokens + ((now - this.refilledAt) * FRAMES_PER_SECOND) / 1000) - 1;
     this.refilledAt = now;
     this.updateFlow();
@@ -223,6 +226,18 @@ export class KernelChannels {
   /** The iopub status a Jupyter server sends itself when a kernel restarts or dies. */
   broadcastStatus(state: Extract<ExecutionState, 'restarting' | 'dead'>): void {
     this.broadcast(newMessage('status', { execution_state: state }, { session: this.kernel.session }));
+  }
+
+  /**
+   * Keep-alive, as jupyter_server does it: a ping to every client, and a client not heard from (no frame,
+   * no pong) for `silentMs` is cut off: its network path is gone without a close (a laptop asleep, a VPN).
+   */
+  keepAlive(now: number, silentMs: number): void {
+    for (const client of this.clients) {
+      if (client.ws.readyState !== WebSocket.OPEN) continue;
+      if (now - client.lastHeard > silentMs) client.ws.terminate();
+      else client.ws.ping();
+    }
   }
 
   closeAll(code: number, reason: string): void {

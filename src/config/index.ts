@@ -92,6 +92,7 @@ export const OPTIONS = {
   maxBodyBytes: opt('POLYKERNEL_MAX_BODY_BYTES', int(1024), 'largest request body; more is 413'),
   prespawnCount: opt('KG_PRESPAWN_COUNT', int(0, 64), 'warm kernels kept ready for the default language'),
   poolSizes: opt('POLYKERNEL_POOL_SIZES', pairs(int(0, 64)), 'warm kernels per language, e.g. python3=2,javascript=1'),
+  wsPingIntervalMs: opt('POLYKERNEL_WS_PING_INTERVAL_MS', int(0, 3_600_000), 'ping every channels WebSocket this often and close one silent for three intervals (as jupyter_server); 0 = no pings'),
   poolRefillDelayMs: opt('POLYKERNEL_POOL_REFILL_DELAY_MS', int(0, 60_000), 'wait this long after a warm kernel is handed out before starting its replacement, so the start does not compete with the first run'),
   keepKernelsOnShutdown: opt('POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN', bool, 'on SIGTERM leave kernels running for re-adoption instead of removing them'),
   logLevel: opt('POLYKERNEL_LOG_LEVEL', oneOf('debug', 'info', 'warn', 'error', 'silent'), 'log level'),
