@@ -24,7 +24,7 @@ import { kernelsCpuMs } from './container-cpu.js';
 import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
-import { startServiceProcess, type ServiceProcess } from './service-process.js';
+import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
 import { median, summarize, timeIt, type Summary } from './stats.js';
 
 const args = process.argv.slice(2);
@@ -171,7 +171,7 @@ async function benchThroughput(service: ServiceProcess): Promise<void> {
 
 /** Cold starts, then the memory and CPU of the service with many idle kernels: a service with no pools. */
 async function benchColdAndIdle(): Promise<void> {
-  const service = await startServiceProcess({ REDIS_URL, POLYKERNEL_FLUSH_WINDOW_MS: '30000', KG_MAX_KERNELS: '0' });
+  const service = await startServiceProcess({ env: { REDIS_URL, POLYKERNEL_FLUSH_WINDOW_MS: '30000', KG_MAX_KERNELS: '0' }, echoStderr: true });
   try {
     const cold: number[] = [];
     for (let i = 0; i < START_N; i++) {
@@ -342,7 +342,7 @@ async function main(): Promise<void> {
     loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
     date: new Date().toISOString(),
   };
-  const probe = await startServiceProcess({ REDIS_URL });
+  const probe = await startServiceProcess({ env: { REDIS_URL }, echoStderr: true });
   const available = Object.keys((await probe.http.ok('GET', '/api/kernelspecs')).kernelspecs as Record<string, unknown>);
   await probe.stop();
   const wanted = option('--langs', '');
@@ -350,7 +350,7 @@ async function main(): Promise<void> {
   if (!langs.includes('python3')) throw new Error('the python3 image is missing: run `npm run images`');
 
   const pools = langs.map((lang) => `${lang}=${lang === 'python3' ? 2 : 1}`).join(',');
-  const service = await startServiceProcess({ REDIS_URL, POLYKERNEL_POOL_SIZES: pools, POLYKERNEL_FLUSH_WINDOW_MS: '30000' });
+  const service = await startServiceProcess({ env: { REDIS_URL, POLYKERNEL_POOL_SIZES: pools, POLYKERNEL_FLUSH_WINDOW_MS: '30000' }, echoStderr: true });
   try {
     await service.poolsFull(300_000);
     await benchRoundTrips(service);

@@ -39,7 +39,7 @@ export class WarmPool {
     private readonly log: Logger,
     /**
      * A kernel handed out is about to run its first code: starting its replacement at once (a container
-     * start and a kernel boot, half a second of CPU) would slow that run on a small machine. 0 = at once.
+     * start and a kernel boot, half a second of CPU) would slow that run on a small machine.
      */
     private readonly refillDelayMs = 0,
   ) {}
@@ -52,8 +52,7 @@ export class WarmPool {
   /** A ready kernel of this language, or undefined (then the caller starts one cold). */
   take(lang: string): LaunchedKernel | undefined {
     const taken = this.ready.get(lang)?.shift();
-    if (taken && this.refillDelayMs > 0) setTimeout(() => this.refill(lang), this.refillDelayMs).unref();
-    else if (taken) this.refill(lang);
+    if (taken) setTimeout(() => this.refill(lang), this.refillDelayMs).unref();
     return taken;
   }
 

@@ -23,13 +23,18 @@ const OOM: Layout[] = [
   (id) => `/sys/fs/cgroup/docker/${id}/memory.events`,
 ];
 
-/** Reads the first layout that exists, trying the one that worked last time first (one host, one layout). */
+// cgroup v1 cpuacct.usage (nanoseconds); v2 cpu.stat has a "usage_usec <n>" line.
+const CPU_V1: Layout[] = [(id) => `/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`];
+const CPU_V2: Layout[] = [
+  (id) => `/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`,
+  (id) => `/sys/fs/cgroup/docker/${id}/cpu.stat`,
+];
+
+/** The first of the layouts that exists (one failed open per other layout: microseconds). */
 function readFirst(layouts: Layout[], containerId: string): string | undefined {
-  for (let i = 0; i < layouts.length; i++) {
+  for (const layout of layouts) {
     try {
-      const text = readFileSync(layouts[i]!(containerId), 'utf8');
-      if (i > 0) layouts.unshift(...layouts.splice(i, 1));
-      return text;
+      return readFileSync(layout(containerId), 'utf8');
     } catch {
       // Not this cgroup layout (or the container is gone): try the next.
     }
@@ -46,4 +51,12 @@ export function cgroupProcessIds(containerId: string): number[] | undefined {
 export function cgroupOomKills(containerId: string): number | undefined {
   const match = /^oom_kill (\d+)$/m.exec(readFirst(OOM, containerId) ?? '');
   return match ? Number(match[1]) : undefined;
+}
+
+/** CPU time the container's processes have used so far, in ms, or undefined when unknown. */
+export function cgroupCpuMs(containerId: string): number | undefined {
+  const v1 = readFirst(CPU_V1, containerId);
+  if (v1 !== undefined) return Number(v1) / 1e6;
+  const match = /^usage_usec (\d+)$/m.exec(readFirst(CPU_V2, containerId) ?? '');
+  return match ? Number(match[1]) / 1000 : undefined;
 }

@@ -87,10 +87,10 @@ export class KernelConnection {
     const previous = this.sendChains.get(channel);
     const next = previous ? previous.then(() => socket.send(frames)) : socket.send(frames);
     // The chain must not stay rejected after one failed send, and is dropped once it has drained.
-    const settled: Promise<unknown> = next.then(
-      () => this.sendChains.get(channel) === settled && this.sendChains.delete(channel),
-      () => this.sendChains.get(channel) === settled && this.sendChains.delete(channel),
-    );
+    const drained = () => {
+      if (this.sendChains.get(channel) === settled) this.sendChains.delete(channel);
+    };
+    const settled: Promise<void> = next.then(drained, drained);
     this.sendChains.set(channel, settled);
     return next;
   }

@@ -14,14 +14,10 @@
  * (SIGUSR2, through a preload) before the "after" figure, so that garbage V8 has not collected yet does
  * not pass for a leak. Uses REDIS_URL when set, else the in-process store.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort } from '../helpers/free-port.js';
+import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
 
 export interface LoadOptions {
   kernels: number;
@@ -67,7 +63,6 @@ export interface LoadFigures {
   machine: { cpus: number; node: string };
 }
 
-const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 // A full GC on demand, without changing the service: `kill -USR2 <pid>` runs it (needs --expose-gc) and
 // writes the process's memory figures to stderr as one JSON line.
 const GC_ON_SIGNAL =
@@ -81,17 +76,8 @@ function distribution(values: number[]): Distribution {
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: Math.round(sorted.at(-1) ?? 0) };
 }
 
-function rssMB(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return match ? Math.round(Number(match[1]) / 102.4) / 10 : NaN;
-}
-
-/** utime + stime of a process, ms. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / 100;
-}
+/** Resident memory of the service, MB with one decimal. */
+const rssMB = (service: ServiceProcess) => Math.round(service.rssKB() / 102.4) / 10;
 
 /** Runs `work` over `items` with at most `limit` in flight. */
 async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -108,11 +94,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
   const createConcurrency = options.createConcurrency ?? 4;
   const deadline = Date.now() + (options.timeoutMs ?? 15 * 60_000);
   const redisUrl = options.redisUrl ?? process.env.REDIS_URL ?? '';
-  const instance = `load-${randomUUID().slice(0, 8)}`;
-  const prefix = `${instance}:`;
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-load-'));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   const errors: string[] = [];
   const fail = (what: string) => {
     errors.push(what);
@@ -122,54 +103,31 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
     if (Date.now() > deadline) throw new Error('the load run took longer than its bound');
   };
 
-  let child: ChildProcess | undefined;
-  let stderr = '';
+  const service = await startServiceProcess({
+    label: 'load',
+    nodeArgs: ['--expose-gc', '--import', GC_ON_SIGNAL],
+    env: {
+      REDIS_URL: redisUrl,
+      // One call per execution: no "continued" answers in the figures.
+      POLYKERNEL_FLUSH_WINDOW_MS: '30000',
+      KG_MAX_KERNELS: '0',
+      KG_PRESPAWN_COUNT: '0',
+      POLYKERNEL_POOL_SIZES: '',
+      POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN: 'false',
+    },
+  });
+  const { instance, stateDir } = service;
+  const call = (method: string, route: string, body?: unknown) => service.http.call(method, route, body);
   const containers = () =>
     execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`], { encoding: 'utf8' })
       .split('\n')
       .filter(Boolean);
   try {
-    child = spawn(process.execPath, ['--expose-gc', '--import', GC_ON_SIGNAL, MAIN], {
-      env: {
-        ...process.env,
-        KG_PORT: String(port),
-        KG_IP: '127.0.0.1',
-        POLYKERNEL_INSTANCE: instance,
-        POLYKERNEL_STATE_DIR: stateDir,
-        REDIS_URL: redisUrl,
-        POLYKERNEL_REDIS_PREFIX: prefix,
-        // One call per execution: no "continued" answers in the figures.
-        POLYKERNEL_FLUSH_WINDOW_MS: '30000',
-        POLYKERNEL_LOG_LEVEL: 'warn',
-        KG_MAX_KERNELS: '0',
-        KG_PRESPAWN_COUNT: '0',
-        POLYKERNEL_POOL_SIZES: '',
-        POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN: 'false',
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-20_000)));
-    const pid = child.pid!;
-    const call = async (method: string, route: string, body?: unknown) => {
-      const response = await fetch(url + route, {
-        method,
-        headers: { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : undefined };
-    };
-    for (let i = 0; ; i++) {
-      if (child.exitCode !== null) throw new Error(`the service exited at start: ${stderr}`);
-      if (await call('GET', '/api').then((r) => r.status === 200, () => false)) break;
-      if (i > 300) throw new Error(`the service did not listen within 30 s: ${stderr}`);
-      await sleep(100);
-    }
-    const started = rssMB(pid);
+    const started = rssMB(service);
     let peak = started;
     const sampler = setInterval(() => {
       try {
-        peak = Math.max(peak, rssMB(pid));
+        peak = Math.max(peak, rssMB(service));
       } catch {
         // The process ended.
       }
@@ -177,14 +135,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
     sampler.unref();
     // Twice, some seconds apart: V8 and the allocator give freed pages back to the system lazily.
     const gcThenMemory = async () => {
-      child!.kill('SIGUSR2');
+      service.signal('SIGUSR2');
       await sleep(3000);
-      child!.kill('SIGUSR2');
+      service.signal('SIGUSR2');
       await sleep(1000);
-      const lines = stderr.split('\n').filter((line) => line.startsWith('{"loadMemory"'));
+      const lines = service.stderr().split('\n').filter((line) => line.startsWith('{"loadMemory"'));
       const memory = lines.length ? (JSON.parse(lines.at(-1)!) as { loadMemory: NodeJS.MemoryUsage }).loadMemory : undefined;
       const mb = (bytes: number | undefined) => (bytes === undefined ? NaN : Math.round(bytes / 1024 / 102.4) / 10);
-      return { rss: rssMB(pid), heap: mb(memory?.heapUsed), heapTotal: mb(memory?.heapTotal), external: mb(memory?.external) };
+      return { rss: rssMB(service), heap: mb(memory?.heapUsed), heapTotal: mb(memory?.heapTotal), external: mb(memory?.external) };
     };
 
     try {
@@ -222,7 +180,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         const shares = kernels.map(() => [] as number[]);
         for (let i = 0; i < options.executions; i++) shares[i % kernels.length]!.push(i);
         const executeTimes: number[] = [];
-        const cpuBefore = cpuMs(pid);
+        const cpuBefore = service.cpuMs();
         phase = performance.now();
         await Promise.all(
           kernels.map(async (kernelId, k) => {
@@ -243,8 +201,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
           }),
         );
         const executePhaseMs = Math.round(performance.now() - phase);
-        const serviceCpu = cpuMs(pid) - cpuBefore;
-        const withKernels = rssMB(pid);
+        const serviceCpu = service.cpuMs() - cpuBefore;
+        const withKernels = rssMB(service);
         log(`${executeTimes.length} executions in ${executePhaseMs} ms`);
 
         // 3. Delete everything, then wait for the containers to be gone.
@@ -270,7 +228,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       clearInterval(sampler);
 
       const storeKeys = redisUrl
-        ? execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}*`], { encoding: 'utf8' }).split('\n').filter(Boolean).length
+        ? execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${instance}:*`], { encoding: 'utf8' }).split('\n').filter(Boolean).length
         : null;
       return {
         kernels: options.kernels,
@@ -295,15 +253,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       clearInterval(sampler);
     }
   } finally {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child!.once('exit', resolve));
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(30_000)]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
+    await service.stop(30_000);
     // Whatever a failed run left behind.
     for (const id of containers()) execFileSync('/usr/bin/docker', ['rm', '-f', id], { stdio: 'ignore' });
-    await rm(stateDir, { recursive: true, force: true });
   }
 }
 

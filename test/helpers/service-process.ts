@@ -1,7 +1,8 @@
 /**
- * The service as the benchmark measures it: its own Node process (`node dist/src/main.js`, configured by
- * environment as a user would), so that its memory is its own and the benchmark's client code does not
- * share its event loop. A keep-alive HTTP client talks to it, as a judge's or REPL's backend would.
+ * The service as the benchmark and the load test measure it: its own Node process (`node dist/src/main.js`,
+ * configured by environment as a user would, with its own instance label, state directory and Redis
+ * prefix), so that its memory and CPU are its own and the client code does not share its event loop. A
+ * keep-alive HTTP client talks to it, as a judge's or REPL's backend would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -11,10 +12,11 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONNECTION_FILE_NAME, hostConnectionInfo, type ConnectionInfo } from '../src/protocol/connection-file.js';
-import { freePort } from '../test/helpers/free-port.js';
+import { CONNECTION_FILE_NAME, hostConnectionInfo, type ConnectionInfo } from '../../src/protocol/connection-file.js';
+import { freePort } from './free-port.js';
 
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+const STDERR_TAIL_CHARS = 20_000;
 
 /** One keep-alive connection pool per service: a request costs no TCP handshake. */
 export class HttpClient {
@@ -37,7 +39,11 @@ export class HttpClient {
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString();
-            resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+            try {
+              resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+            } catch {
+              reject(new Error(`${method} ${route} answered ${res.statusCode} with a body that is not JSON: ${text.slice(0, 200)}`));
+            }
           });
           res.on('error', reject);
         },
@@ -63,6 +69,8 @@ export class HttpClient {
 export interface ServiceProcess {
   url: string;
   pid: number;
+  /** POLYKERNEL_INSTANCE: the label of its containers and the prefix of its Redis keys (`<instance>:`). */
+  instance: string;
   stateDir: string;
   http: HttpClient;
   /** The kernel's connection info as the host reaches it (the benchmark's direct-ZMQ baseline). */
@@ -73,16 +81,31 @@ export interface ServiceProcess {
   rssKB(): number;
   /** CPU time the service process has used so far, in ms (utime + stime). */
   cpuMs(): number;
-  stop(): Promise<void>;
+  /** The last part of what the process wrote to stderr. */
+  stderr(): string;
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, SIGKILL if it has not exited within `boundMs`; then its state directory is removed. */
+  stop(boundMs?: number): Promise<void>;
 }
 
-/** `nodeArgs`: extra options for node, e.g. `--cpu-prof` to profile the service. */
-export async function startServiceProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServiceProcess> {
+export interface ServiceProcessOptions {
+  /** Environment on top of the instance's own (port, instance label, state directory, Redis prefix). */
+  env?: Record<string, string>;
+  /** Extra options for node, e.g. `--cpu-prof` to profile the service. */
+  nodeArgs?: string[];
+  /** Names the instance (`<label>-<random>`) and its state directory. */
+  label?: string;
+  /** Also write the service's stderr to this process's (it is kept for `stderr()` either way). */
+  echoStderr?: boolean;
+}
+
+export async function startServiceProcess(options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
+  const label = options.label ?? 'bench';
   const port = await freePort();
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-bench-'));
-  const instance = `bench-${randomUUID().slice(0, 8)}`;
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, MAIN], {
-    stdio: ['ignore', 'ignore', 'inherit'],
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), `pk-${label}-`));
+  const instance = `${label}-${randomUUID().slice(0, 8)}`;
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
+    stdio: ['ignore', 'ignore', 'pipe'],
     env: {
       ...process.env,
       KG_PORT: String(port),
@@ -91,20 +114,25 @@ export async function startServiceProcess(env: Record<string, string>, nodeArgs:
       POLYKERNEL_STATE_DIR: stateDir,
       POLYKERNEL_REDIS_PREFIX: `${instance}:`,
       POLYKERNEL_LOG_LEVEL: 'warn',
-      ...env,
+      ...options.env,
     },
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-STDERR_TAIL_CHARS);
+    if (options.echoStderr) process.stderr.write(chunk);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
   const client = new HttpClient(url);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode} while starting`);
+    if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode} while starting: ${stderr}`);
     try {
       await client.ok('GET', '/api');
       break;
     } catch (error) {
-      if (Date.now() > deadline) throw new Error(`the service did not answer within 60 s: ${(error as Error).message}`);
+      if (Date.now() > deadline) throw new Error(`the service did not answer within 60 s: ${(error as Error).message}; ${stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
@@ -113,6 +141,7 @@ export async function startServiceProcess(env: Record<string, string>, nodeArgs:
   return {
     url,
     pid,
+    instance,
     stateDir,
     http: client,
     async connectionInfo(kernelId) {
@@ -138,10 +167,20 @@ export async function startServiceProcess(env: Record<string, string>, nodeArgs:
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
     },
-    async stop() {
+    stderr: () => stderr,
+    signal: (signal) => void child.kill(signal),
+    async stop(boundMs = 30_000) {
       client.close();
-      child.kill('SIGTERM');
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, boundMs)))]);
+        clearTimeout(timer);
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGKILL');
+          await exited;
+        }
+      }
       await rm(stateDir, { recursive: true, force: true });
     },
   };
