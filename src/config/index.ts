@@ -28,6 +28,13 @@ const bool: Parser<boolean> = (raw, name) => {
   throw new ConfigError(`${name} must be true or false, got "${raw}"`);
 };
 const str: Parser<string> = (raw) => raw;
+/** A name that is also a folder name, a label value and a key prefix: no slashes, no dot-only names. */
+const name: Parser<string> = (raw, env) => {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(raw)) {
+    throw new ConfigError(`${env} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, got "${raw}"`);
+  }
+  return raw;
+};
 const list: Parser<string[]> = (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean);
 const oneOf = <T extends string>(...values: T[]): Parser<T> => (raw, name) => {
   if (!(values as string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
@@ -66,7 +73,7 @@ export const OPTIONS = {
   allowCredentials: opt('KG_ALLOW_CREDENTIALS', str, 'Access-Control-Allow-Credentials'),
   exposeHeaders: opt('KG_EXPOSE_HEADERS', str, 'Access-Control-Expose-Headers'),
   maxAge: opt('KG_MAX_AGE', str, 'Access-Control-Max-Age'),
-  instance: opt('POLYKERNEL_INSTANCE', str, 'name of this service instance; it adopts and reaps only containers labelled with it'),
+  instance: opt('POLYKERNEL_INSTANCE', name, 'name of this service instance; it adopts and reaps only containers labelled with it'),
   redisUrl: opt('REDIS_URL', str, 'Redis for shared state; empty = in-process store'),
   redisPrefix: opt('POLYKERNEL_REDIS_PREFIX', str, 'prefix of every Redis key'),
   stateDir: opt('POLYKERNEL_STATE_DIR', str, 'host directory holding one socket directory per kernel'),

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
 import {
@@ -21,22 +21,16 @@ import {
   unavailable,
 } from '../errors.js';
 import type { Logger } from '../logger.js';
-import {
-  CONNECTION_FILE_NAME,
-  containerConnectionInfo,
-  hostConnectionInfo,
-  newKernelKey,
-} from '../protocol/connection-file.js';
+import { containerConnectionInfo, hostConnectionInfo, newKernelKey } from '../protocol/connection-file.js';
 import type { ContainerRuntime, DeathReason } from '../runtime/runtime.js';
 import { LABELS } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import type { KernelRecord, KernelState, ResourceLimits } from './kernel-record.js';
 import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
-import { lockConnectionDir, unlockConnectionDir } from './conn-dir.js';
+import { createConnectionDir, instanceConnectionDirs, removeConnectionDir, sealConnectionDir } from './conn-dir.js';
+import { KeyedMutex } from './keyed-mutex.js';
 import { LiveKernel } from './live-kernel.js';
 import { WarmPool, type LaunchedKernel } from './warm-pool.js';
-
-const KERNEL_UID = 1000;
 
 export interface CreateKernelRequest {
   /** Kernel name or alias; the default kernel when absent. */
@@ -71,6 +65,13 @@ export interface KernelEvents {
 
 export class KernelManager extends EventEmitter<KernelEvents> {
   private readonly live = new Map<string, LiveKernel>();
+  /** Restart, delete, interrupt and death handling of one kernel run one at a time (see KeyedMutex). */
+  private readonly lifecycle = new KeyedMutex();
+  /**
+   * This instance's socket directories, one per kernel: only this instance's, so that the reaper at start
+   * never touches another instance's kernels sharing the state directory.
+   */
+  private readonly kernelsDir: string;
   private readonly starting = new Map<string, Promise<KernelRecord>>();
   /** Kernels being restarted or removed by us: their container's death is expected. */
   private readonly expectingDeath = new Set<string>();
@@ -103,6 +104,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     private readonly clock: () => number = Date.now,
   ) {
     super();
+    this.kernelsDir = instanceConnectionDirs(config.stateDir, config.instance);
     const sizes: Record<string, number> = { ...config.poolSizes };
     if (config.prespawnCount > 0) sizes[config.defaultKernelName] ??= config.prespawnCount;
     this.pool = new WarmPool(
@@ -122,7 +124,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.stopDeathWatch = this.runtime.onDeath((containerId, reason, labels) =>
       this.onContainerDeath(containerId, reason, labels),
     );
-    await mkdir(this.config.stateDir, { recursive: true, mode: 0o711 });
+    await mkdir(this.kernelsDir, { recursive: true, mode: 0o711 });
     try {
       await this.adoptAll();
       this.pool.fill();
@@ -187,6 +189,21 @@ export class KernelManager extends EventEmitter<KernelEvents> {
         await this.runtime.remove(container.containerId);
       }
     }
+    await this.reapSocketDirs();
+  }
+
+  /**
+   * Removes the socket directories that no kernel of this instance owns any more: those of kernels that
+   * vanished while the service was down, and of pooled kernels of an earlier run. Runs after every such
+   * container was removed above, so no kernel can be writing in them.
+   */
+  private async reapSocketDirs(): Promise<void> {
+    // A kernel's directory is named after it (a pooled kernel's too).
+    for (const name of await readdir(this.kernelsDir)) {
+      if (this.live.has(name) || this.starting.has(name)) continue;
+      this.log.info('Removing leftover socket directory', { name });
+      await removeConnectionDir(path.join(this.kernelsDir, name));
+    }
   }
 
   private async adopt(record: KernelRecord): Promise<void> {
@@ -196,6 +213,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     // On control: a kernel busy with a long computation answers there at once, while on shell it would
     // answer only once the computation ends, and look dead meanwhile (issue #6).
     await kernel.waitReady(5000, 250, 'control');
+    // The last service may have stopped between a start and its seal.
+    await sealConnectionDir(record.connDir);
     // As the last service left it until the shell tells: a kernel_info on shell is answered (busy, then
     // idle on iopub) once the computation in progress, if any, is over.
     kernel.state = record.state === 'busy' ? 'busy' : 'idle';
@@ -321,7 +340,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       image: spec.image,
       runtime: warm?.runtime ?? this.runtimeFor(spec.name),
       containerId: warm?.containerId ?? '',
-      connDir: warm?.connDir ?? path.join(this.config.stateDir, id),
+      connDir: warm?.connDir ?? path.join(this.kernelsDir, id),
       key: warm?.key ?? newKernelKey(),
       createdAt: now,
       lastActivity: now,
@@ -396,7 +415,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     let containerId = '';
     let kernel: LiveKernel | undefined;
     try {
-      await this.writeConnectionDir(ids.connDir, ids.key, spec.name);
+      await createConnectionDir(ids.connDir, JSON.stringify(containerConnectionInfo(ids.key, spec.name)));
       const container = await this.runtime.startKernel({
         kernelId: id,
         lang: spec.name,
@@ -415,12 +434,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       containerId = container.containerId;
       kernel = this.newLiveKernel(id, ids.connDir, ids.key, spec.name);
       await this.untilReady(kernel, containerId, memoryBytes);
-      await lockConnectionDir(ids.connDir);
+      await sealConnectionDir(ids.connDir);
       return { id, lang: spec.name, image: spec.image, runtime: ids.runtime, containerId, connDir: ids.connDir, key: ids.key, memoryBytes, kernel };
     } catch (error) {
       kernel?.close();
       if (containerId) await this.runtime.remove(containerId).catch(() => undefined);
-      await rm(ids.connDir, { recursive: true, force: true });
+      await removeConnectionDir(ids.connDir);
       throw error;
     }
   }
@@ -455,7 +474,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private async launchPooled(lang: string): Promise<LaunchedKernel> {
     const spec = await this.resolveSpec(lang);
     const id = randomUUID();
-    const ids = { connDir: path.join(this.config.stateDir, id), key: newKernelKey(), runtime: this.runtimeFor(spec.name) };
+    const ids = { connDir: path.join(this.kernelsDir, id), key: newKernelKey(), runtime: this.runtimeFor(spec.name) };
     return this.launch(id, spec, ids, this.config.defaultMaxMemKB * 1024, { pooled: true });
   }
 
@@ -467,16 +486,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     } finally {
       this.expectingDeath.delete(launched.containerId);
     }
-    await rm(launched.connDir, { recursive: true, force: true });
-  }
-
-  private async writeConnectionDir(connDir: string, key: string, kernelName: string): Promise<void> {
-    // 0700 and owned by the kernel's uid: only that kernel's container (and root) can reach its sockets.
-    await mkdir(connDir, { mode: 0o700 });
-    const file = path.join(connDir, CONNECTION_FILE_NAME);
-    await writeFile(file, JSON.stringify(containerConnectionInfo(key, kernelName)), { mode: 0o400 });
-    await chown(file, KERNEL_UID, KERNEL_UID);
-    await chown(connDir, KERNEL_UID, KERNEL_UID);
+    await removeConnectionDir(launched.connDir);
   }
 
   /** The stored record with the live figures of this process merged in; 404 when unknown. */
@@ -531,41 +541,60 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     return this.graveyard.get(id);
   }
 
-  async delete(id: string, reason = 'deleted'): Promise<void> {
-    const record = await this.get(id);
-    await this.destroy(record, reason);
+  /** Removes a kernel; one being restarted is removed once its restart has ended. */
+  delete(id: string, reason = 'deleted'): Promise<void> {
+    return this.lifecycle.run(id, async () => {
+      const record = await this.get(id);
+      await this.destroy(record, reason);
+    });
   }
 
-  async interrupt(id: string): Promise<void> {
-    const record = await this.get(id);
-    await this.liveKernel(id);
-    await this.runtime.signal(record.containerId, 'SIGINT');
+  interrupt(id: string): Promise<void> {
+    return this.lifecycle.run(id, async () => {
+      const record = await this.get(id);
+      await this.liveKernel(id);
+      await this.runtime.signal(record.containerId, 'SIGINT');
+    });
   }
 
   /**
    * A fresh kernel process in the same container: globals and imports are gone, idle resets, age and
-   * CPU credit keep accumulating.
+   * CPU credit keep accumulating. Restarts of one kernel run one after the other, never overlapping.
    */
-  async restart(id: string): Promise<KernelRecord> {
+  restart(id: string): Promise<KernelRecord> {
+    return this.lifecycle.run(id, () => this.restartNow(id));
+  }
+
+  /**
+   * The old container is stopped (every process of the old kernel dead) before its socket directory is
+   * touched; that directory is then thrown away and a new one made for the new start. Client messages
+   * wait (`hold`) until the new kernel has bound its sockets and the directory is sealed, so client code
+   * never runs while the kernel can write there (conn-dir.ts).
+   */
+  private async restartNow(id: string): Promise<KernelRecord> {
     const record = await this.get(id);
     const kernel = await this.liveKernel(id);
     // An unreachable engine is a 503 that leaves the kernel as it was, not a failed restart that destroys it.
     if (!(await this.runtime.ping())) throw unavailable('the Docker engine is unreachable (restart container); try again shortly');
     this.expectingDeath.add(record.containerId);
     kernel.state = 'restarting';
+    kernel.hold();
     this.emit('state', id, 'restarting');
     try {
-      await unlockConnectionDir(record.connDir, path.join(record.connDir, CONNECTION_FILE_NAME));
-      await this.runtime.restart(record.containerId);
+      await this.runtime.stop(record.containerId);
+      await removeConnectionDir(record.connDir);
+      await createConnectionDir(record.connDir, JSON.stringify(containerConnectionInfo(record.key, record.lang)));
+      await this.runtime.start(record.containerId);
       kernel.reconnect();
       kernel.state = 'starting';
       await kernel.waitReady(this.config.startTimeoutMs);
-      await lockConnectionDir(record.connDir);
+      await sealConnectionDir(record.connDir);
     } catch (error) {
       await this.destroy(record, 'failed to restart');
       throw kernelFailed(`kernel ${id} failed to restart: ${(error as Error).message}`);
     } finally {
       this.expectingDeath.delete(record.containerId);
+      kernel.release();
     }
     const patch: Partial<KernelRecord> = {
       state: kernel.state,
@@ -601,8 +630,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.autoRestarts.delete(record.id);
     kernel?.close();
     this.remember(record.id, reason);
-    if (record.containerId) this.removeContainerInBackground(record.id, record.containerId);
-    await rm(record.connDir, { recursive: true, force: true });
+    if (record.containerId) this.removeInBackground(record);
+    else await removeConnectionDir(record.connDir);
     await this.store.delete('kernels', record.id);
     if (record.clientSessionToken !== undefined) {
       const claim = await this.store.get<TokenClaim>('tokens', record.clientSessionToken);
@@ -615,9 +644,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.log.info('Kernel removed', { kernelId: record.id, reason });
   }
 
-  private removeContainerInBackground(kernelId: string, containerId: string): void {
+  /** The container, then (no process of the kernel left to race it) its socket directory. */
+  private removeInBackground(record: KernelRecord): void {
+    const { id: kernelId, containerId, connDir } = record;
     this.expectingDeath.add(containerId);
     const removal = this.removeRetrying(containerId)
+      .then(() => removeConnectionDir(connDir))
       .catch((error: Error) => this.log.error('Could not remove kernel container', { kernelId, error: error.message }))
       .finally(() => {
         this.expectingDeath.delete(containerId);
@@ -672,9 +704,9 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       );
       return;
     }
-    void this.store
-      .get<KernelRecord>('kernels', id)
-      .then(async (record) => {
+    void this.lifecycle
+      .run(id, async () => {
+        const record = await this.store.get<KernelRecord>('kernels', id);
         if (record && record.containerId === containerId) await this.destroy(record, reason);
       })
       .catch((error: Error) => this.log.error('Cleanup after a container death failed', { kernelId: id, error: error.message }));
@@ -716,5 +748,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const mine = records.filter((record) => this.live.has(record.id));
     await Promise.allSettled(mine.map((record) => this.destroy(record, 'service shut down')));
     await this.settled();
+    // Empty now, unless a removal failed: then the next start's reaper finds what is left.
+    await rmdir(this.kernelsDir).catch(() => undefined);
   }
 }

@@ -20,6 +20,8 @@ export class KernelNotReadyError extends Error {}
 
 /** How long waitReady waits for the iopub status of an answered probe before it probes again. */
 const REPROBE_AFTER_REPLY_MS = 25;
+/** Client messages a held kernel keeps until it is released; more are refused, not buffered. */
+const MAX_HELD_SENDS = 256;
 
 export class LiveKernel {
   /** The session id of messages the service itself sends (v1 queries, readiness probes). */
@@ -36,6 +38,8 @@ export class LiveKernel {
   private readonly listeners = new Set<MessageListener>();
   /** Readiness probes sent on control: their busy/idle status says nothing about the shell (see waitReady). */
   private readonly controlProbes = new Set<string>();
+  /** While set, client messages wait here instead of reaching the kernel (see hold). */
+  private held?: { sends: number; released: Promise<void>; release: () => void };
 
   constructor(
     readonly id: string,
@@ -74,9 +78,33 @@ export class LiveKernel {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Sends a client's message. While the kernel is held (a restart), it waits until the new kernel process
+   * is ready and sealed (kernel-manager), so no client code runs while the kernel can still write its
+   * socket directory.
+   */
   send(channel: Channel, msg: JupyterMessage): Promise<void> {
     if (channel !== 'iopub') this.lastActivity = this.clock();
-    return this.connection.send(channel, msg);
+    const held = this.held;
+    if (!held) return this.connection.send(channel, msg);
+    if (held.sends >= MAX_HELD_SENDS) return Promise.reject(new Error('the kernel is restarting; too many messages wait already'));
+    held.sends++;
+    return held.released.then(() => this.connection.send(channel, msg));
+  }
+
+  /** Client messages wait from now on until `release` (the service's own probes still go through). */
+  hold(): void {
+    if (this.held) return;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.held = { sends: 0, released, release };
+  }
+
+  /** Lets the waiting client messages through, in order, to the connection as it is now. */
+  release(): void {
+    const held = this.held;
+    this.held = undefined;
+    held?.release();
   }
 
   /** Builds a request in the service's own session. */
@@ -136,7 +164,7 @@ export class LiveKernel {
       const request = this.message('kernel_info_request', {});
       probedIds.add(request.header.msg_id);
       if (channel === 'control') this.controlProbes.add(request.header.msg_id);
-      await this.send(channel, request);
+      await this.connection.send(channel, request);
     };
     /** Resolves on the next message of a probe or after `ms`. */
     const nextEvent = (ms: number) =>
@@ -172,5 +200,7 @@ export class LiveKernel {
     this.state = 'dead';
     this.connection.close();
     this.listeners.clear();
+    // Waiting sends now reach the closed connection, which refuses them.
+    this.release();
   }
 }

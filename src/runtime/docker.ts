@@ -188,11 +188,23 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async restart(containerId: string): Promise<ContainerState> {
-    // t=0: the kernel's state is thrown away anyway, so there is nothing to wait for.
-    await this.call('restart container', () => this.docker.getContainer(containerId).restart({ t: 0 }));
+  async stop(containerId: string): Promise<void> {
+    try {
+      // t=0: SIGKILL at once; the kernel's state is thrown away anyway. The engine answers once it exited.
+      await this.call('stop container', () => this.docker.getContainer(containerId).stop({ t: 0 }));
+    } catch (error) {
+      // 304: already stopped.
+      if (statusCode(error) !== 304) throw error;
+    }
     const state = await this.inspect(containerId);
-    if (!state) throw unavailable('the kernel container vanished during restart');
+    if (!state) throw unavailable('the kernel container vanished while it was stopped');
+    if (state.running) throw new Error('the kernel container still runs after it was stopped');
+  }
+
+  async start(containerId: string): Promise<ContainerState> {
+    await this.call('start container', () => this.docker.getContainer(containerId).start());
+    const state = await this.inspect(containerId);
+    if (!state) throw unavailable('the kernel container vanished while it started');
     return state;
   }
 

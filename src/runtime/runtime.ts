@@ -84,8 +84,13 @@ export interface ContainerRuntime {
   remove(containerId: string): Promise<void>;
   /** Sends a signal to the container's main process (through its init, which forwards it). */
   signal(containerId: string, signal: string): Promise<void>;
-  /** Stops and starts the container again: a fresh kernel process, tmpfs contents gone. */
-  restart(containerId: string): Promise<ContainerState>;
+  /**
+   * Kills the container and resolves once it has stopped: every process in it is dead from then on
+   * (an already stopped container is not an error).
+   */
+  stop(containerId: string): Promise<void>;
+  /** Starts a stopped container again: a fresh kernel process, tmpfs contents gone, bind sources resolved anew. */
+  start(containerId: string): Promise<ContainerState>;
   /** Applies new memory and CPU caps to a running container (warm pool hand-out). */
   updateLimits(containerId: string, limits: { memoryBytes: number; cpus: number }): Promise<void>;
   inspect(containerId: string): Promise<ContainerState | undefined>;

@@ -12,6 +12,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { CONNECTION_FILE_NAME, hostConnectionInfo, type ConnectionInfo } from '../../src/protocol/connection-file.js';
 import { freePort } from './free-port.js';
 
@@ -145,7 +146,7 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
     stateDir,
     http: client,
     async connectionInfo(kernelId) {
-      const connDir = path.join(stateDir, kernelId);
+      const connDir = connectionDirOf(stateDir, instance, kernelId);
       return hostConnectionInfo(connDir, JSON.parse(await readFile(path.join(connDir, CONNECTION_FILE_NAME), 'utf8')));
     },
     async poolsFull(timeoutMs = 120_000) {

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 
@@ -92,7 +93,7 @@ test('docker kill from outside: the run ends with "killed", the kernel is gone w
   // Nothing left behind.
   await svc.service.kernels.settled();
   t.is(containerOf(id), '');
-  t.false(existsSync(`${svc.config.stateDir}/${id}`));
+  t.false(existsSync(connectionDirOf(svc.config.stateDir, svc.config.instance, id)));
 });
 
 test('SIGTERM to the container: the kernel exits and is reported with its exit code', async (t) => {

@@ -8,9 +8,10 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
 
@@ -43,6 +44,8 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
   const shared = { instance, stateDir, redisPrefix: `${instance}:`, flushWindowMs: 2000 };
   let second: TestService | undefined;
   let orphan = '';
+  let stray = '';
+  let strayTarget = '';
   try {
     const first = await startTestService({ ...shared, keepKernelsOnShutdown: true });
     // v1 kernel with a REPL token, a Jupyter kernel with a session and a WebSocket, a kernel whose
@@ -74,13 +77,24 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     docker('rm', '-f', docker('ps', '-q', '--filter', `label=org.polykernel.kernel-id=${vanishing}`));
     orphan = docker('run', '-d', '--label', 'org.polykernel.managed=true', '--label', `org.polykernel.instance=${instance}`, 'polykernel/python:latest', 'sleep', '300');
 
+    // A socket directory no record names (a service that crashed mid-start, a lost in-memory store), with a
+    // link out of it planted by its kernel: reaped without following the link.
+    stray = connectionDirOf(stateDir, instance, randomUUID());
+    strayTarget = path.join(stateDir, 'outside-target');
+    await mkdir(path.join(stray, 'sub'), { recursive: true });
+    await mkdir(strayTarget);
+    await writeFile(path.join(strayTarget, 'keep'), 'x');
+    await symlink(strayTarget, path.join(stray, 'sub', 'link'));
+
     const started = Date.now();
     second = await startTestService({ ...shared, keepKernelsOnShutdown: false });
     t.log(`second service started (adoption included) in ${Date.now() - started} ms`);
 
     t.is(docker('ps', '-aq', '--filter', `id=${orphan}`), '', 'the container with no record was removed at start');
     t.is((await second.call('GET', `/v1/kernel/${vanishing}`)).status, 404, 'a record whose container is gone is dropped');
-    t.false(existsSync(path.join(stateDir, vanishing)), 'and its socket directory with it');
+    t.false(existsSync(connectionDirOf(stateDir, instance, vanishing)), 'and its socket directory with it');
+    t.false(existsSync(stray), 'a socket directory that no kernel owns is reaped at start, links and all');
+    t.true(existsSync(strayTarget), 'without following the link planted in it');
 
     const after = await second.call('GET', `/v1/kernel/${v1}`);
     t.is(after.status, 200);
@@ -120,7 +134,8 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
   }
   // Nothing of the instance is left: no container, no socket directory (the state dir is removed by stop).
   t.deepEqual(containersOf(instance), []);
-  const leftovers = existsSync(stateDir) ? await readdir(stateDir) : [];
+  const instanceDir = instanceConnectionDirs(stateDir, instance);
+  const leftovers = existsSync(instanceDir) ? await readdir(instanceDir) : [];
   t.deepEqual(leftovers, []);
   const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${instance}:*`], { encoding: 'utf8' }).trim();
   t.is(keys, '', 'no store key of the instance is left');

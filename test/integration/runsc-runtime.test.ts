@@ -41,6 +41,14 @@ test.serial('POLYKERNEL_RUNTIME_BY_LANG=python3=runsc: python3 kernels run under
       const sockets = readdirSync(record.connDir).filter((name) => lstatSync(path.join(record.connDir, name)).isSocket());
       t.deepEqual(sockets.sort(), ['k-1', 'k-2', 'k-3', 'k-4', 'k-5'], lang);
       t.is((await batch(svc.call, record.id, 'echo batch ok')).text, 'batch ok\n', `${lang}: batch mode`);
+      // A restart stops the container, makes its socket directory anew and starts it again: under both
+      // runtimes the new kernel binds there and the directory is sealed again (root's, 0750).
+      const restarted = await svc.call('PATCH', `/v1/kernel/${record.id}`);
+      t.is(restarted.status, 204, `${lang}: restart ${JSON.stringify(restarted.body)}`);
+      t.regex((await query(svc.call, record.id, code)).text, runtime === 'runsc' ? GVISOR_KERNEL : /Linux version/, `${lang}: after restart`);
+      const sealed = lstatSync(record.connDir);
+      t.is(sealed.uid, 0, `${lang}: the directory is root's after the restart`);
+      t.is(sealed.mode & 0o777, 0o750);
     }
   } finally {
     await svc.stop();

@@ -13,6 +13,7 @@ import { existsSync, readdirSync, lstatSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { ATTACKS, check, type AttackContext } from './attacks.js';
 import {
   batch,
@@ -84,7 +85,7 @@ export function sandboxSuite(runtime: 'runc' | 'runsc'): void {
       kernelId,
       otherKernelId: target.id,
       otherKey: target.key,
-      stateDir: svc.config.stateDir,
+      stateDir: instanceConnectionDirs(svc.config.stateDir, svc.config.instance),
       serviceDir: process.cwd(),
       hostGateway: hostGateway(),
       hostPort: (listener.address() as net.AddressInfo).port,
@@ -110,7 +111,7 @@ export function sandboxSuite(runtime: 'runc' | 'runsc'): void {
           t.true(verdict.blocked > 0, outcome.text);
           t.is(listenerConnections, 0, 'nothing reached the listener on the host');
           // Whatever it tried, the socket directory on the host holds only what the service put there.
-          const connDir = path.join(svc.config.stateDir, id);
+          const connDir = connectionDirOf(svc.config.stateDir, svc.config.instance, id);
           for (const name of readdirSync(connDir)) {
             t.true(name === 'conn.json' || lstatSync(path.join(connDir, name)).isSocket(), `unexpected ${name} in ${connDir}`);
           }

@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { redisUrl } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
 
@@ -196,7 +197,7 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
     t.log(`exited ${code} ${ms} ms after SIGTERM`);
     t.is(code, 0);
     t.is(containersOf(instance).length, 1, 'the kernel container keeps running');
-    t.true(existsSync(path.join(stateDir, kernel)), 'and keeps its socket directory');
+    t.true(existsSync(connectionDirOf(stateDir, instance, kernel)), 'and keeps its socket directory');
 
     second = await spawnService({ ...env, POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN: 'false' });
     const adopted = await second.call('GET', `/v1/kernel/${kernel}`);

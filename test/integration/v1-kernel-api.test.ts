@@ -5,6 +5,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 
 let svc: TestService;
@@ -39,11 +40,11 @@ test('create, run print(6*7), delete: 42 comes back and the container is gone', 
   t.truthy(dockerInspect(`label=org.polykernel.kernel-id=${id}`));
   const deleted = await svc.call('DELETE', `/v1/kernel/${id}`);
   t.is(deleted.status, 204);
-  t.false(existsSync(`${svc.config.stateDir}/${id}`), 'the socket directory is gone when DELETE answers');
-  // The container is force-removed in the background (see KernelManager.destroy).
+  const connDir = connectionDirOf(svc.config.stateDir, svc.config.instance, id);
+  // The container is force-removed in the background, then its socket directory (see KernelManager.destroy).
   await svc.service.kernels.settled();
   t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
-  t.false(existsSync(`${svc.config.stateDir}/${id}`));
+  t.false(existsSync(connDir), 'the socket directory went with the container');
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
 });
 

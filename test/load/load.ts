@@ -16,6 +16,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
+import { instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import os from 'node:os';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
 
@@ -245,7 +246,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         rssMB: { started, beforeLoad: beforeLoad.rss, peak, withKernels, afterLoad: afterLoad.rss },
         heapUsedMB: { beforeLoad: beforeLoad.heap, afterLoad: afterLoad.heap },
         afterEachRound: rounds.map((r) => ({ rssMB: r.after.rss, heapUsedMB: r.after.heap, heapTotalMB: r.after.heapTotal, externalMB: r.after.external })),
-        leaks: { containers: containers().length, socketDirs: (await readdir(stateDir)).length, storeKeys, kernelsListed: listed.length },
+        leaks: { containers: containers().length, socketDirs: (await readdir(instanceConnectionDirs(stateDir, instance))).length, storeKeys, kernelsListed: listed.length },
         store: redisUrl ? 'redis' : 'memory',
         machine: { cpus: os.cpus().length, node: process.version },
       };
