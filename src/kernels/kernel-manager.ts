@@ -212,9 +212,14 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     kernel.limits = record.limits;
     // On control: a kernel busy with a long computation answers there at once, while on shell it would
     // answer only once the computation ends, and look dead meanwhile (issue #6).
-    await kernel.waitReady(5000, 250, 'control');
-    // The last service may have stopped between a start and its seal.
-    await sealConnectionDir(record.connDir);
+    // The last service may have stopped between a start and its seal: clients wait until it is sealed.
+    kernel.hold();
+    try {
+      await kernel.waitReady(5000, 250, 'control');
+      await sealConnectionDir(record.connDir);
+    } finally {
+      kernel.release();
+    }
     // As the last service left it until the shell tells: a kernel_info on shell is answered (busy, then
     // idle on iopub) once the computation in progress, if any, is over.
     kernel.state = record.state === 'busy' ? 'busy' : 'idle';
