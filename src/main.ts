@@ -51,6 +51,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   );
   server.keepAliveTimeout = 5000;
   limitConnections(server, config);
+  closeSilentConnections(server, config.headersTimeoutMs);
   server.on('upgrade', channels.handleUpgrade);
   // Requests in flight, so that a shutdown answers them instead of cutting their sockets (issue #6).
   const inFlight = new Set<http.ServerResponse>();
@@ -125,6 +126,28 @@ function limitConnections(server: http.Server, config: Pick<Config, 'maxConnecti
       else open.set(peer, left);
     });
   });
+}
+
+/**
+ * Node's headersTimeout only runs once a request has begun: a connection that never sends a byte stays
+ * open for ever. Each connection must have sent a whole request (or upgrade) within the header timeout;
+ * later requests on a keep-alive connection are Node's (keepAliveTimeout, headersTimeout).
+ */
+function closeSilentConnections(server: http.Server, timeoutMs: number): void {
+  const waiting = new WeakMap<Socket, NodeJS.Timeout>();
+  server.on('connection', (socket: Socket) => {
+    if (socket.destroyed) return;
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    timer.unref();
+    waiting.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  });
+  const heard = (socket: Socket) => {
+    clearTimeout(waiting.get(socket));
+    waiting.delete(socket);
+  };
+  server.on('request', (req: http.IncomingMessage) => heard(req.socket));
+  server.on('upgrade', (req: http.IncomingMessage) => heard(req.socket));
 }
 
 async function main(): Promise<void> {

@@ -37,7 +37,7 @@ test.serial(`${ROUNDS} rounds of ${QUERIES_PER_ROUND} abandoned "continued" quer
   const baseline = svc.rssKB();
   let peak = baseline;
   const sampler = setInterval(() => (peak = Math.max(peak, svc.rssKB())), 100);
-  let firstRunId = '';
+  let lastRoundRunId = '';
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const answers = await Promise.all(
@@ -46,7 +46,7 @@ test.serial(`${ROUNDS} rounds of ${QUERIES_PER_ROUND} abandoned "continued" quer
         ),
       );
       const continued = answers.filter((a) => a.result.status === 'continued');
-      firstRunId ||= continued[0]?.result.runId;
+      lastRoundRunId = continued[0]?.result.runId;
       t.log(`round ${round + 1}: ${continued.length} of ${QUERIES_PER_ROUND} answered continued; RSS ${svc.rssKB()} KB`);
       t.true(continued.length > QUERIES_PER_ROUND / 2, 'most runs were left "continued"');
       // The kernel works through the queue (their output arrives for runs nobody continues).
@@ -63,8 +63,8 @@ test.serial(`${ROUNDS} rounds of ${QUERIES_PER_ROUND} abandoned "continued" quer
   const growth = peak - baseline;
   t.log(`RSS baseline ${baseline} KB, peak ${peak} KB, growth ${growth} KB`);
   t.true(growth < MAX_RSS_GROWTH_KB, `the service's RSS grew ${growth} KB`);
-  // The first abandoned run was discarded; continuing it says why instead of returning its output.
-  const late = await svc.http.call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: firstRunId });
+  // An abandoned run of the last round was discarded; continuing it says why instead of returning output.
+  const late = await svc.http.call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: lastRoundRunId });
   t.is(late.status, 404);
   t.regex(JSON.stringify(late.body), /discarded/);
   // The kernel is fine.
