@@ -16,7 +16,7 @@
  * process of the network namespace could connect to).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -119,11 +119,43 @@ function ownRelayDir(): string {
   return relayDir;
 }
 
-/** Where a `ipc://path` or `tcp://host:port` endpoint is, for net.connect. */
-function netTarget(endpoint: string): net.NetConnectOpts {
-  if (endpoint.startsWith('ipc://')) return { path: endpoint.slice('ipc://'.length) };
-  const url = new URL(endpoint.replace(/^tcp:/, 'http:'));
-  return { host: url.hostname, port: Number(url.port) };
+/** open(2)'s O_PATH (Linux): a handle on the inode itself, usable by connect(2) through /proc/self/fd. */
+const O_PATH = 0o10000000;
+
+/**
+ * Connects to a kernel's endpoint. An `ipc://` socket lives in the kernel's socket directory, which kernel
+ * code can write: it could put a link there to any Unix socket of the host (the Docker engine's), and this
+ * process runs as root. So the last component is opened without following links and must be a socket,
+ * and the connection is made to that very inode (/proc/self/fd/N), not to the name again.
+ */
+export function connectKernel(endpoint: string): net.Socket {
+  if (!endpoint.startsWith('ipc://')) {
+    const url = new URL(endpoint.replace(/^tcp:/, 'http:'));
+    return net.connect({ host: url.hostname, port: Number(url.port) });
+  }
+  let fd: number;
+  try {
+    fd = openSync(endpoint.slice('ipc://'.length), O_PATH | constants.O_NOFOLLOW);
+  } catch (error) {
+    // Not bound yet (ENOENT): the caller tries again, as for a refused connection.
+    const socket = new net.Socket();
+    process.nextTick(() => socket.destroy(error as Error));
+    return socket;
+  }
+  let held = true;
+  const release = () => {
+    if (held) closeSync(fd);
+    held = false;
+  };
+  if (!fstatSync(fd).isSocket()) {
+    release();
+    const socket = new net.Socket();
+    process.nextTick(() => socket.destroy(new Error('the kernel endpoint is not a socket (a link?)')));
+    return socket;
+  }
+  const socket = net.connect({ path: `/proc/self/fd/${fd}` });
+  socket.once('connect', release).once('error', release).once('close', release);
+  return socket;
 }
 
 /** One relay: the service's ZMQ socket connects to `endpoint`; each connection is relayed to the kernel's. */
@@ -160,7 +192,7 @@ export class ZmtpGuard {
     // booting has not bound it yet.
     const attempt = () => {
       if (this.closed || local.destroyed) return;
-      const kernel = net.connect(netTarget(this.kernelEndpoint));
+      const kernel = connectKernel(this.kernelEndpoint);
       const refused = () => {
         kernel.destroy();
         setTimeout(attempt, KERNEL_CONNECT_RETRY_MS).unref();

@@ -66,3 +66,27 @@ test('counts reset at the end of each message; a huge command or an old protocol
   old[10] = 2;
   t.false(new ZmtpInspector({ maxFrames: 2, maxBytes: 100 }).accept(old));
 });
+
+test('the relay connects to the kernel socket itself, never through a link put in its place', async (t) => {
+  const { mkdtemp, rm, symlink } = await import('node:fs/promises');
+  const net = await import('node:net');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { connectKernel } = await import('../../src/transport/zmtp-guard.js');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pk-guard-'));
+  const target = path.join(dir, 'host.sock');
+  const server = net.createServer((socket) => socket.end('hello'));
+  await new Promise<void>((resolve) => server.listen(target, resolve));
+  await symlink(target, path.join(dir, 'k-1'));
+  const outcome = (endpoint: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connectKernel(endpoint);
+      socket.on('data', (data) => resolve(`data ${data}`));
+      socket.on('error', (error) => resolve(`error ${error.message}`));
+    });
+  t.is(await outcome(`ipc://${target}`), 'data hello');
+  t.regex(await outcome(`ipc://${path.join(dir, 'k-1')}`), /^error .*not a socket/);
+  t.regex(await outcome(`ipc://${path.join(dir, 'k-2')}`), /^error .*ENOENT/);
+  server.close();
+  await rm(dir, { recursive: true, force: true });
+});
