@@ -2,6 +2,7 @@
  * Composition root: config -> store, runtime -> kernels -> app -> listen; graceful shutdown on SIGTERM.
  */
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
@@ -38,8 +39,19 @@ export async function startService(config: Config, log: Logger = createLogger(co
   // Jupyter channels WebSocket (issue #3): upgrades go to the bridge, the REST model reads its counts.
   const channels = new ChannelBridge(kernels, config, log);
   const app = createApp({ config, log, kernels, queries, store, runtime, executions, connectionCount: (id) => channels.connectionCount(id) });
-  const server = http.createServer(app.callback());
+  const server = http.createServer(
+    {
+      // Connections that never finish their request hold a file descriptor each: they are closed after
+      // these bounds, checked every second (Node's default is every 30 s).
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: 1000,
+    },
+    app.callback(),
+  );
   server.keepAliveTimeout = 5000;
+  limitConnections(server, config);
+  closeSilentConnections(server, config.headersTimeoutMs);
   server.on('upgrade', channels.handleUpgrade);
   // Requests in flight, so that a shutdown answers them instead of cutting their sockets (issue #6).
   const inFlight = new Set<http.ServerResponse>();
@@ -69,6 +81,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       // Upgraded sockets are no longer the HTTP server's: the bridge closes them (issue #3).
       channels.close();
       usage.stop();
+      queries.close();
       // Before the kernels go: running executions end as interrupted and write their output (issue #5).
       await executions.stop();
       // In-flight requests are answered (issue #6). With kernels kept, a v1 query answers at the end of its
@@ -85,6 +98,56 @@ export async function startService(config: Config, log: Logger = createLogger(co
       await store.close();
     })());
   return { server, config, kernels, stop };
+}
+
+/**
+ * Open connections are bounded in total (server.maxConnections: Node closes one past it at once) and per
+ * client address, so that one client opening sockets it never uses (half-open, no token) cannot take every
+ * file descriptor and stop the service for everyone. Node has no per-address cap: sockets are counted on
+ * `connection` and released on `close`, which also covers a socket upgraded to a WebSocket.
+ */
+function limitConnections(server: http.Server, config: Pick<Config, 'maxConnections' | 'maxConnectionsPerPeer'>): void {
+  if (config.maxConnections > 0) server.maxConnections = config.maxConnections;
+  const perPeer = config.maxConnectionsPerPeer;
+  if (perPeer <= 0) return;
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const peer = socket.remoteAddress ?? '';
+    const count = (open.get(peer) ?? 0) + 1;
+    if (count > perPeer) {
+      // Nothing read, nothing answered: a client past its cap is flooding, and an answer costs a write.
+      socket.destroy();
+      return;
+    }
+    open.set(peer, count);
+    socket.once('close', () => {
+      const left = (open.get(peer) ?? 1) - 1;
+      if (left <= 0) open.delete(peer);
+      else open.set(peer, left);
+    });
+  });
+}
+
+/**
+ * Node's headersTimeout only runs once a request has begun: a connection that never sends a byte stays
+ * open for ever. Each connection must have sent a whole request (or upgrade) within the header timeout;
+ * later requests on a keep-alive connection are Node's (keepAliveTimeout, headersTimeout).
+ */
+function closeSilentConnections(server: http.Server, timeoutMs: number): void {
+  const waiting = new WeakMap<Socket, NodeJS.Timeout>();
+  server.on('connection', (socket: Socket) => {
+    if (socket.destroyed) return;
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    timer.unref();
+    waiting.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  });
+  const heard = (socket: Socket) => {
+    clearTimeout(waiting.get(socket));
+    waiting.delete(socket);
+  };
+  server.on('request', (req: http.IncomingMessage) => heard(req.socket));
+  server.on('upgrade', (req: http.IncomingMessage) => heard(req.socket));
 }
 
 async function main(): Promise<void> {

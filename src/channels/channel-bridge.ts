@@ -46,7 +46,7 @@ export class ChannelBridge {
 
   constructor(
     private readonly kernels: KernelManager,
-    private readonly config: Pick<Config, 'authToken' | 'allowOrigin' | 'wsPingIntervalMs'>,
+    private readonly config: Pick<Config, 'authToken' | 'allowOrigin' | 'wsPingIntervalMs' | 'wsMaxBufferedBytes'>,
     private readonly log: Logger,
   ) {
     // One timer for every connection, off the message path; silent for three intervals = gone.
@@ -138,7 +138,7 @@ export class ChannelBridge {
       hub = new KernelChannels(kernel, this.log);
       this.hubs.set(kernel.id, hub);
     }
-    const client = new ChannelClient(ws, ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy', transport);
+    const client = new ChannelClient(ws, ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy', transport, this.config.wsMaxBufferedBytes);
     hub.add(client, sessionId);
     this.persistCount(kernel.id, hub.size);
     const channels = hub;

@@ -40,8 +40,15 @@ const FRAMES_PER_SECOND = 1000;
 const FRAME_BURST = 1000;
 /** Requests of one client sent on to its kernel and not yet taken by ZMQ (the kernel is behind). */
 const MAX_PENDING_SENDS = 100;
-/** Output queued for a client that does not read it. */
-const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+/**
+ * A client that does not read the output its kernel floods would make the service queue it without end
+ * (pausing that client's reads does not stop the kernel). Past POLYKERNEL_WS_MAX_BUFFERED_BYTES queued,
+ * the connection is closed with 1008 (policy violation) and its queue freed; the kernel's other clients
+ * keep theirs. The close frame itself waits behind the unread queue, so the socket is cut after this
+ * grace whether or not the client took it.
+ */
+export const OVERFLOW_CLOSE_CODE = 1008;
+const OVERFLOW_GRACE_MS = 1000;
 
 /** One open WebSocket and the sessions that have spoken through it. */
 export class ChannelClient {
@@ -57,7 +64,12 @@ export class ChannelClient {
   lastHeard = Date.now();
 
   /** `transport`: the TCP socket under `ws`, corked while a burst of frames is written (see send). */
-  constructor(readonly ws: WebSocket, readonly framing: WsFraming, private readonly transport?: Writable) {}
+  constructor(
+    readonly ws: WebSocket,
+    readonly framing: WsFraming,
+    private readonly transport?: Writable,
+    private readonly maxBufferedBytes = 32 * 1024 * 1024,
+  ) {}
 
   /** Counts a frame received from the client against its budget. */
   admit(): void {
@@ -79,7 +91,7 @@ export class ChannelClient {
   }
 
   private updateFlow(): void {
-    const over = this.tokens < 0 || this.pendingSends > MAX_PENDING_SENDS || this.ws.bufferedAmount > MAX_BUFFERED_BYTES;
+    const over = this.tokens < 0 || this.pendingSends > MAX_PENDING_SENDS;
     if (over && !this.paused) {
       this.paused = true;
       this.ws.pause();
@@ -122,6 +134,14 @@ export class ChannelClient {
       });
     }
     this.ws.send(frame.data, { binary: frame.binary });
+    if (this.ws.bufferedAmount > this.maxBufferedBytes) this.overflow();
+  }
+
+  /** The client let more than its cap of output pile up: closed, and cut off if it does not take the close. */
+  private overflow(): void {
+    this.close(OVERFLOW_CLOSE_CODE, `the client did not read its output: more than ${this.maxBufferedBytes} bytes queued`);
+    const ws = this.ws;
+    setTimeout(() => ws.readyState !== WebSocket.CLOSED && ws.terminate(), OVERFLOW_GRACE_MS).unref();
   }
 
   close(code: number, reason: string): void {

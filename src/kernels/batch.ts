@@ -84,8 +84,11 @@ export interface BatchRunOptions {
   maxOutputBytes: number;
   /** Called as the run makes progress: the idle culler must see the kernel in use. */
   onActivity: () => void;
-  /** Called once when a step outlived its budget by BACKSTOP_GRACE_MS (the caller destroys the kernel). */
-  onTimeout: () => void;
+  /**
+   * Called once when a step outlived its budget by BACKSTOP_GRACE_MS; the caller destroys the kernel, and
+   * `exec-timeout` is reported once that has settled.
+   */
+  onTimeout: () => unknown;
   /** A fault of the engine while running a step, for the log; the client sees a short notice. */
   onError: (error: Error) => void;
   clock?: () => number;
@@ -108,6 +111,8 @@ export class BatchRun implements Run {
   private buildTail: ConsoleItem[] = [];
   private exitCode?: number;
   private timedOut = false;
+  /** The backstop is destroying the kernel: exec-timeout is due, not the removal's "died". */
+  private expiring = false;
   private abortedBecause?: string;
   private readonly boundary = new RunBoundary();
 
@@ -133,9 +138,14 @@ export class BatchRun implements Run {
     this.deadline = this.clock() + this.options.timeoutMs;
     this.backstop = setTimeout(() => {
       if (this.done) return;
-      this.timedOut = true;
-      this.notify();
-      this.options.onTimeout();
+      this.expiring = true;
+      void Promise.resolve()
+        .then(() => this.options.onTimeout())
+        .catch(() => undefined)
+        .finally(() => {
+          this.timedOut = true;
+          this.notify();
+        });
     }, this.options.timeoutMs + (this.options.backstopGraceMs ?? BACKSTOP_GRACE_MS));
     this.backstop.unref();
     void this.steps();
@@ -282,10 +292,22 @@ export class BatchRun implements Run {
   }
 
   abort(reason: string): void {
-    if (this.done) return;
+    if (this.done || this.expiring) return;
     this.abortedBecause = reason;
     this.output.notice(`\n[kernel died: ${reason}]\n`);
     this.notify();
+  }
+
+  get bufferedBytes(): number {
+    let bytes = this.output.bufferedBytes;
+    for (const [, value] of this.buildTail) bytes += typeof value === 'string' ? value.length : value[1].length;
+    return bytes;
+  }
+
+  /** The steps run on to their end under their budget (the backstop stays); their output is not kept. */
+  discard(): void {
+    this.output.discard();
+    this.buildTail = [];
   }
 
   dispose(): void {

@@ -15,6 +15,8 @@ export class ConsoleOutput {
   private pending: ConsoleItem[] = [];
   private outputBytes = 0;
   private truncated = false;
+  /** Bytes of the items not taken yet: what this run holds in memory for its client. */
+  private pendingBytes = 0;
 
   constructor(private readonly maxOutputBytes: number) {}
 
@@ -39,6 +41,7 @@ export class ConsoleOutput {
   }
 
   private append(item: ConsoleItem): void {
+    this.pendingBytes += typeof item[1] === 'string' ? item[1].length : item[1][1].length;
     const last = this.pending[this.pending.length - 1];
     if (last && last[0] === item[0] && (item[0] === 'stdout' || item[0] === 'stderr')) {
       last[1] = (last[1] as string) + (item[1] as string);
@@ -49,13 +52,26 @@ export class ConsoleOutput {
 
   /** A notice from the service (the kernel died, …): its own stderr item, kept even past the limit. */
   notice(text: string): void {
+    this.pendingBytes += text.length;
     this.pending.push(['stderr', text]);
+  }
+
+  get bufferedBytes(): number {
+    return this.pendingBytes;
+  }
+
+  /** Drops what is buffered and keeps nothing more (the run was discarded: nobody will take it). */
+  discard(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.truncated = true;
   }
 
   /** The items accumulated since the last take. */
   take(): ConsoleItem[] {
     const items = this.pending;
     this.pending = [];
+    this.pendingBytes = 0;
     return items;
   }
 }

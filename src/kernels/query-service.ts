@@ -17,9 +17,13 @@ export type ExecuteRequest =
   | { mode: 'continue'; runId: string }
   | { mode: 'input'; runId: string; code: string };
 
+const SWEEP_INTERVAL_MS = 1000;
+
 export class QueryService {
-  private readonly runs = new QueryRuns();
+  private readonly runs: QueryRuns;
   private readonly oom: OomNotices;
+  /** Runs abandoned or past the bounds are discarded by this sweep (see QueryRuns). */
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly manager: KernelManager,
@@ -27,12 +31,24 @@ export class QueryService {
     private readonly runtime: ContainerRuntime,
     private readonly log: Logger,
   ) {
-    manager.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
+    this.runs = new QueryRuns({ ttlMs: config.runTtlMs, maxPerKernel: config.maxRunsPerKernel, maxBufferedBytes: config.maxRunBufferedBytes });
+    this.sweeper = setInterval(() => this.runs.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+    manager.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason, true));
     // Also when the kernel is restarted in place after its death (POLYKERNEL_RESTART_DEAD_KERNELS).
     manager.on('died', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
     this.oom = new OomNotices(runtime, async (kernelId) => (await manager.get(kernelId)).containerId);
     manager.on('removed', (kernelId) => this.oom.forget(kernelId));
     manager.on('state', (kernelId, state) => state === 'restarting' && this.oom.forget(kernelId));
+  }
+
+  /** Runs kept for "continue" (for tests and the status figures). */
+  get runCount(): number {
+    return this.runs.size;
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
   }
 
   async execute(kernelId: string, request: ExecuteRequest): Promise<RunResult> {
@@ -66,7 +82,8 @@ export class QueryService {
     const run = new QueryRun(kernel, code, runId, {
       timeoutMs: kernel.limits?.timeoutMs ?? this.config.defaultTimeoutMs,
       maxOutputBytes: this.config.maxOutputBytes,
-      onTimeout: () => void this.manager.delete(kernelId, 'query timeout').catch(() => undefined),
+      // Awaited by the run: exec-timeout is answered once the kernel is gone (a GET then says 404).
+      onTimeout: () => this.manager.delete(kernelId, 'query timeout').catch(() => undefined),
     });
     this.runs.add(kernelId, run);
     await run.start();
@@ -89,7 +106,7 @@ export class QueryService {
       onActivity: () => {
         kernel.lastActivity = Date.now();
       },
-      onTimeout: () => void this.manager.delete(kernelId, 'batch step outlived its timeout').catch(() => undefined),
+      onTimeout: () => this.manager.delete(kernelId, 'batch step outlived its timeout').catch(() => undefined),
       onError: (error) => this.log.error('Batch step failed', { kernelId, runId: run.runId, error: error.stack ?? error.message }),
     });
     // Files first: a request whose files cannot be written fails as a whole, with no run left behind.

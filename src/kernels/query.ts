@@ -64,13 +64,23 @@ export interface Run {
   sendInput(line: string): Promise<void>;
   /** Ends the run because its kernel went away; its next result says why. */
   abort(reason: string): void;
+  /** Output held for the client's next call (roughly bytes): what keeping this run costs. */
+  readonly bufferedBytes: number;
+  /**
+   * Nobody will continue this run (abandoned, or evicted to bound memory): its output is dropped and no
+   * more is kept. Its time limit still holds: code that runs too long still costs the kernel.
+   */
+  discard(): void;
 }
 
 export interface QueryOptions {
   timeoutMs: number;
   maxOutputBytes: number;
-  /** Called once when the run exceeds its timeout (the caller destroys the kernel). */
-  onTimeout: () => void;
+  /**
+   * Called once when the run exceeds its timeout; the caller destroys the kernel, and the run reports
+   * `exec-timeout` only once that has settled, so that the kernel is gone when the client hears it.
+   */
+  onTimeout: () => unknown;
 }
 
 /**
@@ -88,12 +98,17 @@ export class QueryRun implements Run {
   private idleFallback?: NodeJS.Timeout;
   private inputRequest?: JupyterMessage;
   private timedOut = false;
+  /** The time is up and the kernel is being destroyed: exec-timeout is due, not the removal's "died". */
+  private expiring = false;
+  private discarded = false;
   /** Why the kernel went away under this run, if it did. */
   private abortedBecause?: string;
   private readonly boundary = new RunBoundary();
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
-  private readonly request: JupyterMessage;
+  /** Sent once, then dropped: the code can be as large as a request body, the run outlives the call. */
+  private request?: JupyterMessage;
+  private readonly requestMsgId: string;
 
   constructor(private readonly kernel: LiveKernel, code: string, runId: string | undefined, private readonly options: QueryOptions) {
     this.runId = runId ?? randomUUID();
@@ -106,16 +121,37 @@ export class QueryRun implements Run {
       allow_stdin: true,
       stop_on_error: true,
     });
+    this.requestMsgId = this.request.header.msg_id;
     this.unsubscribe = kernel.onMessage((_channel, msg) => this.onMessage(msg));
     this.timer = setTimeout(() => {
-      this.timedOut = true;
-      this.notify();
-      options.onTimeout();
+      this.expiring = true;
+      void Promise.resolve()
+        .then(() => options.onTimeout())
+        .catch(() => undefined)
+        .finally(() => {
+          this.timedOut = true;
+          this.notify();
+          if (this.discarded) this.dispose();
+        });
     }, options.timeoutMs);
   }
 
   async start(): Promise<void> {
-    await this.kernel.send('shell', this.request);
+    const request = this.request!;
+    this.request = undefined;
+    await this.kernel.send('shell', request);
+  }
+
+  get bufferedBytes(): number {
+    return this.output.bufferedBytes;
+  }
+
+  discard(): void {
+    this.discarded = true;
+    this.output.discard();
+    this.inputRequest = undefined;
+    // Still listening (without keeping output) until it ends, so that its time limit is lifted then.
+    if (this.done) this.dispose();
   }
 
   get done(): boolean {
@@ -123,7 +159,7 @@ export class QueryRun implements Run {
   }
 
   private onMessage(msg: JupyterMessage): void {
-    if (parentMsgId(msg) !== this.request.header.msg_id) return;
+    if (parentMsgId(msg) !== this.requestMsgId) return;
     const content = msg.content;
     switch (msg.header.msg_type) {
       case 'stream': {
@@ -162,6 +198,7 @@ export class QueryRun implements Run {
       default:
         return;
     }
+    if (this.discarded && this.done) this.dispose();
     this.notify();
   }
 
@@ -203,7 +240,7 @@ export class QueryRun implements Run {
 
   /** Ends the run because its kernel went away, telling the client why. */
   abort(reason: string): void {
-    if (this.done) return;
+    if (this.done || this.expiring) return;
     this.abortedBecause = reason;
     this.output.notice(`\n[kernel died: ${reason}]\n`);
     this.notify();
@@ -216,38 +253,148 @@ export class QueryRun implements Run {
   }
 }
 
-/** The runs in progress on each kernel, addressed by runId. */
+export interface RunLimits {
+  /** A run not called for this long is discarded. */
+  ttlMs: number;
+  /** Runs kept per kernel; a new one past it discards the one least recently called. */
+  maxPerKernel: number;
+  /** Output buffered in all runs together; past it the runs least recently called are discarded. */
+  maxBufferedBytes: number;
+}
+
+/** How long the runs of a removed kernel wait for their client to hear why (at most the TTL). */
+const REMOVED_KERNEL_GRACE_MS = 30_000;
+/** Runs remembered as discarded, so that a late "continue" hears why instead of a bare 404. */
+const DISCARDED_REMEMBERED = 1000;
+
+interface Entry {
+  run: Run;
+  touchedAt: number;
+  /** Set once the kernel is gone: the run is discarded at this time even if called since. */
+  expiresAt?: number;
+}
+
+/**
+ * The runs in progress on each kernel, addressed by runId. A client that answers "continued" never
+ * again must not make the service keep its run and output for ever: runs are discarded after a time
+ * without a call, past a number per kernel, once the total output they hold is too large, and soon after
+ * their kernel is removed.
+ */
 export class QueryRuns {
-  private readonly runs = new Map<string, Run>();
+  /** Per kernel, runs in the order they were last called (a Map keeps insertion order). */
+  private readonly byKernel = new Map<string, Map<string, Entry>>();
+  private readonly discarded = new Map<string, string>();
+
+  constructor(private readonly limits: RunLimits = { ttlMs: 300_000, maxPerKernel: 16, maxBufferedBytes: 128 * 1024 * 1024 }, private readonly clock: () => number = Date.now) {}
 
   private key(kernelId: string, runId: string): string {
     return `${kernelId}/${runId}`;
   }
 
   add(kernelId: string, run: Run): void {
-    this.runs.set(this.key(kernelId, run.runId), run);
+    let runs = this.byKernel.get(kernelId);
+    if (!runs) this.byKernel.set(kernelId, (runs = new Map()));
+    while (runs.size >= this.limits.maxPerKernel) {
+      const [oldest] = runs.keys();
+      this.evict(kernelId, oldest!, `more than ${this.limits.maxPerKernel} runs were started on its kernel since it was last continued`);
+    }
+    runs.set(run.runId, { run, touchedAt: this.clock() });
+    this.boundBuffered();
   }
 
   get(kernelId: string, runId: string | undefined): Run {
     if (!runId) throw invalidInput('runId is required to continue a run or answer its input');
-    const run = this.runs.get(this.key(kernelId, runId));
-    if (!run) throw notFound(`no run ${runId} in progress on kernel ${kernelId}`);
-    return run;
+    const entry = this.byKernel.get(kernelId)?.get(runId);
+    if (!entry) {
+      const why = this.discarded.get(this.key(kernelId, runId));
+      throw notFound(why ? `run ${runId} was discarded: ${why}` : `no run ${runId} in progress on kernel ${kernelId}`);
+    }
+    this.touch(kernelId, runId, entry);
+    return entry.run;
   }
 
   has(kernelId: string, runId: string): boolean {
-    return this.runs.has(this.key(kernelId, runId));
+    return this.byKernel.get(kernelId)?.has(runId) ?? false;
   }
 
-  /** Forgets a run once its final result was returned. */
+  get size(): number {
+    let size = 0;
+    for (const runs of this.byKernel.values()) size += runs.size;
+    return size;
+  }
+
+  private touch(kernelId: string, runId: string, entry: Entry): void {
+    const runs = this.byKernel.get(kernelId)!;
+    entry.touchedAt = this.clock();
+    runs.delete(runId);
+    runs.set(runId, entry);
+  }
+
+  /** Forgets a run once its final result was returned; a run still going counts as just called. */
   settle(kernelId: string, result: RunResult): void {
-    if (result.status === 'finished' || result.status === 'exec-timeout') this.runs.delete(this.key(kernelId, result.runId));
+    const runs = this.byKernel.get(kernelId);
+    const entry = runs?.get(result.runId);
+    if (!runs || !entry) return;
+    if (result.status === 'finished' || result.status === 'exec-timeout') {
+      runs.delete(result.runId);
+      if (runs.size === 0) this.byKernel.delete(kernelId);
+    } else {
+      this.touch(kernelId, result.runId, entry);
+    }
   }
 
-  /** Ends every run of a kernel that went away; their next result says why. */
-  abortKernel(kernelId: string, reason: string): void {
-    for (const [key, run] of this.runs) {
-      if (key.startsWith(`${kernelId}/`)) run.abort(reason);
+  /**
+   * Ends every run of a kernel that went away (their next result says why). A kernel that was removed
+   * takes its runs with it after a short grace, called or not.
+   */
+  abortKernel(kernelId: string, reason: string, removed = false): void {
+    const runs = this.byKernel.get(kernelId);
+    if (!runs) return;
+    const expiresAt = this.clock() + Math.min(this.limits.ttlMs, REMOVED_KERNEL_GRACE_MS);
+    for (const entry of runs.values()) {
+      entry.run.abort(reason);
+      if (removed) entry.expiresAt = expiresAt;
     }
+  }
+
+  /** Discards runs not called within the TTL, of kernels gone, and the least recently called past the byte bound. */
+  sweep(): void {
+    const now = this.clock();
+    for (const [kernelId, runs] of this.byKernel) {
+      for (const [runId, entry] of runs) {
+        if (entry.expiresAt !== undefined && now >= entry.expiresAt) this.evict(kernelId, runId, 'its kernel was removed');
+        else if (now - entry.touchedAt >= this.limits.ttlMs) this.evict(kernelId, runId, `not continued within ${this.limits.ttlMs} ms`);
+      }
+    }
+    this.boundBuffered();
+  }
+
+  private boundBuffered(): void {
+    let total = 0;
+    for (const runs of this.byKernel.values()) for (const entry of runs.values()) total += entry.run.bufferedBytes;
+    while (total > this.limits.maxBufferedBytes) {
+      let oldest: { kernelId: string; runId: string; entry: Entry } | undefined;
+      for (const [kernelId, runs] of this.byKernel) {
+        // The first of each kernel's map is its least recently called.
+        const [first] = runs;
+        if (first && (!oldest || first[1].touchedAt < oldest.entry.touchedAt)) oldest = { kernelId, runId: first[0], entry: first[1] };
+      }
+      if (!oldest) return;
+      total -= oldest.entry.run.bufferedBytes;
+      this.evict(oldest.kernelId, oldest.runId, `the service holds more than ${this.limits.maxBufferedBytes} bytes of output not continued`);
+    }
+  }
+
+  private evict(kernelId: string, runId: string, why: string): void {
+    const runs = this.byKernel.get(kernelId);
+    const entry = runs?.get(runId);
+    if (!runs || !entry) return;
+    runs.delete(runId);
+    if (runs.size === 0) this.byKernel.delete(kernelId);
+    entry.run.discard();
+    const key = this.key(kernelId, runId);
+    this.discarded.delete(key);
+    this.discarded.set(key, why);
+    if (this.discarded.size > DISCARDED_REMEMBERED) this.discarded.delete(this.discarded.keys().next().value!);
   }
 }

@@ -152,6 +152,10 @@ export class DockerRuntime implements ContainerRuntime {
             { Name: 'core', Soft: 0, Hard: 0 },
             ...(gvisor ? [{ Name: 'nproc', Soft: spec.pidsLimit, Hard: spec.pidsLimit }] : []),
           ],
+          // The kernel's own stdout/stderr (not its Jupyter output, which goes over ZMQ) is the stranger's
+          // to write: with the engine's default json-file driver and no cap it fills the host's disk. No
+          // log at all: the service never reads it, and a kernel's faults reach clients over ZMQ.
+          LogConfig: { Type: 'none', Config: {} },
         },
       }),
     );

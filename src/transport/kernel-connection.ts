@@ -11,18 +11,25 @@ import * as zmq from 'zeromq';
 import { endpoint, type ConnectionInfo } from '../protocol/connection-file.js';
 import type { Channel, JupyterMessage } from '../protocol/messages.js';
 import { deserialize, MessageSigner, serialize, WireFormatError } from '../protocol/wire.js';
+import { ZmtpGuard, type MessageBounds } from './zmtp-guard.js';
 
 export type MessageListener = (channel: Channel, msg: JupyterMessage) => void;
 
 /**
- * The largest message taken from a kernel. A kernel runs strangers' code, which can send anything on its
- * sockets (the key is in its connection file): one 300 MB message grew this process by over 1 GB (issue
- * #6). libzmq drops a larger message and the connection it came on (ZMQ_MAXMSGSIZE), before allocating
- * it, and does not reconnect that socket: iopub is reopened (openIopub); a shell/control/stdin DEALER that
- * got one stays cut off, which only the offending kernel notices (its run times out and it is removed).
- * 16 MiB holds any sensible output: images, HTML tables.
+ * The largest message taken from a kernel, all frames together. A kernel runs strangers' code, which can
+ * send anything on its sockets (the key is in its connection file): one 300 MB message grew this process
+ * by over 1 GB, and so did one of 60 frames of 15 MB each. libzmq's own limit (ZMQ_MAXMSGSIZE, kept here
+ * too) is per frame and it assembles a whole multipart message before handing it over, so every socket
+ * reaches its kernel through a ZmtpGuard, which cuts the connection as soon as a message passes these
+ * bounds, before the rest arrives; the socket then reconnects (iopub is reopened: openIopub). Only the
+ * offending kernel notices: the reply or output it was sending is lost. 16 MiB holds any sensible output
+ * (images, HTML tables); 64 frames, a message with dozens of binary buffers (widgets).
  */
 export const MAX_KERNEL_MESSAGE_BYTES = 16 * 1024 * 1024;
+export const MAX_KERNEL_MESSAGE_FRAMES = 64;
+const MESSAGE_BOUNDS: MessageBounds = { maxFrames: MAX_KERNEL_MESSAGE_FRAMES, maxBytes: MAX_KERNEL_MESSAGE_BYTES };
+/** The heartbeat echoes a short ping: anything bigger is not a heartbeat. */
+const HEARTBEAT_BOUNDS: MessageBounds = { maxFrames: 4, maxBytes: 64 * 1024 };
 
 /**
  * A kernel binds its sockets only once it has booted: until then every connect is refused and libzmq
@@ -38,17 +45,28 @@ export class KernelConnection {
   private readonly sockets: Record<Channel, Readable>;
   private readonly sendChains = new Map<Channel, Promise<unknown>>();
   private readonly listeners = new Set<MessageListener>();
+  /** What each ZMQ socket connects to instead of the kernel's endpoint (see ZmtpGuard). */
+  private readonly guards: Record<Channel | 'hb', ZmtpGuard>;
   private closed = false;
 
   constructor(private readonly info: ConnectionInfo, private readonly onBadFrame?: (error: Error) => void) {
     this.signer = new MessageSigner(info.key, info.signature_scheme);
+    const guard = (channel: Channel | 'hb', bounds: MessageBounds) =>
+      new ZmtpGuard(endpoint(info, channel), bounds, (why) => this.onBadFrame?.(new Error(`${channel}: ${why}; message dropped, connection reset`)));
+    this.guards = {
+      shell: guard('shell', MESSAGE_BOUNDS),
+      control: guard('control', MESSAGE_BOUNDS),
+      stdin: guard('stdin', MESSAGE_BOUNDS),
+      iopub: guard('iopub', MESSAGE_BOUNDS),
+      hb: guard('hb', HEARTBEAT_BOUNDS),
+    };
     // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
     // input_request on stdin to the identity that sent the execute_request on shell.
     const routingId = randomUUID();
     const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: RECONNECT_INTERVAL_MS, routingId, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
     this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub: this.openIopub() };
     for (const [channel, socket] of Object.entries(this.sockets) as [Channel, Readable][]) {
-      socket.connect(endpoint(info, channel));
+      socket.connect(this.guards[channel].endpoint);
       void this.readLoop(channel, socket);
     }
   }
@@ -62,7 +80,7 @@ export class KernelConnection {
       iopub.close();
       const fresh = this.openIopub();
       this.sockets.iopub = fresh;
-      fresh.connect(endpoint(this.info, 'iopub'));
+      fresh.connect(this.guards.iopub.endpoint);
       void this.readLoop('iopub', fresh);
     });
     return iopub;
@@ -100,9 +118,10 @@ export class KernelConnection {
    * its reply cannot send again.
    */
   async heartbeat(timeoutMs: number): Promise<boolean> {
-    const socket = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs });
+    const socket = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, maxMessageSize: HEARTBEAT_BOUNDS.maxBytes });
     try {
-      socket.connect(endpoint(this.info, 'hb'));
+      if (this.closed) return false;
+      socket.connect(this.guards.hb.endpoint);
       await socket.send('ping');
       await socket.receive();
       return true;
@@ -117,6 +136,7 @@ export class KernelConnection {
     if (this.closed) return;
     this.closed = true;
     for (const socket of Object.values(this.sockets)) socket.close();
+    for (const guard of Object.values(this.guards)) guard.close();
     this.listeners.clear();
   }
 
