@@ -1,7 +1,10 @@
 /**
  * Structured logs: one JSON object per line on stderr, with the kernel and container ids as fields.
  * The level is fixed at start (POLYKERNEL_LOG_LEVEL); per-message logs on the hot path are debug only.
+ * Every line goes through redactSecrets: a token in a URL or header never reaches the log.
  */
+import { redactSecrets } from './auth/redact.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
@@ -16,7 +19,7 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
   const threshold = RANK[level];
   const emit = (lvl: Exclude<LogLevel, 'silent'>) => (msg: string, fields?: Record<string, unknown>) => {
     if (RANK[lvl] < threshold) return;
-    write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields })}\n`);
+    write(`${redactSecrets(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }))}\n`);
   };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
