@@ -147,9 +147,11 @@ export function v1Router(deps: V1Deps): Router {
   });
 
   router.post('/:id', async (ctx) => {
-    const { id } = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
+    const kernelId = assertKernelId(ctx.params.id!);
     const body = validateObject<ExecuteBody>(EXECUTE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
-    const result = await deps.queries.execute(id, toExecuteRequest(body, deps.config.maxBodyBytes));
+    const request = toExecuteRequest(body, deps.config.maxBodyBytes);
+    const { id } = await tenantOf(ctx).kernel(kernelId);
+    const result = await deps.queries.execute(id, request);
     ctx.body = { result };
   });
 
