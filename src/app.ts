@@ -4,7 +4,8 @@
  */
 import Koa from 'koa';
 import type { Config } from './config/index.js';
-import { errorBoundary, requireToken } from './api/http.js';
+import { errorBoundary } from './api/http.js';
+import { authenticate } from './auth/middleware.js';
 import { v1Router } from './api/v1/routes.js';
 import { executionsRouter } from './api/executions/routes.js';
 import type { ExecutionManager } from './executions/manager.js';
@@ -38,7 +39,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorBoundary(deps.log));
   // Jupyter APIs (issue #3): CORS headers on every response, preflights answered before auth.
   app.use(cors(deps.config));
-  app.use(requireToken(deps.config.authToken));
+  app.use(authenticate(deps));
   const v1 = v1Router(deps);
   app.use(v1.routes());
   app.use(v1.allowedMethods());

@@ -6,7 +6,11 @@
  * from a kernel"): a kernel flooding them would fill the disk under the service's log and bury every
  * other line. So each kind of line, per kernel, is rate-limited: at most `burst` lines per `intervalMs`,
  * then one summary line with the number left out when the interval ends.
+ *
+ * Every line goes through redactSecrets: a token in a URL or header never reaches the log.
  */
+import { redactSecrets } from './auth/redact.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
@@ -45,7 +49,7 @@ export function createLogger(
   const threshold = RANK[level];
   const windows = new Map<string, Window>();
   const line = (lvl: string, msg: string, fields?: Record<string, unknown>) =>
-    write(`${JSON.stringify({ time: new Date(clock()).toISOString(), level: lvl, msg, ...fields })}\n`);
+    write(`${redactSecrets(JSON.stringify({ time: new Date(clock()).toISOString(), level: lvl, msg, ...fields }))}\n`);
 
   const admit = (lvl: string, msg: string, fields?: Record<string, unknown>): boolean => {
     const kernelId = fields?.kernelId;

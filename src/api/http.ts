@@ -1,10 +1,9 @@
 /**
- * What every API surface shares at the HTTP edge: reading bodies within a size limit, token auth, and
+ * What every API surface shares at the HTTP edge: reading bodies within a size limit, reading the token, and
  * turning errors into JSON. Each surface renders its own error body (v1: a problem document; the
  * Jupyter APIs: `{message, reason}`), chosen by path in one place. A fault that is not a DomainError is
  * logged with its stack and answered with a generic 500: clients never see internals.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Context, Middleware, Next } from 'koa';
 import { DomainError, httpStatusOf, invalidInput } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -26,6 +25,7 @@ const REASONS: Record<number, string> = {
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -78,26 +78,6 @@ export function presentedToken(headers: Record<string, string | string[] | undef
     if (match) return match[1];
   }
   return url.searchParams.get('token') ?? undefined;
-}
-
-export function tokenMatches(expected: string, presented: string | undefined): boolean {
-  if (!expected) return true;
-  if (presented === undefined) return false;
-  const a = Buffer.from(expected);
-  const b = Buffer.from(presented);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-export function requireToken(token: string): Middleware {
-  return async (ctx: Context, next: Next) => {
-    // CORS preflights carry no credentials by design.
-    if (!token || ctx.method === 'OPTIONS') return next();
-    if (!tokenMatches(token, presentedToken(ctx.headers, ctx.URL))) {
-      sendError(ctx, 401, 'authentication required: send "Authorization: token <KG_AUTH_TOKEN>" or ?token=', 'unauthorized');
-      return;
-    }
-    return next();
-  };
 }
 
 class PayloadTooLarge extends DomainError {

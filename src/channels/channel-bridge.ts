@@ -12,7 +12,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { presentedToken, tokenMatches } from '../api/http.js';
+import { presentedToken } from '../api/http.js';
+import { rateHeaders, Tenancy, type TenancyConfig } from '../auth/tenancy.js';
 import { UUID_PATTERN } from '../api/validate.js';
 import type { Config } from '../config/index.js';
 import { DomainError, httpStatusOf } from '../errors.js';
@@ -27,15 +28,23 @@ const CHANNELS_PATH = /^\/api\/kernels\/([^/]+)\/channels\/?$/;
 /** Largest frame a client may send; larger ones close the connection with 1009, as RFC 6455 says. */
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
-const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' };
+const REASONS: Record<number, string> = {
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
 
 /** Answers a refused handshake the way the Jupyter APIs answer errors: `{message, reason}`. */
-function refuse(socket: Duplex, status: number, message: string): void {
+function refuse(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
   const reason = REASONS[status] ?? 'Error';
   const body = JSON.stringify({ message, reason });
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Connection: close\r\n\r\n${body}`,
+      `${extra}Connection: close\r\n\r\n${body}`,
   );
 }
 
@@ -46,7 +55,7 @@ export class ChannelBridge {
 
   constructor(
     private readonly kernels: KernelManager,
-    private readonly config: Pick<Config, 'authToken' | 'allowOrigin' | 'wsPingIntervalMs' | 'wsMaxBufferedBytes'>,
+    private readonly config: Pick<Config, 'allowOrigin' | 'wsPingIntervalMs' | 'wsMaxBufferedBytes'> & TenancyConfig,
     private readonly log: Logger,
   ) {
     // One timer for every connection, off the message path; silent for three intervals = gone.
@@ -90,14 +99,17 @@ export class ChannelBridge {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = CHANNELS_PATH.exec(url.pathname);
     if (!match) return refuse(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
-    if (!tokenMatches(this.config.authToken, presentedToken(req.headers, url))) {
-      return refuse(socket, 401, 'authentication required: send "Authorization: token <KG_AUTH_TOKEN>" or ?token=');
-    }
+    // The same caller resolution as every HTTP request (src/auth): admin, tenant key or open mode.
+    const tenancy = Tenancy.of(this.config, this.kernels, this.log);
+    const resolution = tenancy.resolve(presentedToken(req.headers, url));
+    if (!resolution.ok) return refuse(socket, resolution.status, resolution.message, resolution.status === 429 ? rateHeaders(resolution.rate) : {});
+    const tenant = tenancy.tenant(resolution.caller);
     if (!this.originAllowed(req)) return refuse(socket, 403, `origin ${String(req.headers.origin).slice(0, 200)} is not allowed`);
     const kernelId = match[1]!.toLowerCase();
     if (!UUID_PATTERN.test(kernelId)) return refuse(socket, 404, `no kernel with id ${kernelId.slice(0, 60)}`);
     const sessionId = url.searchParams.get('session_id') ?? undefined;
-    this.kernels.liveKernel(kernelId).then(
+    // A kernel of another owner is refused exactly as an unknown one.
+    tenant.kernel(kernelId).then(() => this.kernels.liveKernel(kernelId)).then(
       (kernel) => {
         if (socket.destroyed) return;
         (socket as Socket).setNoDelay(true);

@@ -12,6 +12,7 @@
  * process: the chunked POST streams them.
  */
 import { randomUUID } from 'node:crypto';
+import { EVERYONE, type Visibility } from '../auth/tenant.js';
 import type { Config } from '../config/index.js';
 import { conflict, DomainError, invalidInput, notFound, unavailable } from '../errors.js';
 import type { KernelManager } from '../kernels/kernel-manager.js';
@@ -115,7 +116,11 @@ export class ExecutionManager {
    * Checks and queues an execution. `listener` (if any) is subscribed before it is queued, so it sees
    * every event; call the returned `unsubscribe` when no longer interested (the execution runs on).
    */
-  async submit(request: ExecutionRequest, listener?: ExecutionListener): Promise<{ execution: ExecutionModel; unsubscribe: () => void }> {
+  async submit(
+    request: ExecutionRequest,
+    listener?: ExecutionListener,
+    scope: Visibility = EVERYONE,
+  ): Promise<{ execution: ExecutionModel; unsubscribe: () => void }> {
     if (this.stopping) throw unavailable('the service is shutting down');
     if (request.overwrite && request.outputPath === undefined) throw invalidInput('overwrite=true needs output_path');
     const notebookPath = await this.root.resolveNotebook(request.notebook);
@@ -147,6 +152,7 @@ export class ExecutionManager {
       instance: this.deps.config.instance,
       created_at: this.seconds(),
       kernel_id: null,
+      owner: scope.owner,
     };
     await this.store.put('executions', id, record);
     let settle!: () => void;
@@ -172,7 +178,7 @@ export class ExecutionManager {
         return;
       }
       try {
-        const { record } = await kernels.create({ lang: job.kernelName, workDir: job.workDir });
+        const { record } = await kernels.create({ lang: job.kernelName, workDir: job.workDir, owner: job.record.owner });
         job.kernelId = record.id;
         await this.patch(job, { kernel_id: record.id });
         if (job.cancelled) {
@@ -299,18 +305,19 @@ export class ExecutionManager {
     return job.done;
   }
 
-  async get(id: string): Promise<ExecutionModel> {
-    return toModel(await this.record(id));
+  async get(id: string, scope: Visibility = EVERYONE): Promise<ExecutionModel> {
+    return toModel(await this.record(id, scope));
   }
 
-  private async record(id: string): Promise<ExecutionRecord> {
+  /** The record, or the 404 of an unknown id when it belongs to another owner (no existence oracle). */
+  private async record(id: string, scope: Visibility): Promise<ExecutionRecord> {
     const record = await this.store.get<ExecutionRecord>('executions', id);
-    if (!record) throw notFound(`no execution with id ${id.slice(0, 64)}`);
+    if (!record || !scope.sees(record.owner)) throw notFound(`no execution with id ${id.slice(0, 64)}`);
     return record;
   }
 
-  async list(): Promise<ExecutionModel[]> {
-    const records = await this.store.list<ExecutionRecord>('executions');
+  async list(scope: Visibility = EVERYONE): Promise<ExecutionModel[]> {
+    const records = (await this.store.list<ExecutionRecord>('executions')).filter((record) => scope.sees(record.owner));
     return records.sort((a, b) => a.created_at - b.created_at).map(toModel);
   }
 
@@ -318,10 +325,10 @@ export class ExecutionManager {
    * Stops a queued or running execution; a finished one is left as it is. Checks at once (404, or 409
    * when another instance runs it); `done` resolves when the execution has ended.
    */
-  async shutdown(id: string): Promise<{ done: Promise<ExecutionModel> }> {
-    const record = await this.record(id);
+  async shutdown(id: string, scope: Visibility = EVERYONE): Promise<{ done: Promise<ExecutionModel> }> {
+    const record = await this.record(id, scope);
     const job = this.jobs.get(id);
-    if (job) return { done: this.cancel(job, SHUT_DOWN).then(() => this.get(id)) };
+    if (job) return { done: this.cancel(job, SHUT_DOWN).then(() => this.get(id, scope)) };
     if (!isFinished(record.status)) {
       throw conflict(`execution ${id} runs in service instance "${record.instance}"; send the shutdown there`);
     }
@@ -329,8 +336,8 @@ export class ExecutionManager {
   }
 
   /** Stops the execution if it runs here, then forgets it. Checks at once (404); `done` when it is gone. */
-  async delete(id: string): Promise<{ done: Promise<void> }> {
-    await this.record(id);
+  async delete(id: string, scope: Visibility = EVERYONE): Promise<{ done: Promise<void> }> {
+    await this.record(id, scope);
     const job = this.jobs.get(id);
     const done = (job ? this.cancel(job, DELETED) : Promise.resolve()).then(async () => {
       await this.store.delete('executions', id);
@@ -339,12 +346,12 @@ export class ExecutionManager {
     return { done };
   }
 
-  async deleteAll(): Promise<void> {
-    const records = await this.store.list<ExecutionRecord>('executions');
+  async deleteAll(scope: Visibility = EVERYONE): Promise<void> {
+    const records = (await this.store.list<ExecutionRecord>('executions')).filter((record) => scope.sees(record.owner));
     await Promise.all(
       records.map(async (record) => {
         try {
-          await (await this.delete(record.exec_id)).done;
+          await (await this.delete(record.exec_id, scope)).done;
         } catch (error) {
           // Deleted concurrently: that is the wanted end anyway.
           if (!(error instanceof DomainError && error.code === 'not_found')) throw error;

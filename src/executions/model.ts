@@ -34,6 +34,8 @@ export interface ExecutionRecord extends ExecutionModel {
   created_at: number;
   /** The kernel running it, while one does. */
   kernel_id: string | null;
+  /** The API key that submitted it; absent for the admin token and the open mode. */
+  owner?: string;
 }
 
 export const MODEL_FIELDS = [

@@ -36,6 +36,8 @@ export interface CreateKernelRequest {
   /** Kernel name or alias; the default kernel when absent. */
   lang?: string;
   clientSessionToken?: string;
+  /** The API key (tenant) owning the kernel; its clientSessionTokens are its own. Absent = admin/open mode. */
+  owner?: string;
   limits?: { maxMemKB?: number; timeoutMs?: number };
   /** Variables for the kernel's environment (already filtered by the API layer). */
   env?: Record<string, string>;
@@ -48,6 +50,9 @@ export interface CreateKernelResult {
   /** False when a live kernel with the same clientSessionToken was returned instead. */
   created: boolean;
 }
+
+/** Where a clientSessionToken is claimed: per owner, so one tenant's token never names another's kernel. */
+const tokenKey = (owner: string | undefined, token: string) => (owner === undefined ? token : `key:${owner}:${token}`);
 
 interface TokenClaim {
   kernelId: string;
@@ -278,7 +283,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     // A pooled kernel cannot take another environment or work directory: those need a cold start.
     const warm = request.env && Object.keys(request.env).length > 0 || request.workDir ? undefined : this.pool.take(spec.name);
     const id = warm?.id ?? randomUUID();
-    const token = request.clientSessionToken;
+    const token = request.clientSessionToken === undefined ? undefined : tokenKey(request.owner, request.clientSessionToken);
     try {
       if (token !== undefined) {
         const existing = await this.claimToken(token, { kernelId: id, lang: spec.name });
@@ -352,6 +357,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       state: 'starting',
       limits,
       clientSessionToken: request.clientSessionToken,
+      owner: request.owner,
       numQueriesExecuted: 0,
       memoryUsedKB: 0,
       cpuCreditUsedMs: 0,
@@ -639,8 +645,9 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     else await removeConnectionDir(record.connDir);
     await this.store.delete('kernels', record.id);
     if (record.clientSessionToken !== undefined) {
-      const claim = await this.store.get<TokenClaim>('tokens', record.clientSessionToken);
-      if (claim?.kernelId === record.id) await this.store.delete('tokens', record.clientSessionToken);
+      const key = tokenKey(record.owner, record.clientSessionToken);
+      const claim = await this.store.get<TokenClaim>('tokens', key);
+      if (claim?.kernelId === record.id) await this.store.delete('tokens', key);
     }
     if (wasLive) {
       this.emit('state', record.id, 'dead');

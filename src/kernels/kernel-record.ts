@@ -32,6 +32,8 @@ export interface KernelRecord {
   state: KernelState;
   limits: ResourceLimits;
   clientSessionToken?: string;
+  /** The API key (tenant) that created the kernel; absent for the admin token and the open mode. */
+  owner?: string;
   numQueriesExecuted: number;
   memoryUsedKB: number;
   cpuCreditUsedMs: number;

@@ -10,7 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DomainError, invalidInput, notFound } from '../errors.js';
-import type { KernelManager } from '../kernels/kernel-manager.js';
+import type { Visibility } from '../auth/tenant.js';
+import type { CreateKernelRequest, CreateKernelResult, KernelManager } from '../kernels/kernel-manager.js';
 import type { KernelRecord } from '../kernels/kernel-record.js';
 import type { Store } from '../store/store.js';
 
@@ -20,6 +21,16 @@ export interface SessionRecord {
   name: string;
   type: string;
   kernelId: string;
+  /** The API key that created the session; absent for the admin token and the open mode. */
+  owner?: string;
+}
+
+/**
+ * Whose sessions a call sees and on whose behalf it starts kernels (the request's Tenant). A session
+ * or kernel of another owner is treated exactly as one that does not exist.
+ */
+export interface SessionScope extends Visibility {
+  createKernel(request: CreateKernelRequest): Promise<CreateKernelResult>;
 }
 
 export interface SessionView {
@@ -71,11 +82,17 @@ export class SessionManager {
     private readonly newId: () => string = randomUUID,
   ) {}
 
-  async list(): Promise<SessionView[]> {
+  /** Everything, kernels started without an owner: callers that are not a request (and the tests). */
+  private get everyone(): SessionScope {
+    return { owner: undefined, sees: () => true, createKernel: (request) => this.kernels.create(request) };
+  }
+
+  async list(scope: SessionScope = this.everyone): Promise<SessionView[]> {
     const [sessions, kernels] = await Promise.all([this.store.list<SessionRecord>('sessions'), this.kernels.list()]);
     const byId = new Map(kernels.map((kernel) => [kernel.id, kernel]));
     const views: SessionView[] = [];
     for (const session of sessions) {
+      if (!scope.sees(session.owner)) continue;
       const kernel = byId.get(session.kernelId);
       if (kernel && kernel.state !== 'dead') views.push({ session, kernel });
       else await this.store.delete('sessions', session.id);
@@ -83,10 +100,10 @@ export class SessionManager {
     return views.sort((a, b) => a.session.path.localeCompare(b.session.path));
   }
 
-  async get(id: string): Promise<SessionView> {
+  async get(id: string, scope: SessionScope = this.everyone): Promise<SessionView> {
     const session = await this.store.get<SessionRecord>('sessions', id);
-    if (!session) throw notFound(`Session not found: session_id='${id}'`);
-    const kernel = await this.liveKernel(session.kernelId);
+    if (!session || !scope.sees(session.owner)) throw notFound(`Session not found: session_id='${id}'`);
+    const kernel = await this.liveKernel(session.kernelId, scope);
     if (!kernel) {
       await this.store.delete('sessions', id);
       throw notFound(
@@ -97,26 +114,29 @@ export class SessionManager {
     return { session, kernel };
   }
 
-  create(request: CreateSessionRequest): Promise<{ view: SessionView; created: boolean }> {
-    const pending = this.creating.get(request.path);
+  create(request: CreateSessionRequest, scope: SessionScope = this.everyone): Promise<{ view: SessionView; created: boolean }> {
+    // Paths are per owner: two tenants' "notebook.ipynb" are two sessions.
+    const key = `${scope.owner ?? ''}\n${request.path}`;
+    const pending = this.creating.get(key);
     if (pending) return pending.then(({ view }) => ({ view, created: false }));
-    const creation = this.createNow(request).finally(() => this.creating.delete(request.path));
-    this.creating.set(request.path, creation);
+    const creation = this.createNow(request, scope).finally(() => this.creating.delete(key));
+    this.creating.set(key, creation);
     return creation;
   }
 
-  private async createNow(request: CreateSessionRequest): Promise<{ view: SessionView; created: boolean }> {
-    const existing = (await this.list()).find((view) => view.session.path === request.path);
+  private async createNow(request: CreateSessionRequest, scope: SessionScope): Promise<{ view: SessionView; created: boolean }> {
+    const existing = (await this.list(scope)).find((view) => view.session.path === request.path && view.session.owner === scope.owner);
     if (existing) return { view: existing, created: false };
-    const requested = request.kernel?.id ? await this.liveKernel(request.kernel.id) : undefined;
-    // As jupyter_server: a kernel id that names no live kernel starts a new kernel instead.
-    const kernel = requested ?? (await this.startKernel(request.kernel?.name));
+    const requested = request.kernel?.id ? await this.liveKernel(request.kernel.id, scope) : undefined;
+    // As jupyter_server: a kernel id that names no live kernel (or one of another owner) starts a new kernel instead.
+    const kernel = requested ?? (await this.startKernel(request.kernel?.name, scope));
     const session: SessionRecord = {
       id: this.newId(),
       path: request.path,
       name: request.name ?? '',
       type: request.type,
       kernelId: kernel.id,
+      owner: scope.owner,
     };
     try {
       await this.store.put('sessions', session.id, session);
@@ -127,19 +147,19 @@ export class SessionManager {
     return { view: { session, kernel }, created: true };
   }
 
-  async update(id: string, request: UpdateSessionRequest): Promise<SessionView> {
-    const before = await this.get(id);
+  async update(id: string, request: UpdateSessionRequest, scope: SessionScope = this.everyone): Promise<SessionView> {
+    const before = await this.get(id, scope);
     const patch: Partial<SessionRecord> = {};
     if (request.path !== undefined) patch.path = request.path;
     if (request.name !== undefined) patch.name = request.name;
     if (request.type !== undefined) patch.type = request.type;
     let started: KernelRecord | undefined;
     if (request.kernel?.id !== undefined) {
-      const kernel = await this.liveKernel(request.kernel.id);
+      const kernel = await this.liveKernel(request.kernel.id, scope);
       if (!kernel) throw invalidInput(`No such kernel: ${request.kernel.id}`);
       patch.kernelId = kernel.id;
     } else if (request.kernel?.name !== undefined) {
-      started = await this.startKernel(request.kernel.name);
+      started = await this.startKernel(request.kernel.name, scope);
       patch.kernelId = started.id;
     }
     if (!(await this.store.update<SessionRecord>('sessions', id, patch))) {
@@ -149,27 +169,27 @@ export class SessionManager {
     if (patch.kernelId !== undefined && patch.kernelId !== before.kernel.id) {
       await this.deleteKernel(before.kernel.id);
     }
-    return this.get(id);
+    return this.get(id, scope);
   }
 
-  async delete(id: string): Promise<void> {
-    const { session } = await this.get(id);
+  async delete(id: string, scope: SessionScope = this.everyone): Promise<void> {
+    const { session } = await this.get(id, scope);
     await this.deleteKernel(session.kernelId);
     await this.store.delete('sessions', id);
   }
 
-  private async startKernel(name: string | undefined): Promise<KernelRecord> {
+  private async startKernel(name: string | undefined, scope: SessionScope): Promise<KernelRecord> {
     if (name !== undefined && !(await this.kernels.specs.resolve(name))) {
       throw new NoSuchKernelSpecError(name, await this.kernels.specs.names());
     }
-    return (await this.kernels.create({ lang: name })).record;
+    return (await scope.createKernel({ lang: name })).record;
   }
 
-  /** The kernel's record, or undefined when no live kernel has this id. */
-  private async liveKernel(id: string): Promise<KernelRecord | undefined> {
+  /** The kernel's record, or undefined when no live kernel the scope may see has this id. */
+  private async liveKernel(id: string, scope: SessionScope): Promise<KernelRecord | undefined> {
     try {
       const kernel = await this.kernels.get(id);
-      return kernel.state === 'dead' ? undefined : kernel;
+      return kernel.state === 'dead' || !scope.sees(kernel.owner) ? undefined : kernel;
     } catch (error) {
       if (error instanceof DomainError && error.code === 'not_found') return undefined;
       throw error;

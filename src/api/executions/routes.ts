@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Config } from '../../config/index.js';
+import { tenantOf } from '../../auth/tenant.js';
 import { invalidInput } from '../../errors.js';
 import type { ExecutionManager } from '../../executions/manager.js';
 import { isTerminal, type ExecutionEvent } from '../../executions/model.js';
@@ -38,13 +39,13 @@ export function executionsRouter(deps: ExecutionsDeps): Router {
     void work.catch((error: Error) => log.error(`Background ${what} failed`, { error: error.message }));
 
   router.get('/', async (ctx) => {
-    ctx.body = { executions: await executions.list() };
+    ctx.body = { executions: await executions.list(tenantOf(ctx)) };
   });
 
   router.post('/', async (ctx) => {
     const request = toExecutionRequest(await readFields(ctx, deps.config.maxBodyBytes));
     if (!wantsChunked(ctx)) {
-      const { execution } = await executions.submit(request);
+      const { execution } = await executions.submit(request, undefined, tenantOf(ctx));
       ctx.status = 202;
       ctx.set('Location', `/api/executions/${execution.exec_id}`);
       ctx.body = { event: 'notebook_start', timestamp: Date.now() / 1000, execution };
@@ -58,7 +59,7 @@ export function executionsRouter(deps: ExecutionsDeps): Router {
       stream.write(`${JSON.stringify(event)}\n`);
       if (isTerminal(event)) stream.end();
     };
-    const { execution, unsubscribe } = await executions.submit(request, write);
+    const { execution, unsubscribe } = await executions.submit(request, write, tenantOf(ctx));
     stream.once('close', unsubscribe);
     ctx.status = 202;
     ctx.type = 'application/x-ndjson';
@@ -70,13 +71,14 @@ export function executionsRouter(deps: ExecutionsDeps): Router {
   });
 
   router.delete('/', async (ctx) => {
-    if (wantsChunked(ctx)) await executions.deleteAll();
-    else background('delete of all executions', executions.deleteAll());
+    const scope = tenantOf(ctx);
+    if (wantsChunked(ctx)) await executions.deleteAll(scope);
+    else background('delete of all executions', executions.deleteAll(scope));
     accepted(ctx);
   });
 
   router.get('/:execId', async (ctx) => {
-    ctx.body = { execution: await executions.get(ctx.params.execId!) };
+    ctx.body = { execution: await executions.get(ctx.params.execId!, tenantOf(ctx)) };
   });
 
   router.post('/:execId', async (ctx) => {
@@ -85,7 +87,7 @@ export function executionsRouter(deps: ExecutionsDeps): Router {
     if (action !== 'shutdown') {
       throw invalidInput(action === undefined ? 'action is required (the only action is "shutdown")' : `unknown action "${String(action).slice(0, 40)}"; the only action is "shutdown"`);
     }
-    const { done } = await executions.shutdown(ctx.params.execId!);
+    const { done } = await executions.shutdown(ctx.params.execId!, tenantOf(ctx));
     if (wantsChunked(ctx)) {
       ctx.status = 202;
       ctx.body = { execution: await done };
@@ -96,7 +98,7 @@ export function executionsRouter(deps: ExecutionsDeps): Router {
   });
 
   router.delete('/:execId', async (ctx) => {
-    const { done } = await executions.delete(ctx.params.execId!);
+    const { done } = await executions.delete(ctx.params.execId!, tenantOf(ctx));
     if (wantsChunked(ctx)) await done;
     else background('delete', done);
     accepted(ctx);

@@ -13,6 +13,7 @@ import { invalidInput, notFound } from '../../errors.js';
 import type { KernelManager } from '../../kernels/kernel-manager.js';
 import type { KernelRecord } from '../../kernels/kernel-record.js';
 import { NoSuchKernelSpecError, type SessionManager } from '../../sessions/session-manager.js';
+import { tenantOf } from '../../auth/tenant.js';
 import { readJsonBody, sendError } from '../http.js';
 import { UUID_PATTERN, validateObject, type ObjectSchema } from '../validate.js';
 import { kernelModel, kernelSpecModel, sessionModel } from './models.js';
@@ -110,8 +111,14 @@ export function jupyterRouter(deps: JupyterDeps): Router {
 
   // jupyter_server's status document, plus this service's warm pools (ready kernels per language).
   const started = new Date().toISOString();
-  router.get('/api/status', (ctx) => {
-    const live = kernels.liveKernels();
+  router.get('/api/status', async (ctx) => {
+    const tenant = tenantOf(ctx);
+    // A tenant's status counts its own kernels only; the warm pools are the service's, shown to all.
+    let live = kernels.liveKernels();
+    if (tenant.owner !== undefined) {
+      const own = new Set((await kernels.list()).filter((record) => tenant.sees(record.owner)).map((record) => record.id));
+      live = live.filter((kernel) => own.has(kernel.id));
+    }
     const lastActivity = live.reduce((latest, kernel) => Math.max(latest, kernel.lastActivity), 0);
     ctx.body = {
       started,
@@ -155,39 +162,40 @@ export function jupyterRouter(deps: JupyterDeps): Router {
       sendError(ctx, 403, 'listing kernels is disabled on this server (KG_LIST_KERNELS=false)');
       return;
     }
-    const records = await kernels.list();
+    const tenant = tenantOf(ctx);
+    const records = (await kernels.list()).filter((record) => tenant.sees(record.owner));
     ctx.body = records.sort((a, b) => a.createdAt - b.createdAt).map(model);
   });
 
   router.post('/api/kernels', async (ctx) => {
     const body = validateObject<{ name?: string; env?: Record<string, string> }>(START_KERNEL_SCHEMA, await jsonBody(ctx, config));
-    const { record } = await kernels.create({ lang: body.name, env: kernelEnv(body.env, config.envWhitelist) });
+    const { record } = await tenantOf(ctx).createKernel({ lang: body.name, env: kernelEnv(body.env, config.envWhitelist) });
     ctx.status = 201;
     ctx.set('Location', `/api/kernels/${record.id}`);
     ctx.body = model(record);
   });
 
   router.get('/api/kernels/:id', async (ctx) => {
-    ctx.body = model(await kernels.get(idParam(ctx.params.id!, 'kernel')));
+    ctx.body = model(await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel')));
   });
 
   router.delete('/api/kernels/:id', async (ctx) => {
-    await kernels.delete(idParam(ctx.params.id!, 'kernel'));
+    await kernels.delete((await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'))).id);
     ctx.status = 204;
   });
 
   router.post('/api/kernels/:id/interrupt', async (ctx) => {
-    await kernels.interrupt(idParam(ctx.params.id!, 'kernel'));
+    await kernels.interrupt((await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'))).id);
     ctx.status = 204;
   });
 
   router.post('/api/kernels/:id/restart', async (ctx) => {
-    ctx.body = model(await kernels.restart(idParam(ctx.params.id!, 'kernel')));
+    ctx.body = model(await kernels.restart((await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'))).id));
   });
 
   // A plain GET of the channels URL (no Upgrade header): what jupyter_server answers, in our style.
   router.get('/api/kernels/:id/channels', async (ctx) => {
-    await kernels.get(idParam(ctx.params.id!, 'kernel'));
+    await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'));
     sendError(ctx, 400, 'this endpoint is a WebSocket: send "Connection: Upgrade" and "Upgrade: websocket"');
   });
 
@@ -202,7 +210,7 @@ export function jupyterRouter(deps: JupyterDeps): Router {
   };
 
   router.get('/api/sessions', async (ctx) => {
-    ctx.body = (await sessions.list()).map(sessionOut);
+    ctx.body = (await sessions.list(tenantOf(ctx))).map(sessionOut);
   });
 
   router.post('/api/sessions', async (ctx) => {
@@ -210,7 +218,7 @@ export function jupyterRouter(deps: JupyterDeps): Router {
     if (body.path === undefined) throw invalidInput('Missing field in JSON data: path');
     if (body.type === undefined) throw invalidInput('Missing field in JSON data: type');
     try {
-      const { view } = await sessions.create({ path: body.path, type: body.type, name: body.name, kernel: body.kernel });
+      const { view } = await sessions.create({ path: body.path, type: body.type, name: body.name, kernel: body.kernel }, tenantOf(ctx));
       ctx.status = 201;
       ctx.set('Location', `/api/sessions/${view.session.id}`);
       ctx.body = sessionOut(view);
@@ -221,7 +229,7 @@ export function jupyterRouter(deps: JupyterDeps): Router {
   });
 
   router.get('/api/sessions/:id', async (ctx) => {
-    ctx.body = sessionOut(await sessions.get(idParam(ctx.params.id!, 'session')));
+    ctx.body = sessionOut(await sessions.get(idParam(ctx.params.id!, 'session'), tenantOf(ctx)));
   });
 
   router.patch('/api/sessions/:id', async (ctx) => {
@@ -237,7 +245,7 @@ export function jupyterRouter(deps: JupyterDeps): Router {
           name: body.name,
           type: body.type,
           kernel: body.kernel && { id: body.kernel.id?.toLowerCase(), name: body.kernel.name },
-        }),
+        }, tenantOf(ctx)),
       );
     } catch (error) {
       if (error instanceof NoSuchKernelSpecError) return noSuchKernel(ctx, error);
@@ -246,7 +254,7 @@ export function jupyterRouter(deps: JupyterDeps): Router {
   });
 
   router.delete('/api/sessions/:id', async (ctx) => {
-    await sessions.delete(idParam(ctx.params.id!, 'session'));
+    await sessions.delete(idParam(ctx.params.id!, 'session'), tenantOf(ctx));
     ctx.status = 204;
   });
 

@@ -10,6 +10,7 @@ import { checkBatchFiles, MAX_BATCH_FILES, MAX_FILE_NAME_BYTES } from '../../ker
 import type { KernelRecord } from '../../kernels/kernel-record.js';
 import type { ExecuteRequest, QueryService } from '../../kernels/query-service.js';
 import { invalidInput } from '../../errors.js';
+import { tenantOf } from '../../auth/tenant.js';
 import { readJsonBody } from '../http.js';
 import { assertKernelId, validateObject, type ObjectSchema } from '../validate.js';
 
@@ -119,7 +120,7 @@ export function v1Router(deps: V1Deps): Router {
 
   router.post('/create', async (ctx) => {
     const body = validateObject<CreateBody>(CREATE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
-    const { record, created } = await deps.kernels.create({
+    const { record, created } = await tenantOf(ctx).createKernel({
       lang: body.lang,
       clientSessionToken: body.clientSessionToken,
       limits: { maxMemKB: body.resourceLimits?.maxMem, timeoutMs: body.resourceLimits?.timeout },
@@ -129,24 +130,28 @@ export function v1Router(deps: V1Deps): Router {
   });
 
   router.get('/:id', async (ctx) => {
-    const record = await deps.kernels.get(assertKernelId(ctx.params.id!));
+    const record = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
     ctx.body = kernelInfo(record, clock());
   });
 
   router.delete('/:id', async (ctx) => {
-    await deps.kernels.delete(assertKernelId(ctx.params.id!));
+    const { id } = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
+    await deps.kernels.delete(id);
     ctx.status = 204;
   });
 
   router.patch('/:id', async (ctx) => {
-    await deps.kernels.restart(assertKernelId(ctx.params.id!));
+    const { id } = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
+    await deps.kernels.restart(id);
     ctx.status = 204;
   });
 
   router.post('/:id', async (ctx) => {
-    const id = assertKernelId(ctx.params.id!);
+    const kernelId = assertKernelId(ctx.params.id!);
     const body = validateObject<ExecuteBody>(EXECUTE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
-    const result = await deps.queries.execute(id, toExecuteRequest(body, deps.config.maxBodyBytes));
+    const request = toExecuteRequest(body, deps.config.maxBodyBytes);
+    const { id } = await tenantOf(ctx).kernel(kernelId);
+    const result = await deps.queries.execute(id, request);
     ctx.body = { result };
   });
 
