@@ -31,7 +31,7 @@ export class Tenant implements Visibility {
 
   constructor(
     readonly caller: Caller,
-    private readonly kernels: Pick<KernelManager, 'get' | 'create'>,
+    private readonly kernels: Pick<KernelManager, 'get' | 'create' | 'removedKernel'>,
     private readonly quota: KernelQuota,
   ) {
     this.owner = caller.kind === 'tenant' ? caller.key.id : undefined;
@@ -43,9 +43,31 @@ export class Tenant implements Visibility {
 
   /** The kernel's record when this caller may see it; otherwise the very 404 of an unknown id. */
   async kernel(id: string): Promise<KernelRecord> {
-    const record = await this.kernels.get(id);
+    let record: KernelRecord;
+    try {
+      record = await this.kernels.get(id);
+    } catch (error) {
+      // "gone (out of memory)" tells that the id existed: only its owner hears why.
+      const removed = this.kernels.removedKernel(id);
+      if (removed && !this.sees(removed.owner)) throw notFound(`no kernel with id ${id}`);
+      throw error;
+    }
     if (!this.sees(record.owner)) throw notFound(`no kernel with id ${id}`);
     return record;
+  }
+
+  /**
+   * For continuing a run or answering its input: the run's kernel may be gone by now (the run timed out
+   * and took it along) while the run's answer is still due to its owner.
+   */
+  async runsOf(id: string): Promise<void> {
+    try {
+      await this.kernel(id);
+    } catch (error) {
+      const removed = this.kernels.removedKernel(id);
+      if (removed && this.sees(removed.owner)) return;
+      throw error;
+    }
   }
 
   /** A kernel owned by this caller, within its key's policy. */

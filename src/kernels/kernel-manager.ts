@@ -81,7 +81,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** Kernels being restarted or removed by us: their container's death is expected. */
   private readonly expectingDeath = new Set<string>();
   /** Why recently removed kernels went away, so a caller that was waiting on one can say why. */
-  private readonly graveyard = new Map<string, string>();
+  private readonly graveyard = new Map<string, { reason: string; owner?: string }>();
   /** Capacity held by creates in flight, so concurrent creates cannot overshoot KG_MAX_KERNELS. */
   private reserved = 0;
   private stopDeathWatch?: () => void;
@@ -507,7 +507,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const record = await this.store.get<KernelRecord>('kernels', id);
     if (!record) {
       // A kernel that died (out of memory, timeout, …) says why, as liveKernel does.
-      const why = this.graveyard.get(id);
+      const why = this.graveyard.get(id)?.reason;
       throw notFound(why ? `kernel ${id} is gone (${why})` : `no kernel with id ${id}`);
     }
     return this.withLiveFigures(record);
@@ -537,7 +537,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const kernel = this.live.get(id);
     if (!kernel && this.adoptionPending) throw this.notAdoptedYet();
     if (!kernel || kernel.state === 'dead') {
-      const why = this.graveyard.get(id);
+      const why = this.graveyard.get(id)?.reason;
       throw notFound(why ? `kernel ${id} is gone (${why})` : `no kernel with id ${id}`);
     }
     return kernel;
@@ -549,7 +549,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   /** Why a kernel that was removed went away, if it went recently. */
   removalReason(id: string): string | undefined {
-    return this.graveyard.get(id);
+    return this.graveyard.get(id)?.reason;
   }
 
   /** Removes a kernel; one being restarted is removed once its restart has ended. */
@@ -640,7 +640,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.live.delete(record.id);
     this.autoRestarts.delete(record.id);
     kernel?.close();
-    this.remember(record.id, reason);
+    this.remember(record, reason);
     if (record.containerId) this.removeInBackground(record);
     else await removeConnectionDir(record.connDir);
     await this.store.delete('kernels', record.id);
@@ -691,8 +691,15 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     while (this.removals.size > 0) await Promise.allSettled([...this.removals]);
   }
 
-  private remember(id: string, reason: string): void {
-    this.graveyard.set(id, reason);
+  /** Whose a recently removed kernel was (undefined owner: no tenant's), if it went recently. */
+  removedKernel(id: string): { owner?: string } | undefined {
+    const grave = this.graveyard.get(id);
+    return grave && { owner: grave.owner };
+  }
+
+  private remember(record: KernelRecord, reason: string): void {
+    const id = record.id;
+    this.graveyard.set(id, { reason, owner: record.owner });
     // Bounded: only the most recent removals are kept.
     if (this.graveyard.size > 1000) this.graveyard.delete(this.graveyard.keys().next().value!);
   }
