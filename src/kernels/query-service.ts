@@ -42,11 +42,6 @@ export class QueryService {
     manager.on('state', (kernelId, state) => state === 'restarting' && this.oom.forget(kernelId));
   }
 
-  /** Runs kept for "continue" (for tests and the status figures). */
-  get runCount(): number {
-    return this.runs.size;
-  }
-
   close(): void {
     clearInterval(this.sweeper);
   }
