@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { presentedToken, tokenMatches } from '../api/http.js';
+import { edgeCheck, type EdgeConfig } from '../api/origin.js';
 import { UUID_PATTERN } from '../api/validate.js';
 import type { Config } from '../config/index.js';
 import { DomainError, httpStatusOf } from '../errors.js';
@@ -43,10 +44,12 @@ export class ChannelBridge {
   private readonly wss: WebSocketServer;
   private readonly hubs = new Map<string, KernelChannels>();
   private readonly pinger?: NodeJS.Timeout;
+  /** The Host and Origin checks of every HTTP request (src/api/origin.ts), for the handshake. */
+  private edge?: ReturnType<typeof edgeCheck>;
 
   constructor(
     private readonly kernels: KernelManager,
-    private readonly config: Pick<Config, 'authToken' | 'allowOrigin' | 'wsPingIntervalMs'>,
+    private readonly config: Pick<Config, 'authToken' | 'allowOrigin' | 'wsPingIntervalMs'> & EdgeConfig,
     private readonly log: Logger,
   ) {
     // One timer for every connection, off the message path; silent for three intervals = gone.
@@ -90,6 +93,8 @@ export class ChannelBridge {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = CHANNELS_PATH.exec(url.pathname);
     if (!match) return refuse(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
+    const edgeRefusal = (this.edge ??= edgeCheck(this.config))(req.headers, req.method);
+    if (edgeRefusal) return refuse(socket, 403, edgeRefusal);
     if (!tokenMatches(this.config.authToken, presentedToken(req.headers, url))) {
       return refuse(socket, 401, 'authentication required: send "Authorization: token <KG_AUTH_TOKEN>" or ?token=');
     }

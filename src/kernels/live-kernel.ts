@@ -20,11 +20,18 @@ export class KernelNotReadyError extends Error {}
 
 /** How long waitReady waits for the iopub status of an answered probe before it probes again. */
 const REPROBE_AFTER_REPLY_MS = 25;
+/** Executions remembered until their end: a client queuing more than this many forgets the oldest. */
+const MAX_OPEN_EXECUTIONS = 1000;
 
 export class LiveKernel {
   /** The session id of messages the service itself sends (v1 queries, readiness probes). */
   readonly session = randomUUID();
   state: KernelState = 'starting';
+  /**
+   * When a client last asked something of the kernel: a request sent to it, or the end (its idle status)
+   * of an execution a client asked for. What the kernel publishes by itself (a detached thread printing,
+   * forged status messages) does not count: that would keep a kernel nobody uses from being culled.
+   */
   lastActivity: number;
   /**
    * Hot-path figures kept in memory and written to the store by the usage sampler, so that an execute
@@ -36,6 +43,8 @@ export class LiveKernel {
   private readonly listeners = new Set<MessageListener>();
   /** Readiness probes sent on control: their busy/idle status says nothing about the shell (see waitReady). */
   private readonly controlProbes = new Set<string>();
+  /** Executions sent and not yet seen ending (idle status), oldest first; bounded (see MAX_OPEN_EXECUTIONS). */
+  private readonly openExecutions = new Set<string>();
 
   constructor(
     readonly id: string,
@@ -54,11 +63,12 @@ export class LiveKernel {
   }
 
   private dispatch(channel: Channel, msg: JupyterMessage): void {
-    if (channel === 'iopub') {
-      this.lastActivity = this.clock();
-      if (msg.header.msg_type === 'status' && !this.controlProbes.has(parentMsgId(msg) ?? '')) {
-        this.state = transition(this.state, (msg.content as StatusContent).execution_state);
-      }
+    if (channel === 'iopub' && msg.header.msg_type === 'status') {
+      const parent = parentMsgId(msg) ?? '';
+      if (!this.controlProbes.has(parent)) this.state = transition(this.state, (msg.content as StatusContent).execution_state);
+      // An execution a client asked for ended: idle time counts from here, not from its start. Each
+      // request ends once, so replaying its status cannot keep the kernel looking used.
+      if ((msg.content as StatusContent).execution_state === 'idle' && this.openExecutions.delete(parent)) this.lastActivity = this.clock();
     }
     for (const listener of this.listeners) listener(channel, msg);
   }
@@ -67,6 +77,7 @@ export class LiveKernel {
   reconnect(): void {
     this.connection.close();
     this.connection = this.connect();
+    this.openExecutions.clear();
   }
 
   onMessage(listener: MessageListener): () => void {
@@ -76,7 +87,16 @@ export class LiveKernel {
 
   send(channel: Channel, msg: JupyterMessage): Promise<void> {
     if (channel !== 'iopub') this.lastActivity = this.clock();
+    if (channel === 'shell' && msg.header.msg_type === 'execute_request') {
+      this.openExecutions.add(msg.header.msg_id);
+      if (this.openExecutions.size > MAX_OPEN_EXECUTIONS) this.openExecutions.delete(this.openExecutions.values().next().value!);
+    }
     return this.connection.send(channel, msg);
+  }
+
+  /** Whether an execution a client asked for has not ended yet (the idle-CPU budget spares such a kernel). */
+  get executing(): boolean {
+    return this.openExecutions.size > 0;
   }
 
   /** Builds a request in the service's own session. */
