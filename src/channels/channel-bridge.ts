@@ -93,12 +93,12 @@ export class ChannelBridge {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = CHANNELS_PATH.exec(url.pathname);
     if (!match) return refuse(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
-    const edgeRefusal = (this.edge ??= edgeCheck(this.config))(req.headers, req.method);
-    if (edgeRefusal) return refuse(socket, 403, edgeRefusal);
     if (!tokenMatches(this.config.authToken, presentedToken(req.headers, url))) {
       return refuse(socket, 401, 'authentication required: send "Authorization: token <KG_AUTH_TOKEN>" or ?token=');
     }
     if (!this.originAllowed(req)) return refuse(socket, 403, `origin ${String(req.headers.origin).slice(0, 200)} is not allowed`);
+    const edgeRefusal = (this.edge ??= edgeCheck(this.config))(req.headers, req.method);
+    if (edgeRefusal) return refuse(socket, 403, edgeRefusal);
     const kernelId = match[1]!.toLowerCase();
     if (!UUID_PATTERN.test(kernelId)) return refuse(socket, 404, `no kernel with id ${kernelId.slice(0, 60)}`);
     const sessionId = url.searchParams.get('session_id') ?? undefined;

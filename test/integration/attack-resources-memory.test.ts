@@ -15,9 +15,20 @@ const CAP_KB = 128 * MB;
 
 /** Sum of the memory caps (KB) of this service's containers as the engine has them. */
 function engineCapsKB(svc: TestService): number {
-  const ids = execFileSync(DOCKER, ['ps', '-q', '--filter', `label=${LABELS.instance}=${svc.config.instance}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  // A container removed between ps and inspect fails the inspect: measure again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return engineCapsOnce(svc);
+    } catch (error) {
+      if (attempt >= 5) throw error;
+    }
+  }
+}
+
+function engineCapsOnce(svc: TestService): number {
+  const ids = execFileSync(DOCKER, ['ps', '-q', '--filter', `label=${LABELS.instance}=${svc.config.instance}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean);
   if (ids.length === 0) return 0;
-  const caps = execFileSync(DOCKER, ['inspect', '-f', '{{.HostConfig.Memory}}', ...ids], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  const caps = execFileSync(DOCKER, ['inspect', '-f', '{{.HostConfig.Memory}}', ...ids], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean);
   return caps.reduce((sum, bytes) => sum + Number(bytes) / 1024, 0);
 }
 
