@@ -20,7 +20,7 @@ export class KernelNotReadyError extends Error {}
 
 /** How long waitReady waits for the iopub status of an answered probe before it probes again. */
 const REPROBE_AFTER_REPLY_MS = 25;
-/** Executions remembered until their end: a client queuing more than this many forgets the oldest. */
+/** Requests remembered until their end: a client queuing more than this many forgets the oldest. */
 const MAX_OPEN_EXECUTIONS = 1000;
 
 export class LiveKernel {
@@ -43,7 +43,7 @@ export class LiveKernel {
   private readonly listeners = new Set<MessageListener>();
   /** Readiness probes sent on control: their busy/idle status says nothing about the shell (see waitReady). */
   private readonly controlProbes = new Set<string>();
-  /** Executions sent and not yet seen ending (idle status), oldest first; bounded (see MAX_OPEN_EXECUTIONS). */
+  /** Shell requests sent and not yet seen ending (idle status), oldest first; bounded (MAX_OPEN_EXECUTIONS). */
   private readonly openExecutions = new Set<string>();
 
   constructor(
@@ -87,7 +87,9 @@ export class LiveKernel {
 
   send(channel: Channel, msg: JupyterMessage): Promise<void> {
     if (channel !== 'iopub') this.lastActivity = this.clock();
-    if (channel === 'shell' && msg.header.msg_type === 'execute_request') {
+    // Every shell request but kernel_info (the service's own readiness probes, answered at once) may run
+    // code: an execute, a widget's comm_msg, a completion.
+    if (channel === 'shell' && msg.header.msg_type !== 'kernel_info_request') {
       this.openExecutions.add(msg.header.msg_id);
       if (this.openExecutions.size > MAX_OPEN_EXECUTIONS) this.openExecutions.delete(this.openExecutions.values().next().value!);
     }
