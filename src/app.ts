@@ -5,6 +5,7 @@
 import Koa from 'koa';
 import type { Config } from './config/index.js';
 import { errorBoundary } from './api/http.js';
+import { browserEdge } from './api/origin.js';
 import { authenticate } from './auth/middleware.js';
 import { v1Router } from './api/v1/routes.js';
 import { executionsRouter } from './api/executions/routes.js';
@@ -39,6 +40,8 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorBoundary(deps.log));
   // Jupyter APIs (issue #3): CORS headers on every response, preflights answered before auth.
   app.use(cors(deps.config));
+  // Web pages elsewhere (CSRF) and DNS rebinding are refused before anything else is looked at.
+  app.use(browserEdge(deps.config));
   app.use(authenticate(deps));
   const v1 = v1Router(deps);
   app.use(v1.routes());

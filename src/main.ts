@@ -10,6 +10,7 @@ import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
 import { QueryService } from './kernels/query-service.js';
+import { IdleCpuBudget } from './kernels/idle-cpu.js';
 import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
@@ -30,7 +31,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const kernels = new KernelManager(config, runtime, store, specs, log);
   await kernels.start();
   const queries = new QueryService(kernels, config, runtime, log);
-  const usage = new UsageMonitor(kernels, runtime, store, log, config.statsIntervalMs);
+  const usage = new UsageMonitor(kernels, runtime, store, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
   // Notebook executions (issue #5): unfinished ones of this instance are marked interrupted.
   const executions = new ExecutionManager({ config, kernels, store, log });

@@ -7,6 +7,7 @@
 import type { Context, Middleware, Next } from 'koa';
 import { DomainError, httpStatusOf, invalidInput } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { refusesNonJsonBody } from './origin.js';
 
 export type ErrorStyle = 'v1' | 'jupyter';
 
@@ -131,11 +132,14 @@ export async function readRawBody(ctx: Context, limit: number): Promise<string> 
 
 /**
  * A JSON body, whatever Content-Type says: `curl -d '{...}'` sends JSON labelled as a form, and the
- * v1 API's users do exactly that. An empty body is `{}`.
+ * v1 API's users do exactly that. An empty body is `{}`. A browser's body must be labelled JSON, though
+ * (see refusesNonJsonBody in ./origin.ts): that is what a cross-site form would send.
  */
 export async function readJsonBody(ctx: Context, limit: number): Promise<unknown> {
   const raw = await readRawBody(ctx, limit);
   if (raw.trim() === '') return {};
+  const notJson = refusesNonJsonBody(ctx.headers);
+  if (notJson) throw new DomainError('unsupported_media_type', notJson, 'Unsupported Media Type');
   try {
     return JSON.parse(raw);
   } catch (error) {

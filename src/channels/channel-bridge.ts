@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { presentedToken } from '../api/http.js';
+import { edgeCheck, type EdgeConfig } from '../api/origin.js';
 import { rateHeaders, Tenancy, type TenancyConfig } from '../auth/tenancy.js';
 import { UUID_PATTERN } from '../api/validate.js';
 import type { Config } from '../config/index.js';
@@ -52,10 +53,12 @@ export class ChannelBridge {
   private readonly wss: WebSocketServer;
   private readonly hubs = new Map<string, KernelChannels>();
   private readonly pinger?: NodeJS.Timeout;
+  /** The Host and Origin checks of every HTTP request (src/api/origin.ts), for the handshake. */
+  private edge?: ReturnType<typeof edgeCheck>;
 
   constructor(
     private readonly kernels: KernelManager,
-    private readonly config: Pick<Config, 'allowOrigin' | 'wsPingIntervalMs' | 'wsMaxBufferedBytes'> & TenancyConfig,
+    private readonly config: Pick<Config, 'allowOrigin' | 'wsPingIntervalMs' | 'wsMaxBufferedBytes'> & TenancyConfig & EdgeConfig,
     private readonly log: Logger,
   ) {
     // One timer for every connection, off the message path; silent for three intervals = gone.
@@ -99,12 +102,15 @@ export class ChannelBridge {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = CHANNELS_PATH.exec(url.pathname);
     if (!match) return refuse(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
+    // A page elsewhere (CSRF) or a rebound name is refused before its token is even looked at.
+    if (!this.originAllowed(req)) return refuse(socket, 403, `origin ${String(req.headers.origin).slice(0, 200)} is not allowed`);
+    const edgeRefusal = (this.edge ??= edgeCheck(this.config))(req.headers, req.method);
+    if (edgeRefusal) return refuse(socket, 403, edgeRefusal);
     // The same caller resolution as every HTTP request (src/auth): admin, tenant key or open mode.
     const tenancy = Tenancy.of(this.config, this.kernels, this.log);
     const resolution = tenancy.resolve(presentedToken(req.headers, url));
     if (!resolution.ok) return refuse(socket, resolution.status, resolution.message, resolution.status === 429 ? rateHeaders(resolution.rate) : {});
     const tenant = tenancy.tenant(resolution.caller);
-    if (!this.originAllowed(req)) return refuse(socket, 403, `origin ${String(req.headers.origin).slice(0, 200)} is not allowed`);
     const kernelId = match[1]!.toLowerCase();
     if (!UUID_PATTERN.test(kernelId)) return refuse(socket, 404, `no kernel with id ${kernelId.slice(0, 60)}`);
     const sessionId = url.searchParams.get('session_id') ?? undefined;

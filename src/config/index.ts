@@ -4,6 +4,7 @@
  * Names follow Jupyter Kernel Gateway (KG_*) where it has one, so its users can switch.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 
 type Parser<T> = (raw: string, name: string) => T;
 
@@ -53,6 +54,18 @@ const pairs = <T>(valueParser: Parser<T>): Parser<Record<string, T>> => (raw, na
   return out;
 };
 
+/** `auto`, or true/false (POLYKERNEL_ALLOW_REMOTE_ACCESS: `auto` decides by the listening address). */
+const autoBool: Parser<boolean | 'auto'> = (raw, name) => (raw.trim().toLowerCase() === 'auto' ? 'auto' : bool(raw, name));
+/**
+ * The host memory budget (KB): a number, 0 for none, or `auto` = the host's memory less a reserve for the
+ * service, the engine and the system (a tenth of it, at least 2 GiB; at least 256 MB are left to kernels).
+ */
+const memoryBudget: Parser<number> = (raw, name) => {
+  if (raw.trim().toLowerCase() !== 'auto') return int(0)(raw, name);
+  const totalKB = Math.floor(os.totalmem() / 1024);
+  return Math.max(262144, totalKB - Math.max(2 * 1024 * 1024, Math.floor(totalKB / 10)));
+};
+
 interface Option<T> {
   env: string;
   parse: Parser<T>;
@@ -74,7 +87,9 @@ export const OPTIONS = {
   defaultKernelName: opt('KG_DEFAULT_KERNEL_NAME', str, 'kernel started when a request names none'),
   listKernels: opt('KG_LIST_KERNELS', bool, 'whether GET /api/kernels lists kernels'),
   envWhitelist: opt('KG_ENV_WHITELIST', list, 'variables besides KERNEL_* passed from a create request to the kernel'),
-  allowOrigin: opt('KG_ALLOW_ORIGIN', str, 'Access-Control-Allow-Origin'),
+  allowOrigin: opt('KG_ALLOW_ORIGIN', str, 'Access-Control-Allow-Origin, and the one origin besides the service itself whose web pages may use it (* = any)'),
+  allowRemoteAccess: opt('POLYKERNEL_ALLOW_REMOTE_ACCESS', autoBool, 'answer requests whose Host is not a local name (auto = only when not listening on a loopback address; as jupyter_server)'),
+  localHostnames: opt('POLYKERNEL_LOCAL_HOSTNAMES', list, 'host names besides loopback addresses accepted in the Host header while remote access is off'),
   allowHeaders: opt('KG_ALLOW_HEADERS', str, 'Access-Control-Allow-Headers'),
   allowMethods: opt('KG_ALLOW_METHODS', str, 'Access-Control-Allow-Methods'),
   allowCredentials: opt('KG_ALLOW_CREDENTIALS', str, 'Access-Control-Allow-Credentials'),
@@ -94,6 +109,9 @@ export const OPTIONS = {
   timeoutCapMs: opt('POLYKERNEL_MAX_TIMEOUT_MS', int(1), 'largest timeout a request may ask for (ms); more is 406'),
   idleTimeoutMs: opt('POLYKERNEL_IDLE_TIMEOUT_MS', int(0), 'a kernel idle this long is destroyed; 0 = never'),
   maxCpuCreditMs: opt('POLYKERNEL_MAX_CPU_CREDIT_MS', int(0), 'CPU time after which a kernel is destroyed; 0 = no limit'),
+  idleCpuMs: opt('POLYKERNEL_IDLE_CPU_MS', int(0), 'CPU time a kernel may use per POLYKERNEL_IDLE_CPU_WINDOW_MS while no request of a client is in progress (processes left running after a query); more destroys it; 0 = no limit'),
+  idleCpuWindowMs: opt('POLYKERNEL_IDLE_CPU_WINDOW_MS', int(1000), 'the sliding window of POLYKERNEL_IDLE_CPU_MS (ms)'),
+  memoryBudgetKB: opt('POLYKERNEL_MEMORY_BUDGET_KB', memoryBudget, 'most memory the caps of all kernels (live, starting, warm) may add up to (KB); a create past it is 503; auto = host memory less a tenth (at least 2 GiB); 0 = no budget'),
   restartDeadKernels: opt('POLYKERNEL_RESTART_DEAD_KERNELS', bool, 'a kernel whose container dies (out of memory, killed) is restarted in place, as Jupyter servers do, instead of removed'),
   cpus: opt('POLYKERNEL_CPUS', num(0.01), 'CPU quota per kernel, in CPUs'),
   pidsLimit: opt('POLYKERNEL_PIDS_LIMIT', int(8), 'most processes per kernel container'),

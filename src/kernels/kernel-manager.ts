@@ -30,6 +30,7 @@ import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
 import { createConnectionDir, instanceConnectionDirs, removeConnectionDir, sealConnectionDir } from './conn-dir.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { LiveKernel } from './live-kernel.js';
+import { MemoryBudget } from './memory-budget.js';
 import { WarmPool, type LaunchedKernel } from './warm-pool.js';
 
 export interface CreateKernelRequest {
@@ -99,6 +100,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private adoptionRetry?: NodeJS.Timeout;
   private stopped = false;
   readonly pool: WarmPool;
+  /** Memory caps of live, starting and pooled kernels against POLYKERNEL_MEMORY_BUDGET_KB (memory-budget.ts). */
+  readonly memory: MemoryBudget;
 
   constructor(
     private readonly config: Config,
@@ -110,11 +113,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   ) {
     super();
     this.kernelsDir = instanceConnectionDirs(config.stateDir, config.instance);
+    this.memory = new MemoryBudget(config.memoryBudgetKB);
     const sizes: Record<string, number> = { ...config.poolSizes };
     if (config.prespawnCount > 0) sizes[config.defaultKernelName] ??= config.prespawnCount;
     this.pool = new WarmPool(
       sizes,
-      { launch: (lang) => this.launchPooled(lang), discard: (kernel) => this.discardLaunched(kernel) },
+      { launch: (lang) => this.launchPooled(lang), discard: (kernel) => this.discardLaunched(kernel).finally(() => this.memory.release(kernel.id)) },
       log,
       config.poolRefillDelayMs,
     );
@@ -230,6 +234,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     kernel.state = record.state === 'busy' ? 'busy' : 'idle';
     void kernel.send('shell', kernel.message('kernel_info_request', {})).catch(() => undefined);
     kernel.lastActivity = record.lastActivity;
+    this.memory.hold(record.id, record.limits.maxMemKB);
     this.log.info('Re-adopted kernel', { kernelId: record.id, containerId: record.containerId.slice(0, 12), state: kernel.state });
   }
 
@@ -292,8 +297,10 @@ export class KernelManager extends EventEmitter<KernelEvents> {
           return { record: existing, created: false };
         }
       }
+      this.memory.reserve(id, limits.maxMemKB);
       this.reserveCapacity();
     } catch (error) {
+      this.undoMemoryReservation(id, warm);
       if (warm) this.pool.giveBack(warm);
       if (token !== undefined && !(error instanceof DomainError && error.code === 'conflict')) {
         await this.store.delete('tokens', token);
@@ -303,6 +310,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const started = this.startKernel(id, spec, limits, request, warm).finally(() => {
       this.reserved--;
       this.starting.delete(id);
+      if (!this.live.has(id)) this.undoMemoryReservation(id, warm);
     });
     this.starting.set(id, started);
     return { record: await started, created: true };
@@ -326,6 +334,15 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       await this.store.delete('tokens', token);
     }
     throw conflict(`clientSessionToken "${token}" is being claimed concurrently; try again`);
+  }
+
+  /**
+   * A create that did not make a kernel gives its memory back: a cold one all of it, a warm one that went
+   * back to its pool (not destroyed) keeps its pool cap.
+   */
+  private undoMemoryReservation(id: string, warm: LaunchedKernel | undefined): void {
+    if (warm && !this.graveyard.has(id)) this.memory.hold(id, warm.memoryBytes / 1024);
+    else this.memory.release(id);
   }
 
   private reserveCapacity(): void {
@@ -486,7 +503,11 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const spec = await this.resolveSpec(lang);
     const id = randomUUID();
     const ids = { connDir: path.join(this.kernelsDir, id), key: newKernelKey(), runtime: this.runtimeFor(spec.name) };
-    return this.launch(id, spec, ids, this.config.defaultMaxMemKB * 1024, { pooled: true });
+    this.memory.reserve(id, this.config.defaultMaxMemKB);
+    return this.launch(id, spec, ids, this.config.defaultMaxMemKB * 1024, { pooled: true }).catch((error: Error) => {
+      this.memory.release(id);
+      throw error;
+    });
   }
 
   private async discardLaunched(launched: LaunchedKernel): Promise<void> {
@@ -641,6 +662,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.autoRestarts.delete(record.id);
     kernel?.close();
     this.remember(record, reason);
+    this.memory.release(record.id);
     if (record.containerId) this.removeInBackground(record);
     else await removeConnectionDir(record.connDir);
     await this.store.delete('kernels', record.id);

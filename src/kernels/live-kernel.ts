@@ -22,11 +22,18 @@ export class KernelNotReadyError extends Error {}
 const REPROBE_AFTER_REPLY_MS = 25;
 /** Client messages a held kernel keeps until it is released; more are refused, not buffered. */
 const MAX_HELD_SENDS = 256;
+/** Requests remembered until their end: a client queuing more than this many forgets the oldest. */
+const MAX_OPEN_EXECUTIONS = 1000;
 
 export class LiveKernel {
   /** The session id of messages the service itself sends (v1 queries, readiness probes). */
   readonly session = randomUUID();
   state: KernelState = 'starting';
+  /**
+   * When a client last asked something of the kernel: a request sent to it, or the end (its idle status)
+   * of an execution a client asked for. What the kernel publishes by itself (a detached thread printing,
+   * forged status messages) does not count: that would keep a kernel nobody uses from being culled.
+   */
   lastActivity: number;
   /**
    * Hot-path figures kept in memory and written to the store by the usage sampler, so that an execute
@@ -40,6 +47,8 @@ export class LiveKernel {
   private readonly controlProbes = new Set<string>();
   /** While set, client messages wait here instead of reaching the kernel (see hold). */
   private held?: { sends: number; released: Promise<void>; release: () => void };
+  /** Shell requests sent and not yet seen ending (idle status), oldest first; bounded (MAX_OPEN_EXECUTIONS). */
+  private readonly openExecutions = new Set<string>();
 
   constructor(
     readonly id: string,
@@ -58,11 +67,12 @@ export class LiveKernel {
   }
 
   private dispatch(channel: Channel, msg: JupyterMessage): void {
-    if (channel === 'iopub') {
-      this.lastActivity = this.clock();
-      if (msg.header.msg_type === 'status' && !this.controlProbes.has(parentMsgId(msg) ?? '')) {
-        this.state = transition(this.state, (msg.content as StatusContent).execution_state);
-      }
+    if (channel === 'iopub' && msg.header.msg_type === 'status') {
+      const parent = parentMsgId(msg) ?? '';
+      if (!this.controlProbes.has(parent)) this.state = transition(this.state, (msg.content as StatusContent).execution_state);
+      // An execution a client asked for ended: idle time counts from here, not from its start. Each
+      // request ends once, so replaying its status cannot keep the kernel looking used.
+      if ((msg.content as StatusContent).execution_state === 'idle' && this.openExecutions.delete(parent)) this.lastActivity = this.clock();
     }
     for (const listener of this.listeners) listener(channel, msg);
   }
@@ -71,6 +81,7 @@ export class LiveKernel {
   reconnect(): void {
     this.connection.close();
     this.connection = this.connect();
+    this.openExecutions.clear();
   }
 
   onMessage(listener: MessageListener): () => void {
@@ -85,6 +96,12 @@ export class LiveKernel {
    */
   send(channel: Channel, msg: JupyterMessage): Promise<void> {
     if (channel !== 'iopub') this.lastActivity = this.clock();
+    // Every shell request but kernel_info (the service's own readiness probes, answered at once) may run
+    // code: an execute, a widget's comm_msg, a completion.
+    if (channel === 'shell' && msg.header.msg_type !== 'kernel_info_request') {
+      this.openExecutions.add(msg.header.msg_id);
+      if (this.openExecutions.size > MAX_OPEN_EXECUTIONS) this.openExecutions.delete(this.openExecutions.values().next().value!);
+    }
     const held = this.held;
     if (!held) return this.connection.send(channel, msg);
     if (held.sends >= MAX_HELD_SENDS) return Promise.reject(new Error('the kernel is restarting; too many messages wait already'));
@@ -105,6 +122,11 @@ export class LiveKernel {
     const held = this.held;
     this.held = undefined;
     held?.release();
+  }
+
+  /** Whether an execution a client asked for has not ended yet (the idle-CPU budget spares such a kernel). */
+  get executing(): boolean {
+    return this.openExecutions.size > 0;
   }
 
   /** Builds a request in the service's own session. */

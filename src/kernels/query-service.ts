@@ -104,6 +104,8 @@ export class QueryService {
       onTimeout: () => this.manager.delete(kernelId, 'batch step outlived its timeout').catch(() => undefined),
       onError: (error) => this.log.error('Batch step failed', { kernelId, runId: run.runId, error: error.stack ?? error.message }),
     });
+    // A batch is a client's request even when it sends the kernel nothing: idle time counts from here.
+    kernel.lastActivity = Date.now();
     // Files first: a request whose files cannot be written fails as a whole, with no run left behind.
     await run.start();
     this.runs.add(kernelId, run);

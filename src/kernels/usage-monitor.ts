@@ -1,14 +1,19 @@
 /**
  * Samples memory and CPU of every live kernel's container into the store, and destroys kernels past
- * their idle timeout or CPU credit. memoryUsed and cpuCreditUsed cover every process of the container:
- * pidusage over the container's host PIDs, or the engine's stats where those PIDs are not visible
- * (the service itself in a container without the host's PID namespace).
+ * their idle timeout, CPU credit or idle-CPU budget (idle-cpu.ts). memoryUsed and cpuCreditUsed cover
+ * every process of the container: pidusage over the container's host PIDs, or the engine's stats where
+ * those PIDs are not visible (the service itself in a container without the host's PID namespace). CPU
+ * time is the container's cgroup counter where the host's cgroup files are readable: it keeps the time of
+ * processes that have exited, so a burner made of short-lived processes is counted in full (pidusage
+ * only sees processes alive at the sample).
  */
 import pidusage from 'pidusage';
+import { cgroupCpuMs } from '../runtime/cgroup-files.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRuntime, ResourceUsage } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import type { KernelManager } from './kernel-manager.js';
+import { IdleCpuBudget } from './idle-cpu.js';
 import type { KernelRecord } from './kernel-record.js';
 import type { LiveKernel } from './live-kernel.js';
 
@@ -23,6 +28,7 @@ export class UsageMonitor {
     private readonly log: Logger,
     private readonly intervalMs: number,
     private readonly clock: () => number = Date.now,
+    private readonly idleCpu = new IdleCpuBudget(0, 60_000),
   ) {}
 
   start(): void {
@@ -46,7 +52,7 @@ export class UsageMonitor {
           memoryBytes += stat.memory;
           cpuMs += stat.ctime;
         }
-        return { memoryBytes, cpuMs };
+        return { memoryBytes, cpuMs: cgroupCpuMs(containerId) ?? cpuMs };
       } catch {
         // A process exited between listing and reading; the engine's figures will do for this round.
       } finally {
@@ -62,7 +68,9 @@ export class UsageMonitor {
     if (this.sampling) return;
     this.sampling = true;
     try {
-      await Promise.all(this.manager.liveKernels().map((kernel) => this.sampleKernel(kernel)));
+      const live = this.manager.liveKernels();
+      this.idleCpu.retain(new Set(live.map((kernel) => kernel.id)));
+      await Promise.all(live.map((kernel) => this.sampleKernel(kernel)));
     } finally {
       this.sampling = false;
     }
@@ -85,7 +93,15 @@ export class UsageMonitor {
         patch.cpuCreditUsedMs = Math.max(record.cpuCreditUsedMs, record.cpuCreditBaseMs + Math.round(usage.cpuMs));
       }
       await this.store.update<KernelRecord>('kernels', id, patch);
-      const reason = this.cullReason({ ...record, ...patch });
+      let idleCpuReason: string | undefined;
+      if (usage) {
+        const now = this.clock();
+        // Attended: a client's execution is in progress, or a request of a client may still be running
+        // (none outlives the query timeout). Neither depends on what the kernel itself reports.
+        const attended = kernel.executing || now - patch.lastActivity! <= record.limits.timeoutMs + 2 * this.intervalMs;
+        idleCpuReason = this.idleCpu.verdict(this.idleCpu.sample(id, now, patch.cpuCreditUsedMs!, attended));
+      }
+      const reason = this.cullReason({ ...record, ...patch }) ?? idleCpuReason;
       if (reason) await this.manager.delete(id, reason);
     } catch (error) {
       this.log.debug('Usage sample failed', { kernelId: id, error: (error as Error).message });

@@ -6,6 +6,7 @@
 import test from 'ava';
 import type { KernelManager } from '../../src/kernels/kernel-manager.js';
 import type { KernelRecord, KernelState } from '../../src/kernels/kernel-record.js';
+import { IdleCpuBudget } from '../../src/kernels/idle-cpu.js';
 import { UsageMonitor } from '../../src/kernels/usage-monitor.js';
 import { silentLogger } from '../../src/logger.js';
 import type { ContainerRuntime } from '../../src/runtime/runtime.js';
@@ -130,4 +131,32 @@ test('a sampling round culls on idleness using the live kernel\'s latest activit
   t.deepEqual((await sampleRound(stored, recentlyActive, 0, T0 + 5500)).deleted, []);
   const quiet = { ...recentlyActive, lastActivity: T0 };
   t.deepEqual((await sampleRound(stored, quiet, 0, T0 + 5500)).deleted, [['k-1', 'idle timeout']]);
+});
+
+test('idle-CPU budget: CPU used long after the last request, with no execution open, culls; an open execution spares', async (t) => {
+  const run = async (executing: boolean) => {
+    const store = new MemoryStore();
+    const stored = record({ lastActivity: T0 }, { idleTimeoutMs: 0, timeoutMs: 1000 });
+    await store.put('kernels', stored.id, stored);
+    const deleted: [string, string | undefined][] = [];
+    const live = { id: 'k-1', lastActivity: T0, state: 'idle' as const, numQueriesExecuted: 0, executing };
+    const manager = {
+      liveKernels: () => [live],
+      delete: async (id: string, reason?: string) => void deleted.push([id, reason]),
+    } as unknown as KernelManager;
+    let cpuMs = 0;
+    const runtime = { processIds: async () => [], engineUsage: async () => ({ memoryBytes: 0, cpuMs }) } as unknown as ContainerRuntime;
+    const clock = { now: T0 + 10_000 };
+    const monitor = new UsageMonitor(manager, runtime, store, silentLogger, 1000, () => clock.now, new IdleCpuBudget(1500, 10_000));
+    for (let i = 0; i < 4 && deleted.length === 0; i++) {
+      await monitor.sampleOnce();
+      clock.now += 1000;
+      cpuMs += 1000;
+    }
+    return deleted;
+  };
+  const culled = await run(false);
+  t.is(culled.length, 1);
+  t.regex(culled[0]![1]!, /CPU used while idle: 2000 ms/);
+  t.deepEqual(await run(true), []);
 });
