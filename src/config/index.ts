@@ -76,7 +76,7 @@ export const OPTIONS = {
   port: opt('KG_PORT', int(0, 65535), 'TCP port the service listens on'),
   ip: opt('KG_IP', str, 'address the service listens on'),
   authToken: opt('KG_AUTH_TOKEN', str, 'when set, every request needs this token or an API key; this token is the admin key (sees every tenant)'),
-  apiKeysFile: opt('POLYKERNEL_API_KEYS_FILE', str, 'JSON file of tenant API keys ({"keys": [{id, key | sha256, maxKernels?, maxMemKB?, maxCpuCreditMs?, rateLimit?}]}); re-read when it changes; empty = no keys'),
+  apiKeysFile: opt('POLYKERNEL_API_KEYS_FILE', str, 'JSON file of tenant API keys ({"keys": [{id, key or sha256, maxKernels?, maxMemKB?, maxCpuCreditMs?, rateLimit?}]}); re-read when it changes; empty = no keys'),
   apiKeysReloadMs: opt('POLYKERNEL_API_KEYS_RELOAD_MS', int(0, 3_600_000), 'check the API keys file for a change at most this often (ms); a revoked key is refused from then on'),
   keyMaxKernels: opt('POLYKERNEL_KEY_MAX_KERNELS', int(0), 'kernels an API key may have at once unless its entry says otherwise; 0 = no limit'),
   keyMaxMemKB: opt('POLYKERNEL_KEY_MAX_MEM_KB', int(0), 'sum of the memory caps of an API key\'s kernels (KB) unless its entry says otherwise; 0 = no limit'),

@@ -663,8 +663,11 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     kernel?.close();
     this.remember(record, reason);
     this.memory.release(record.id);
-    if (record.containerId) this.removeInBackground(record);
-    else await removeConnectionDir(record.connDir);
+    if (record.containerId) this.removeContainerInBackground(record.id, record.containerId);
+    // At once, while the container may still be dying: the removal takes every directory before it reads
+    // it and follows no link, so a kernel still writing (a start that failed before the seal) cannot
+    // steer it (conn-dir.ts).
+    await removeConnectionDir(record.connDir);
     await this.store.delete('kernels', record.id);
     if (record.clientSessionToken !== undefined) {
       const key = tokenKey(record.owner, record.clientSessionToken);
@@ -678,12 +681,9 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.log.info('Kernel removed', { kernelId: record.id, reason });
   }
 
-  /** The container, then (no process of the kernel left to race it) its socket directory. */
-  private removeInBackground(record: KernelRecord): void {
-    const { id: kernelId, containerId, connDir } = record;
+  private removeContainerInBackground(kernelId: string, containerId: string): void {
     this.expectingDeath.add(containerId);
     const removal = this.removeRetrying(containerId)
-      .then(() => removeConnectionDir(connDir))
       .catch((error: Error) => this.log.error('Could not remove kernel container', { kernelId, error: error.message }))
       .finally(() => {
         this.expectingDeath.delete(containerId);

@@ -41,10 +41,10 @@ test('create, run print(6*7), delete: 42 comes back and the container is gone', 
   const deleted = await svc.call('DELETE', `/v1/kernel/${id}`);
   t.is(deleted.status, 204);
   const connDir = connectionDirOf(svc.config.stateDir, svc.config.instance, id);
-  // The container is force-removed in the background, then its socket directory (see KernelManager.destroy).
+  t.false(existsSync(connDir), 'the socket directory is gone when DELETE answers');
+  // The container is force-removed in the background (see KernelManager.destroy).
   await svc.service.kernels.settled();
   t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
-  t.false(existsSync(connDir), 'the socket directory went with the container');
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
 });
 
