@@ -18,14 +18,14 @@ import test, { type ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { createKernel, sleep } from './sandbox-helpers.js';
-import { Canary, containersWithLabel, foreignEntries, handedToKernel, launchAttacker, overlap, twoFacedLink } from './kernel-attacker.js';
+import { Canary, containersWithLabel, foreignEntries, handedToKernel, launchAttacker, overlap, planted, twoFacedLink } from './kernel-attacker.js';
 
 let svc: TestService;
 
 test.before(async () => {
-  // A restart broken by the race waits startTimeoutMs for its kernel: 10 s keeps a failing run short and
-  // is still several times what a restart takes on a loaded machine.
-  svc = await startTestService({ flushWindowMs: 20_000, startTimeoutMs: 10_000 });
+  // A restart broken by the race waits startTimeoutMs for its kernel: 20 s keeps a failing run bounded and
+  // is still several times what a start takes on a loaded machine.
+  svc = await startTestService({ flushWindowMs: 20_000, startTimeoutMs: 20_000 });
 });
 
 test.after.always(async () => {
@@ -33,21 +33,31 @@ test.after.always(async () => {
 });
 
 /**
- * When the second call goes: `delayMs` after the first, or (cued) `delayMs` after the socket directory was
- * handed to the kernel's user, which is when the old kernel starts planting links.
+ * When the second call goes: `delayMs` after the first call, after the socket directory was handed to the
+ * kernel's user, or after the old kernel's first link appeared in it (the cues stand in for an attacker who
+ * finds the timing by trial and error; each gives up after 3 s, so a fixed service is still called).
  */
-const SCHEDULE: { delayMs: number; cued: boolean }[] = [
-  { delayMs: 2, cued: true },
-  { delayMs: 10, cued: false },
-  { delayMs: 5, cued: true },
-  { delayMs: 20, cued: false },
-  { delayMs: 0, cued: true },
-  { delayMs: 40, cued: false },
-  { delayMs: 10, cued: true },
-  { delayMs: 0, cued: false },
-  { delayMs: 1, cued: true },
-  { delayMs: 80, cued: false },
+type Cue = 'first call' | 'hand-over' | 'planted';
+const SCHEDULE: { delayMs: number; cue: Cue }[] = [
+  { delayMs: 2, cue: 'planted' },
+  { delayMs: 10, cue: 'first call' },
+  { delayMs: 5, cue: 'hand-over' },
+  { delayMs: 0, cue: 'planted' },
+  { delayMs: 20, cue: 'first call' },
+  { delayMs: 5, cue: 'planted' },
+  { delayMs: 15, cue: 'hand-over' },
+  { delayMs: 10, cue: 'planted' },
+  { delayMs: 40, cue: 'first call' },
+  { delayMs: 1, cue: 'planted' },
+  { delayMs: 3, cue: 'hand-over' },
+  { delayMs: 30, cue: 'first call' },
 ];
+
+function cueOf(cue: Cue, connDir: string): (() => Promise<unknown>) | undefined {
+  if (cue === 'hand-over') return () => handedToKernel(connDir);
+  if (cue === 'planted') return () => planted(connDir);
+  return undefined;
+}
 
 type Answer = { status: number; body: unknown };
 
@@ -70,7 +80,7 @@ async function cleanUp(id: string): Promise<void> {
 
 interface Round {
   delayMs: number;
-  cued?: boolean;
+  cue?: Cue;
   /** A host file outside the state directory was removed, chowned or chmodded, or data was left on the host. */
   compromised: string[];
   /** A 500, a record, directory or container left behind: the lifecycle is not serialised. */
@@ -85,7 +95,7 @@ function report(t: ExecutionContext, name: string, rounds: Round[]): void {
   t.log(summary);
   for (const round of rounds) {
     const notes = [...round.compromised.map((what) => `COMPROMISED ${what}`), ...(round.broken ?? []).map((what) => `BROKEN ${what}`)];
-    t.log(`  ${round.delayMs} ms after ${round.cued ? 'the hand-over' : 'the first call'}: ${round.answers}${notes.length ? `: ${notes.join('; ')}` : ''}`);
+    t.log(`  ${round.delayMs} ms after ${round.cue ?? 'first call'}: ${round.answers}${notes.length ? `: ${notes.join('; ')}` : ''}`);
   }
   t.true(bad.length === 0 && broken.length === 0, summary);
 }
@@ -98,18 +108,17 @@ function serverError(what: string, answer: Answer): string[] {
 async function restartThenDelete(t: ExecutionContext, api: typeof v1, rounds: number): Promise<Round[]> {
   const out: Round[] = [];
   for (let i = 0; i < rounds; i++) {
-    const { delayMs, cued } = SCHEDULE[i % SCHEDULE.length]!;
+    const { delayMs, cue } = SCHEDULE[i % SCHEDULE.length]!;
     const canary = new Canary('rm');
     const id = await createKernel(svc.call, { lang: 'python3' });
     const { connDir } = await svc.service.kernels.get(id);
     try {
       await launchAttacker(svc.call, id, { dir: '/conn', waitSeconds: 30, tree: canary.tree });
-      const cue = cued ? () => handedToKernel(connDir) : undefined;
-      const [restarted, deleted] = await overlap(() => api.restart(id), () => api.remove(id), delayMs, cue);
+      const [restarted, deleted] = await overlap(() => api.restart(id), () => api.remove(id), delayMs, cueOf(cue, connDir));
       await svc.service.kernels.settled();
       const compromised = canary.damage();
       const broken = [...serverError('delete', deleted), ...serverError('restart', restarted)];
-      out.push({ delayMs, cued, compromised, broken, answers: `restart ${restarted.status}, delete ${deleted.status}` });
+      out.push({ delayMs, cue, compromised, broken, answers: `restart ${restarted.status}, delete ${deleted.status}` });
     } finally {
       await cleanUp(id);
       canary.remove();
@@ -120,13 +129,13 @@ async function restartThenDelete(t: ExecutionContext, api: typeof v1, rounds: nu
 
 test.serial('restart then delete: the removal of the socket directory never follows a link into a host tree (v1)', async (t) => {
   t.timeout(180_000);
-  report(t, 'v1 restart + delete', await restartThenDelete(t, v1, 10));
+  report(t, 'v1 restart + delete', await restartThenDelete(t, v1, 12));
 });
 
 test.serial('two overlapping restarts: no host file is chowned or chmodded through a link (v1)', async (t) => {
   t.timeout(180_000);
   const out: Round[] = [];
-  const delays = [0, 10, 30, 60, 120, 20];
+  const delays = [0, 10, 30, 60, 120];
   for (const delayMs of delays) {
     const { canary, plan } = twoFacedLink('chown');
     const id = await createKernel(svc.call, { lang: 'python3' });
@@ -151,15 +160,14 @@ test.serial('delete during a restart answers 204 or 404, never 500, and leaves n
   t.timeout(180_000);
   const out: Round[] = [];
   for (let i = 0; i < 8; i++) {
-    const { delayMs, cued } = SCHEDULE[i % SCHEDULE.length]!;
+    const { delayMs, cue } = SCHEDULE[i % SCHEDULE.length]!;
     const canary = new Canary('del', 20);
     const id = await createKernel(svc.call, { lang: 'python3' });
     const { connDir } = await svc.service.kernels.get(id);
     try {
       // Churn makes a recursive removal meet entries it did not list.
       await launchAttacker(svc.call, id, { dir: '/conn', waitSeconds: 30, churn: true, tree: canary.tree });
-      const cue = cued ? () => handedToKernel(connDir) : undefined;
-      const [restarted, deleted] = await overlap(() => v1.restart(id), () => v1.remove(id), delayMs, cue);
+      const [restarted, deleted] = await overlap(() => v1.restart(id), () => v1.remove(id), delayMs, cueOf(cue, connDir));
       await svc.service.kernels.settled();
       // A restart that was still waiting for its kernel may end after the delete answered.
       await sleep(200);
@@ -171,7 +179,7 @@ test.serial('delete during a restart answers 204 or 404, never 500, and leaves n
       if (after.status !== 404) broken.push(`GET after delete answered ${after.status}: the record was left behind`);
       if (containersWithLabel(id)) broken.push('a container with its label is left');
       if (existsSync(connDir)) broken.push(`its socket directory is left (${foreignEntries(connDir).length} foreign entries)`);
-      out.push({ delayMs, cued, compromised, broken, answers: `restart ${restarted.status}, delete ${deleted.status}, get ${after.status}` });
+      out.push({ delayMs, cue, compromised, broken, answers: `restart ${restarted.status}, delete ${deleted.status}, get ${after.status}` });
     } finally {
       await cleanUp(id);
       canary.remove();

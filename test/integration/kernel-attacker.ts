@@ -294,9 +294,18 @@ export async function overlap<A, B>(first: () => Promise<A>, second: () => Promi
  * test's stand-in for an attacker who times its second request by trial and error.
  */
 export async function handedToKernel(dir: string, timeoutMs = 3000): Promise<boolean> {
+  return until(() => lstatSync(dir, { throwIfNoEntry: false })?.uid === 1000, timeoutMs);
+}
+
+/** Resolves once the attacker's first link (`l0`, see AttackPlan.tree) is in the host directory, or after `timeoutMs`. */
+export async function planted(dir: string, timeoutMs = 3000): Promise<boolean> {
+  return until(() => lstatSync(path.join(dir, 'l0'), { throwIfNoEntry: false }) !== undefined, timeoutMs);
+}
+
+async function until(probe: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (lstatSync(dir, { throwIfNoEntry: false })?.uid === 1000) return true;
+    if (probe()) return true;
     await sleep(1);
   }
   return false;
