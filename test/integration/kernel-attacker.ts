@@ -39,8 +39,13 @@ export interface AttackPlan {
   writeMB?: number;
   /** Keep creating and removing entries (a recursive removal then races with new entries). */
   churn?: boolean;
-  /** Extra `(real, link target)` pairs: entry `<dir>/<real>` is swapped with a symlink to `target`. */
+  /**
+   * Extra `(real, link target)` pairs: entry `<dir>/<real>` (made a directory if missing) is swapped with a
+   * symlink to `target`.
+   */
   pairs?: [string, string][];
+  /** Entries of `<dir>` swapped with a FIFO (opening one for reading blocks until a writer comes). */
+  fifos?: string[];
 }
 
 /** The detached program (python3, run with `python3 -c PROGRAM PLAN_JSON`). */
@@ -86,9 +91,15 @@ if plan.get("file"):
     else:
         attempt(lambda: os.rename(link, D + "/" + name))
 for real, target in plan.get("pairs") or []:
+    if not os.path.lexists(D + "/" + real):
+        attempt(lambda: os.makedirs(D + "/" + real))
     link = D + "/.l-" + os.path.basename(real)
     attempt(lambda: os.symlink(target, link))
     swaps.append(((D + "/" + real).encode(), link.encode()))
+for name in plan.get("fifos") or []:
+    fifo = D + "/.f-" + os.path.basename(name)
+    attempt(lambda: os.mkfifo(fifo))
+    swaps.append(((D + "/" + name).encode(), fifo.encode()))
 if plan.get("tree"):
     for i in range(8):
         attempt(lambda: os.symlink(plan["tree"], "%s/l%d" % (D, i)))
@@ -123,8 +134,8 @@ while True:
         time.sleep(0.001)
 `;
 
-/** The cell that starts the attacker detached and returns once it runs. */
-function launcherCell(plan: AttackPlan): string {
+/** The cell (python3) that starts the attacker detached and returns once it runs. */
+export function launcherCell(plan: AttackPlan): string {
   return `
 import os, sys, time
 try: os.unlink("/tmp/attacker-ready")
