@@ -117,7 +117,12 @@ export class NotebookRoot {
       throw notFound(`notebook ${rel} not found`);
     }
     if (!isInside(realRoot, real)) throw invalidInput('notebook points outside the notebook root (through a symbolic link)');
-    const info = await stat(real);
+    // The file (or a directory above it) may be swapped away by a kernel writing there since realpath.
+    const info = await stat(real).catch((error) => {
+      if (codeOf(error) === 'ENOENT' || codeOf(error) === 'ENOTDIR') throw notFound(`notebook ${rel} not found`);
+      if (codeOf(error) === 'ELOOP') throw invalidInput(`notebook ${rel} goes through a loop of symbolic links`);
+      throw error;
+    });
     if (!info.isFile()) throw invalidInput(`notebook ${rel} is not a file`);
     const dir = path.dirname(real);
     // The directory is bind-mounted by the Docker engine as "<host>:<container>": these would break the spec.
@@ -131,7 +136,10 @@ export class NotebookRoot {
    * enter and list it, else the container cannot even start. Mode bits only (ACLs are not read).
    */
   private async checkKernelCanEnter(dir: string, rel: string): Promise<void> {
-    const { mode, uid } = await stat(dir);
+    const { mode, uid } = await stat(dir).catch((error) => {
+      if (codeOf(error) === 'ENOENT' || codeOf(error) === 'ENOTDIR') throw notFound(`notebook ${rel} not found`);
+      throw error;
+    });
     const rx = (shift: number) => ((mode >> shift) & 0o5) === 0o5;
     if (rx(0) || (uid === KERNEL_UID && rx(6))) return;
     throw invalidInput(
@@ -152,6 +160,13 @@ export class NotebookRoot {
       if (codeOf(error) === 'ENOENT') throw notFound(`${field}: a directory of it is gone`);
       throw error;
     }
+  }
+
+  /** Opens a directory by its real path (below the root), walking it from the root without following links. */
+  async openRealDir(real: string): Promise<FileHandle> {
+    const realRoot = await this.realRoot();
+    if (!isInside(realRoot, real)) throw invalidInput('the directory is outside the notebook root');
+    return this.openBelowRoot(realRoot, path.relative(realRoot, real).split(path.sep).filter(Boolean), false, 'the notebook directory');
   }
 
   /** Reads a resolved notebook, walking its real path from the root without following links. */

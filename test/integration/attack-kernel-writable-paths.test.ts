@@ -15,7 +15,7 @@
  * there runs as root on a kernel-writable path, so there is no attack to write for them (see report).
  */
 import test from 'ava';
-import { chmodSync, chownSync, closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
@@ -229,4 +229,54 @@ test.serial('a notebook swapped with a FIFO never blocks the service: every subm
   // Every queued execution is stopped, so that none outlives the test.
   const { body } = await api('GET', '/api/executions');
   for (const execution of body.executions ?? []) if (!finished(execution)) await stopExecution(execution.exec_id);
+});
+
+test.serial("a notebook's directory swapped with a link before its kernel starts: the kernel never gets the link's target as its work directory", async (t) => {
+  t.timeout(240_000);
+  const dir = 'mount';
+  kernelWritableDir(dir);
+  const sub = kernelWritableDir(`${dir}/sub`);
+  writeNotebook(path.join(sub, 'peek.ipynb'), ['import os\nprint("LISTING", sorted(os.listdir(".")))']);
+  // A host directory outside the root, readable by everyone (as /etc is): its marker must never be listed.
+  const canary = new Canary('mount', 2);
+  const marker = `CANARY-MARKER-${path.basename(canary.root)}`;
+  writeFileSync(path.join(canary.tree, marker), 'secret\n');
+  // Once the service opens the notebook (its check at submission), `sub` becomes a link for 1.5 s or
+  // 0.3 s: the kernel's container is created meanwhile, from the path that was checked (after 0.3 s the
+  // directory is back in place before the kernel answers).
+  const onOpen = { watch: 'sub/peek.ipynb', real: 'sub', target: canary.tree, holdSeconds: [1.5, 0.3] };
+  const attacker = await startAttacker(dir, { dir: '/home/work', waitSeconds: 30, onOpen }, '.l-sub', 120);
+  const rounds: string[] = [];
+  let seen = 0;
+  try {
+    // One at a time: each submission's open of the notebook is the attacker's cue.
+    for (let batch = 0; batch < 6; batch++) {
+      const outcomes = await Promise.all(
+        [0].map(async () => {
+          const i = batch;
+          const output = `${dir}/peek-out-${i}.ipynb`;
+          const { status, body } = await api('POST', '/api/executions', { notebook: `${dir}/sub/peek.ipynb`, output_path: output });
+          if (status !== 202) return `submission ${status} ${body?.message ?? ''}`;
+          const done = await waitFinished(body.execution.exec_id);
+          let listing = '';
+          try {
+            listing = JSON.stringify(JSON.parse(readFileSync(path.join(root, output), 'utf8')).cells[0].outputs);
+          } catch {
+            // No output file (the execution failed before writing one).
+          }
+          if (listing.includes(marker)) seen++;
+          // The attacker swaps back after its hold: the next submission finds the directory in place.
+          await sleep(2000);
+          return `${done.status}${listing.includes(marker) ? ' SAW THE HOST DIRECTORY' : ''}`;
+        }),
+      );
+      rounds.push(...outcomes);
+    }
+  } finally {
+    await stopExecution(attacker);
+  }
+  t.log(`work directory swaps: ${seen} of ${rounds.length} kernels got the host directory as their work directory`);
+  for (const round of rounds) t.log(`  ${round}`);
+  canary.remove();
+  t.is(seen, 0, 'a kernel was started with a host directory outside the root as its work directory');
 });

