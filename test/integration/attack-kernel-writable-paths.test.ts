@@ -280,3 +280,32 @@ test.serial("a notebook's directory swapped with a link before its kernel starts
   canary.remove();
   t.is(seen, 0, 'a kernel was started with a host directory outside the root as its work directory');
 });
+
+// `HostConfig.Binds` makes the engine create a missing bind source as root. A notebook directory swapped
+// for a dangling link to a host path must not make it create that host directory (the engines of today
+// refuse: "mkdir …: file exists"; this guards it, e.g. against an engine that follows the link).
+test.serial("a notebook's directory swapped with a link to a missing host path: the engine creates nothing on the host", async (t) => {
+  t.timeout(240_000);
+  const dir = 'create';
+  kernelWritableDir(dir);
+  const sub = kernelWritableDir(`${dir}/sub`);
+  writeNotebook(path.join(sub, 'peek.ipynb'), ['print("ran")']);
+  const canary = new Canary('create', 2);
+  const missing = path.join(canary.root, 'made-by-the-engine');
+  const onOpen = { watch: 'sub/peek.ipynb', real: 'sub', target: missing, holdSeconds: [1.5] };
+  const attacker = await startAttacker(dir, { dir: '/home/work', waitSeconds: 30, onOpen }, '.l-sub', 60);
+  const rounds: string[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const { status, body } = await api('POST', '/api/executions', { notebook: `${dir}/sub/peek.ipynb` });
+      rounds.push(status === 202 ? (await waitFinished(body.execution.exec_id)).status : `submission ${status}`);
+      await sleep(2000);
+    }
+  } finally {
+    await stopExecution(attacker);
+  }
+  const created = lstatSync(missing, { throwIfNoEntry: false });
+  t.log(`engine-created host directory: ${created ? `YES (uid ${created.uid})` : 'no'}; ${rounds.join('; ')}`);
+  canary.remove();
+  t.falsy(created, 'the engine created a host directory through a link swapped in for the notebook directory');
+});
