@@ -34,7 +34,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const usage = new UsageMonitor(kernels, runtime, store, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
   // Notebook executions (issue #5): unfinished ones of this instance are marked interrupted.
-  const executions = new ExecutionManager({ config, kernels, store, log });
+  const executions = new ExecutionManager({ config, kernels, runtime, store, log });
   await executions.start();
 
   // Jupyter channels WebSocket (issue #3): upgrades go to the bridge, the REST model reads its counts.

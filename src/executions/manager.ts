@@ -33,12 +33,16 @@ import { injectParameters, parseNotebook, serializeNotebook, type Notebook } fro
 import { NotebookRoot } from './paths.js';
 import { WorkQueue } from './queue.js';
 import { NotebookRunner, type CellEvent, type RunOutcome } from './runner.js';
+import { workDirMismatch } from './work-dir-check.js';
+import type { ContainerRuntime } from '../runtime/runtime.js';
 
 export type ExecutionListener = (event: ExecutionEvent) => void;
 
 export interface ExecutionManagerDeps {
   config: Pick<Config, 'notebookRoot' | 'maxConcurrentExecutions' | 'instance' | 'defaultKernelName'>;
   kernels: KernelManager;
+  /** To check a kernel's work directory from inside its container (see work-dir-check.ts). */
+  runtime: Pick<ContainerRuntime, 'exec'>;
   store: Store;
   log: Logger;
   clock?: () => number;
@@ -183,6 +187,13 @@ export class ExecutionManager {
         await this.patch(job, { kernel_id: record.id });
         if (job.cancelled) {
           outcome = stopped(job.cancelled);
+          return;
+        }
+        // Before any cell: the engine mounted the directory by path, which a kernel may have swapped.
+        const mismatch = await workDirMismatch(this.root, job.workDir, this.deps.runtime, record.containerId);
+        if (mismatch) {
+          log.warn('Execution refused: its kernel did not get the notebook directory', { execId, kernelId: record.id, why: mismatch });
+          outcome = stopped(mismatch);
           return;
         }
         const kernel = await kernels.liveKernel(record.id);

@@ -1,18 +1,22 @@
 /**
  * The notebook root (KG_NOTEBOOK_ROOT): every notebook and output path is relative to it and must stay
  * inside it. A path is checked twice: lexically (no absolute paths, no `..` out of the root), then on
- * disk, by realpath against the root's realpath (no symlink out). Reads and writes go through a file
- * descriptor whose /proc/self/fd link is checked again, so a symlink swapped in after the check (a kernel
- * can write into its notebook's directory) cannot redirect them.
+ * disk, by realpath against the root's realpath (no symlink out). That check is advice only: a kernel
+ * can write into its notebook's directory (and the notebook directories of other executions in it), and
+ * swap any entry for a link between the check and the use. So reads and writes never use the checked path
+ * by name: they walk it from the root's real path one component at a time without following links
+ * (no-follow.ts), creating missing directories on the way, and a link found there is a 400.
  *
- * Output files are written by the service, never by the kernel, and only after the execution's kernel is
- * gone. Without overwrite a file is created exclusively (O_EXCL, which never follows a symlink) under the
- * next free name; with overwrite it is written to a temporary file and renamed over the target.
+ * Output files are written by the service, never by the kernel. Without overwrite a file is created
+ * exclusively (O_EXCL) under the next free name; with overwrite it is written to a temporary file and
+ * renamed over the target (a link at the target is replaced, never followed). A notebook is opened
+ * non-blocking and must be a regular file: a FIFO swapped in would block a thread until a writer came.
  */
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { lstat, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DomainError, invalidInput, notFound } from '../errors.js';
+import { createExclusive, LinkInPathError, openDirBelow, openRegularFile, renameIn, unlinkIn } from './no-follow.js';
 
 /** The uid the kernels run as (images/*): it must be able to enter the notebook's directory. */
 export const KERNEL_UID = 1000;
@@ -81,11 +85,16 @@ export class NotebookRoot {
 
   /** realpath of the deepest existing ancestor of `abs` (inclusive), checked against the root. */
   private async checkExistingPart(realRoot: string, abs: string, field: string): Promise<string> {
+    return (await this.existingAncestor(realRoot, abs, field)).real;
+  }
+
+  /** The deepest existing ancestor of `abs` (inclusive) and its realpath, checked against the root. */
+  private async existingAncestor(realRoot: string, abs: string, field: string): Promise<{ probe: string; real: string }> {
     for (let probe = abs; ; probe = path.dirname(probe)) {
       try {
         const real = await realpath(probe);
         if (!isInside(realRoot, real)) throw invalidInput(`${field} points outside the notebook root (through a symbolic link)`);
-        return real;
+        return { probe, real };
       } catch (error) {
         if (error instanceof DomainError) throw error;
         if (codeOf(error) !== 'ENOENT' && codeOf(error) !== 'ENOTDIR') throw error;
@@ -108,7 +117,12 @@ export class NotebookRoot {
       throw notFound(`notebook ${rel} not found`);
     }
     if (!isInside(realRoot, real)) throw invalidInput('notebook points outside the notebook root (through a symbolic link)');
-    const info = await stat(real);
+    // The file (or a directory above it) may be swapped away by a kernel writing there since realpath.
+    const info = await stat(real).catch((error) => {
+      if (codeOf(error) === 'ENOENT' || codeOf(error) === 'ENOTDIR') throw notFound(`notebook ${rel} not found`);
+      if (codeOf(error) === 'ELOOP') throw invalidInput(`notebook ${rel} goes through a loop of symbolic links`);
+      throw error;
+    });
     if (!info.isFile()) throw invalidInput(`notebook ${rel} is not a file`);
     const dir = path.dirname(real);
     // The directory is bind-mounted by the Docker engine as "<host>:<container>": these would break the spec.
@@ -122,7 +136,10 @@ export class NotebookRoot {
    * enter and list it, else the container cannot even start. Mode bits only (ACLs are not read).
    */
   private async checkKernelCanEnter(dir: string, rel: string): Promise<void> {
-    const { mode, uid } = await stat(dir);
+    const { mode, uid } = await stat(dir).catch((error) => {
+      if (codeOf(error) === 'ENOENT' || codeOf(error) === 'ENOTDIR') throw notFound(`notebook ${rel} not found`);
+      throw error;
+    });
     const rx = (shift: number) => ((mode >> shift) & 0o5) === 0o5;
     if (rx(0) || (uid === KERNEL_UID && rx(6))) return;
     throw invalidInput(
@@ -131,14 +148,45 @@ export class NotebookRoot {
     );
   }
 
-  /** Reads a resolved notebook through a descriptor whose real path is checked again. */
+  /**
+   * Opens the directory `segments` below the real root without following links (see no-follow.ts); a link
+   * or non-directory on the way is a 400 for `field`.
+   */
+  private async openBelowRoot(realRoot: string, segments: string[], create: boolean, field: string): Promise<FileHandle> {
+    try {
+      return await openDirBelow(realRoot, segments, create);
+    } catch (error) {
+      if (error instanceof LinkInPathError) throw invalidInput(`${field} points outside the notebook root (through a symbolic link, or a file where a directory belongs)`);
+      if (codeOf(error) === 'ENOENT') throw notFound(`${field}: a directory of it is gone`);
+      throw error;
+    }
+  }
+
+  /** Opens a directory by its real path (below the root), walking it from the root without following links. */
+  async openRealDir(real: string): Promise<FileHandle> {
+    const realRoot = await this.realRoot();
+    if (!isInside(realRoot, real)) throw invalidInput('the directory is outside the notebook root');
+    return this.openBelowRoot(realRoot, path.relative(realRoot, real).split(path.sep).filter(Boolean), false, 'the notebook directory');
+  }
+
+  /** Reads a resolved notebook, walking its real path from the root without following links. */
   async readNotebook(notebook: ResolvedNotebook): Promise<string> {
     const realRoot = await this.realRoot();
-    const handle = await open(notebook.real, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error) => {
-      if (codeOf(error) === 'ENOENT') throw notFound(`notebook ${notebook.rel} not found`);
-      if (codeOf(error) === 'ELOOP') throw invalidInput(`notebook ${notebook.rel} was replaced by a symbolic link`);
-      throw error;
-    });
+    const relative = path.relative(realRoot, notebook.real);
+    if (!isInside(realRoot, notebook.real) || relative === '') throw invalidInput('notebook points outside the notebook root (through a symbolic link)');
+    const segments = relative.split(path.sep);
+    const name = segments.pop()!;
+    const dir = await this.openBelowRoot(realRoot, segments, false, 'notebook');
+    let handle: FileHandle | undefined;
+    try {
+      handle = await openRegularFile(dir, name).catch((error) => {
+        if (codeOf(error) === 'ENOENT') throw notFound(`notebook ${notebook.rel} not found`);
+        throw error;
+      });
+    } finally {
+      await dir.close();
+    }
+    if (!handle) throw invalidInput(`notebook ${notebook.rel} is not a regular file (it was replaced by a link, a FIFO or a directory)`);
     try {
       await this.checkDescriptor(handle.fd, realRoot, 'notebook');
       const { size } = await handle.stat();
@@ -176,55 +224,53 @@ export class NotebookRoot {
     const realRoot = await this.realRoot();
     const first = options.explicit ?? defaultOutputName(options.notebookRel, 1);
     const parent = path.dirname(path.join(this.root, first));
-    await this.checkExistingPart(realRoot, parent, 'output_path');
-    // The missing directories are created below a checked ancestor; the result is checked again.
-    await mkdir(parent, { recursive: true });
-    const realParent = await realpath(parent);
-    if (!isInside(realRoot, realParent)) throw invalidInput('output_path points outside the notebook root (through a symbolic link)');
-    if (options.explicit !== undefined && options.overwrite) {
-      return this.replace(realRoot, realParent, options.explicit, content);
-    }
-    for (let n = 1; n < 100_000; n++) {
-      const rel =
-        options.explicit === undefined
-          ? defaultOutputName(options.notebookRel, n)
-          : n === 1
-            ? options.explicit
-            : numberedOutputName(options.explicit, n);
-      const target = path.join(realParent, path.posix.basename(rel));
-      const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644).catch(
-        (error) => {
-          if (codeOf(error) === 'EEXIST') return undefined;
-          throw error;
-        },
-      );
-      if (!handle) continue;
-      try {
-        await this.checkDescriptor(handle.fd, realRoot, 'output_path');
-        await handle.writeFile(content, 'utf8');
-      } finally {
-        await handle.close();
+    // Where the existing part of the path really is (links inside the root are fine), then the walk: from
+    // the real root to it and on through the missing directories, made on the way, none followed if a link.
+    const { probe, real } = await this.existingAncestor(realRoot, parent, 'output_path');
+    const segments = [...path.relative(realRoot, real).split(path.sep), ...path.relative(probe, parent).split(path.sep)].filter(Boolean);
+    const dir = await this.openBelowRoot(realRoot, segments, true, 'output_path');
+    try {
+      if (options.explicit !== undefined && options.overwrite) {
+        return await this.replace(realRoot, dir, options.explicit, content);
       }
-      return rel;
+      for (let n = 1; n < 100_000; n++) {
+        const rel =
+          options.explicit === undefined
+            ? defaultOutputName(options.notebookRel, n)
+            : n === 1
+              ? options.explicit
+              : numberedOutputName(options.explicit, n);
+        const handle = await createExclusive(dir, path.posix.basename(rel));
+        if (!handle) continue;
+        try {
+          await this.checkDescriptor(handle.fd, realRoot, 'output_path');
+          await handle.writeFile(content, 'utf8');
+        } finally {
+          await handle.close();
+        }
+        return rel;
+      }
+      throw invalidInput(`no free output file name next to ${first}`);
+    } finally {
+      await dir.close();
     }
-    throw invalidInput(`no free output file name next to ${first}`);
   }
 
-  private async replace(realRoot: string, realParent: string, rel: string, content: string): Promise<string> {
-    const target = path.join(realParent, path.posix.basename(rel));
-    const temp = path.join(realParent, `.${path.posix.basename(rel)}.${process.pid}.${Date.now()}.tmp`);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  private async replace(realRoot: string, dir: FileHandle, rel: string, content: string): Promise<string> {
+    const name = path.posix.basename(rel);
+    const temp = `.${name}.${process.pid}.${Date.now()}.tmp`;
+    const handle = await createExclusive(dir, temp);
+    if (!handle) throw invalidInput(`output_path ${rel}: a temporary file of that name exists; try again`);
     try {
       await this.checkDescriptor(handle.fd, realRoot, 'output_path');
       await handle.writeFile(content, 'utf8');
     } catch (error) {
       await handle.close();
-      await rm(temp, { force: true });
+      await unlinkIn(dir, temp);
       throw error;
     }
     await handle.close();
-    // rename replaces a symlink at the target itself, never the file it points to.
-    await rename(temp, target);
+    await renameIn(dir, temp, name);
     return rel;
   }
 }
