@@ -17,7 +17,7 @@ export type TenancyConfig = Pick<
   Config,
   'authToken' | 'apiKeysFile' | 'apiKeysReloadMs' | 'keyMaxKernels' | 'keyMaxMemKB' | 'keyMaxCpuCreditMs' | 'rateLimit' | 'rateLimitWindowS'
 >;
-type TenancyKernels = Pick<KernelManager, 'get' | 'create' | 'list' | 'resolveLimits' | 'removedKernel'>;
+type TenancyKernels = Pick<KernelManager, 'get' | 'create' | 'list' | 'resolveLimits' | 'removedKernel' | 'liveKernel'>;
 
 export type Resolution =
   | { ok: true; caller: Caller; rate?: RateDecision }

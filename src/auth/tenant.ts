@@ -31,7 +31,7 @@ export class Tenant implements Visibility {
 
   constructor(
     readonly caller: Caller,
-    private readonly kernels: Pick<KernelManager, 'get' | 'create' | 'removedKernel'>,
+    private readonly kernels: Pick<KernelManager, 'get' | 'create' | 'removedKernel' | 'liveKernel'>,
     private readonly quota: KernelQuota,
   ) {
     this.owner = caller.kind === 'tenant' ? caller.key.id : undefined;
@@ -57,17 +57,16 @@ export class Tenant implements Visibility {
   }
 
   /**
-   * For continuing a run or answering its input: the run's kernel may be gone by now (the run timed out
-   * and took it along) while the run's answer is still due to its owner.
+   * Whether this caller may execute on the kernel, from the live kernel alone: the execute path makes no
+   * store round trip. A kernel already gone is its owner's still (a run that timed out took it along, and
+   * its answer is due); the execution layer then says what became of it.
    */
-  async runsOf(id: string): Promise<void> {
-    try {
-      await this.kernel(id);
-    } catch (error) {
-      const removed = this.kernels.removedKernel(id);
-      if (removed && this.sees(removed.owner)) return;
-      throw error;
-    }
+  async mayExecute(id: string): Promise<void> {
+    if (this.caller.kind !== 'tenant') return;
+    const kernel = await this.kernels.liveKernel(id).catch(() => undefined);
+    const owner = kernel ? kernel.owner : this.kernels.removedKernel(id)?.owner;
+    if ((kernel || this.kernels.removedKernel(id)) && this.sees(owner)) return;
+    throw notFound(`no kernel with id ${id}`);
   }
 
   /** A kernel owned by this caller, within its key's policy. */

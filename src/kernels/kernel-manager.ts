@@ -218,6 +218,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private async adopt(record: KernelRecord): Promise<void> {
     const kernel = this.connect(record);
     kernel.numQueriesExecuted = record.numQueriesExecuted;
+    kernel.owner = record.owner;
     kernel.limits = record.limits;
     // On control: a kernel busy with a long computation answers there at once, while on shell it would
     // answer only once the computation ends, and look dead meanwhile (issue #6).
@@ -405,6 +406,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       record.connDir = launched.connDir;
       record.key = launched.key;
       launched.kernel.limits = limits;
+      launched.kernel.owner = request.owner;
       this.live.set(id, launched.kernel);
       record.state = launched.kernel.state;
       record.lastActivity = this.clock();

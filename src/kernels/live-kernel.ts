@@ -41,6 +41,8 @@ export class LiveKernel {
    */
   numQueriesExecuted = 0;
   limits?: ResourceLimits;
+  /** The API key that created it (undefined: admin or open mode), so the execute path checks it without the store. */
+  owner?: string;
   connection: KernelConnection;
   private readonly listeners = new Set<MessageListener>();
   /** Readiness probes sent on control: their busy/idle status says nothing about the shell (see waitReady). */

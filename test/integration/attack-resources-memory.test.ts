@@ -36,7 +36,7 @@ test.serial('creates past the memory budget are refused with 503; concurrent cre
   t.timeout(240_000);
   // Room for 4 kernels of 128 MB, one of them the warm pool's.
   const budgetKB = 4 * CAP_KB;
-  const svc = await startTestService({ memoryBudgetKB: budgetKB, defaultMaxMemKB: CAP_KB, poolSizes: { python3: 1 } } as never);
+  const svc = await startTestService({ memoryBudgetKB: budgetKB, defaultMaxMemKB: CAP_KB, poolSizes: { python3: 1 } });
   try {
     t.true(await svc.service.kernels.pool.whenFull(60_000), 'the warm pool filled');
     let peakKB = 0;
@@ -87,10 +87,20 @@ test.serial('creates past the memory budget are refused with 503; concurrent cre
     const tooSmall = await Promise.all(Array.from({ length: 4 }, () => svc.call('POST', '/v1/kernel/create', { lang: 'python3', resourceLimits: { maxMem: 16 * MB } })));
     t.true(tooSmall.every((a) => a.status >= 400), JSON.stringify(tooSmall.map((a) => a.status)));
     await svc.service.kernels.settled();
+    // The whole budget is available again: kernels are created until the budget refuses one, and then
+    // they and the warm pool hold all of it (the pool's kernel may have been handed out and not yet
+    // replaced, so count both).
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push(await createKernel(svc.call, { lang: 'python3' }));
-    t.is(ids.length, 3, 'after failed starts the whole budget is available again');
-    t.is((await svc.call('POST', '/v1/kernel/create', { lang: 'python3' })).status, 503);
+    for (let i = 0; i < 6; i++) {
+      const created = await svc.call('POST', '/v1/kernel/create', { lang: 'python3' });
+      if (created.status !== 201) {
+        t.is(created.status, 503, JSON.stringify(created.body));
+        break;
+      }
+      ids.push(created.body.kernelId);
+    }
+    const pool = svc.service.kernels.pool.status().python3!;
+    t.is(ids.length + pool.ready + pool.starting, 4, `after failed starts the whole budget is available again (${ids.length} created, pool ${JSON.stringify(pool)})`);
     for (const id of ids) await svc.call('DELETE', `/v1/kernel/${id}`);
   } finally {
     await svc.stop();
@@ -99,7 +109,7 @@ test.serial('creates past the memory budget are refused with 503; concurrent cre
 
 test.serial('a culled kernel gives its memory back', async (t) => {
   t.timeout(120_000);
-  const svc = await startTestService({ memoryBudgetKB: 2 * CAP_KB, defaultMaxMemKB: CAP_KB, idleTimeoutMs: 1500, statsIntervalMs: 250 } as never);
+  const svc = await startTestService({ memoryBudgetKB: 2 * CAP_KB, defaultMaxMemKB: CAP_KB, idleTimeoutMs: 8000, statsIntervalMs: 250 });
   try {
     const a = await createKernel(svc.call, { lang: 'python3' });
     await createKernel(svc.call, { lang: 'python3' });

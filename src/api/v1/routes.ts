@@ -150,9 +150,7 @@ export function v1Router(deps: V1Deps): Router {
     const kernelId = assertKernelId(ctx.params.id!);
     const body = validateObject<ExecuteBody>(EXECUTE_SCHEMA, await readJsonBody(ctx, deps.config.maxBodyBytes));
     const request = toExecuteRequest(body, deps.config.maxBodyBytes);
-    const tenant = tenantOf(ctx);
-    if (request.mode === 'continue' || request.mode === 'input') await tenant.runsOf(kernelId);
-    else await tenant.kernel(kernelId);
+    await tenantOf(ctx).mayExecute(kernelId);
     const result = await deps.queries.execute(kernelId, request);
     ctx.body = { result };
   });
