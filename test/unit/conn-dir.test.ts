@@ -83,7 +83,11 @@ async function stopSwapper(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-test.serial('seal and removal never follow a link swapped in by a racing writer of the kernel uid', async (t) => {
+/**
+ * Rounds of: a fresh socket directory, a swapper racing in it, then `attack(dir, round)` as the service's
+ * operations; the canary must come out of every round untouched.
+ */
+async function raceRounds(t: import('ava').ExecutionContext, attack: (dir: string, round: number) => Promise<void>) {
   t.timeout(120_000);
   if (process.getuid?.() !== 0) return t.fail('needs root, as the service does');
   const root = await mkdtemp(path.join(os.tmpdir(), 'pk-conn-race-'));
@@ -95,59 +99,43 @@ test.serial('seal and removal never follow a link swapped in by a racing writer 
       await createConnectionDir(dir, '{"key": "k"}');
       const swapper = startSwapper(dir, canary);
       try {
-        // Let it get going, for a varying while: the seal lands at every phase of its loop.
+        // Let it get going, for a varying while: the service's operations land at every phase of its loop.
         await sleep(20 + (round % 6) * 15);
-        await sealConnectionDir(dir);
-        // Sealed: the directory is root's and closed to the kernel; only the connection file (or nothing,
-        // when a link had taken its name) and no link remain.
-        const sealed = lstatSync(dir);
-        t.is(sealed.uid, 0);
-        t.is(sealed.mode & 0o777, 0o750);
-        for (const name of readdirSync(dir)) {
-          t.is(name, 'conn.json', `round ${round}: ${name} survived the seal`);
-          const entry = lstatSync(path.join(dir, name));
-          t.true(entry.isFile() && entry.uid === 0 && (entry.mode & 0o222) === 0, `round ${round}: conn.json is root's and read-only`);
-        }
-        await assertCanaryIntact(t, canary, `round ${round} after seal`);
-        await sleep(round % 4);
-        await removeConnectionDir(dir);
+        await attack(dir, round);
       } finally {
         await stopSwapper(swapper);
       }
-      t.throws(() => lstatSync(dir), { code: 'ENOENT' });
-      await assertCanaryIntact(t, canary, `round ${round} after removal`);
-    }
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
-});
-
-test.serial('removal of a tree the kernel uid still writes (an unsealed directory) never follows its links', async (t) => {
-  t.timeout(120_000);
-  if (process.getuid?.() !== 0) return t.fail('needs root, as the service does');
-  const root = await mkdtemp(path.join(os.tmpdir(), 'pk-conn-race-'));
-  await chmod(root, 0o755);
-  const canary = await makeCanary(root);
-  try {
-    for (let round = 0; round < 30; round++) {
-      const dir = path.join(root, `kernel-${round}`);
-      await createConnectionDir(dir, '{"key": "k"}');
-      const swapper = startSwapper(dir, canary);
-      try {
-        await sleep(20 + (round % 6) * 15);
-        await removeConnectionDir(dir);
-      } finally {
-        await stopSwapper(swapper);
-      }
-      // The writer may have re-created the directory's entries after the removal began; whatever is
-      // left, nothing outside it was touched.
       await assertCanaryIntact(t, canary, `round ${round}`);
+      // The writer may have re-created entries after a removal began; whatever is left goes now.
       await removeConnectionDir(dir);
+      t.throws(() => lstatSync(dir), { code: 'ENOENT' });
     }
   } finally {
     await rm(root, { recursive: true, force: true });
   }
-});
+}
+
+test.serial('seal and removal never follow a link swapped in by a racing writer of the kernel uid', (t) =>
+  raceRounds(t, async (dir, round) => {
+    await sealConnectionDir(dir);
+    // Sealed: the directory is root's and closed to the kernel; only the connection file (or nothing, when
+    // a link had taken its name) and no link remain.
+    const sealed = lstatSync(dir);
+    t.is(sealed.uid, 0);
+    t.is(sealed.mode & 0o777, 0o750);
+    for (const name of readdirSync(dir)) {
+      t.is(name, 'conn.json', `round ${round}: ${name} survived the seal`);
+      const entry = lstatSync(path.join(dir, name));
+      t.true(entry.isFile() && entry.uid === 0 && (entry.mode & 0o222) === 0, `round ${round}: conn.json is root's and read-only`);
+    }
+    await sleep(round % 4);
+    await removeConnectionDir(dir);
+  }),
+);
+
+test.serial('removal of a tree the kernel uid still writes (an unsealed directory) never follows its links', (t) =>
+  raceRounds(t, (dir) => removeConnectionDir(dir)),
+);
 
 test('a leftover link or file under a socket directory name is removed, not followed', async (t) => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'pk-conn-'));
