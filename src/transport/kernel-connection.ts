@@ -45,20 +45,36 @@ export class KernelConnection {
   private readonly sockets: Record<Channel, Readable>;
   private readonly sendChains = new Map<Channel, Promise<unknown>>();
   private readonly listeners = new Set<MessageListener>();
-  /** What each ZMQ socket connects to instead of the kernel's endpoint (see ZmtpGuard). */
-  private readonly guards: Record<Channel | 'hb', ZmtpGuard>;
+  /** What each ZMQ socket connects to: its relay (see ZmtpGuard), or the kernel's own endpoint when trusted. */
+  private readonly endpoints: Record<Channel | 'hb', string>;
+  private readonly guards: ZmtpGuard[] = [];
   private closed = false;
 
-  constructor(private readonly info: ConnectionInfo, private readonly onBadFrame?: (error: Error) => void) {
+  /**
+   * `trustedKernel`: connect straight to the kernel's sockets, without relays. Only for a peer whose code
+   * is trusted, such as the benchmark's direct-ZMQ baseline (a kernel's own speed); never for kernels
+   * that run strangers' code.
+   */
+  constructor(
+    private readonly info: ConnectionInfo,
+    private readonly onBadFrame?: (error: Error) => void,
+    options: { trustedKernel?: boolean } = {},
+  ) {
     this.signer = new MessageSigner(info.key, info.signature_scheme);
-    const guard = (channel: Channel | 'hb', bounds: MessageBounds) =>
-      new ZmtpGuard(endpoint(info, channel), bounds, (why) => this.onBadFrame?.(new Error(`${channel}: ${why}; message dropped, connection reset`)));
-    this.guards = {
-      shell: guard('shell', MESSAGE_BOUNDS),
-      control: guard('control', MESSAGE_BOUNDS),
-      stdin: guard('stdin', MESSAGE_BOUNDS),
-      iopub: guard('iopub', MESSAGE_BOUNDS),
-      hb: guard('hb', HEARTBEAT_BOUNDS),
+    const reach = (channel: Channel | 'hb', bounds: MessageBounds): string => {
+      if (options.trustedKernel) return endpoint(info, channel);
+      const guard = new ZmtpGuard(endpoint(info, channel), bounds, (why) =>
+        this.onBadFrame?.(new Error(`${channel}: ${why}; message dropped, connection reset`)),
+      );
+      this.guards.push(guard);
+      return guard.endpoint;
+    };
+    this.endpoints = {
+      shell: reach('shell', MESSAGE_BOUNDS),
+      control: reach('control', MESSAGE_BOUNDS),
+      stdin: reach('stdin', MESSAGE_BOUNDS),
+      iopub: reach('iopub', MESSAGE_BOUNDS),
+      hb: reach('hb', HEARTBEAT_BOUNDS),
     };
     // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
     // input_request on stdin to the identity that sent the execute_request on shell.
@@ -66,7 +82,7 @@ export class KernelConnection {
     const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: RECONNECT_INTERVAL_MS, routingId, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
     this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub: this.openIopub() };
     for (const [channel, socket] of Object.entries(this.sockets) as [Channel, Readable][]) {
-      socket.connect(this.guards[channel].endpoint);
+      socket.connect(this.endpoints[channel]);
       void this.readLoop(channel, socket);
     }
   }
@@ -80,7 +96,7 @@ export class KernelConnection {
       iopub.close();
       const fresh = this.openIopub();
       this.sockets.iopub = fresh;
-      fresh.connect(this.guards.iopub.endpoint);
+      fresh.connect(this.endpoints.iopub);
       void this.readLoop('iopub', fresh);
     });
     return iopub;
@@ -121,7 +137,7 @@ export class KernelConnection {
     const socket = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, maxMessageSize: HEARTBEAT_BOUNDS.maxBytes });
     try {
       if (this.closed) return false;
-      socket.connect(this.guards.hb.endpoint);
+      socket.connect(this.endpoints.hb);
       await socket.send('ping');
       await socket.receive();
       return true;
@@ -136,7 +152,7 @@ export class KernelConnection {
     if (this.closed) return;
     this.closed = true;
     for (const socket of Object.values(this.sockets)) socket.close();
-    for (const guard of Object.values(this.guards)) guard.close();
+    for (const guard of this.guards) guard.close();
     this.listeners.clear();
   }
 
