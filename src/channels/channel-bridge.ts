@@ -11,10 +11,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { presentedToken } from '../api/http.js';
 import { edgeCheck, type EdgeConfig } from '../api/origin.js';
 import { rateHeaders, Tenancy, type TenancyConfig } from '../auth/tenancy.js';
+import type { Caller } from '../auth/tenant.js';
 import { UUID_PATTERN } from '../api/validate.js';
 import type { Config } from '../config/index.js';
 import { DomainError, httpStatusOf } from '../errors.js';
@@ -53,6 +54,9 @@ export class ChannelBridge {
   private readonly wss: WebSocketServer;
   private readonly hubs = new Map<string, KernelChannels>();
   private readonly pinger?: NodeJS.Timeout;
+  /** Connections opened with an API key, and that key: closed once it is revoked (see sweepRevoked). */
+  private readonly keyed = new Map<WebSocket, Caller>();
+  private revocationSweep?: NodeJS.Timeout;
   /** The Host and Origin checks of every HTTP request (src/api/origin.ts), for the handshake. */
   private edge?: ReturnType<typeof edgeCheck>;
 
@@ -119,7 +123,10 @@ export class ChannelBridge {
       (kernel) => {
         if (socket.destroyed) return;
         (socket as Socket).setNoDelay(true);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(kernel, ws, sessionId, socket));
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          this.attach(kernel, ws, sessionId, socket);
+          if (resolution.caller.kind === 'tenant') this.watchKey(ws, resolution.caller);
+        });
       },
       (error: Error) => {
         if (error instanceof DomainError) return refuse(socket, httpStatusOf(error), error.message);
@@ -180,9 +187,31 @@ export class ChannelBridge {
     );
   }
 
+  /**
+   * A revoked key loses its open connections too, not only its next handshake: the keys file is checked
+   * as often as for HTTP requests (POLYKERNEL_API_KEYS_RELOAD_MS, at least every second here).
+   */
+  private watchKey(ws: WebSocket, caller: Caller): void {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    this.keyed.set(ws, caller);
+    ws.once('close', () => this.keyed.delete(ws));
+    if (this.revocationSweep) return;
+    const tenancy = Tenancy.of(this.config, this.kernels, this.log);
+    this.revocationSweep = setInterval(() => {
+      for (const [open, held] of this.keyed) {
+        if (tenancy.stillValid(held)) continue;
+        this.keyed.delete(open);
+        open.close(1008, 'API key revoked');
+      }
+    }, Math.min(1000, Math.max(100, this.config.apiKeysReloadMs)));
+    this.revocationSweep.unref();
+  }
+
   /** On shutdown of the service: every client is told to go away (1001). */
   close(): void {
     clearInterval(this.pinger);
+    clearInterval(this.revocationSweep);
+    this.keyed.clear();
     for (const hub of this.hubs.values()) hub.closeAll(1001, 'service shutting down');
     this.hubs.clear();
     this.wss.close();

@@ -225,6 +225,8 @@ test.serial('a revoked key is refused at once without a restart, WebSocket inclu
   const created = await svc.call('POST', '/api/kernels', { name: 'python3' }, B);
   t.is(created.status, 201);
   const bKernel = created.body.id as string;
+  const open = await JupyterWs.open(ws(bKernel, B_KEY));
+  t.is((await open.execute('print(1)')).stdout, '1\n');
   const C_KEY = 'key-of-tenant-c-0123456789';
   t.is((await svc.call('GET', '/api/kernels', undefined, auth(C_KEY))).status, 401);
   await keys.write([ENTRIES[0]!, { id: 'tenant-c', key: C_KEY }]);
@@ -234,6 +236,8 @@ test.serial('a revoked key is refused at once without a restart, WebSocket inclu
   t.is(revoked.status, 401, 'the first request after the revocation is refused');
   t.is((await svc.call('GET', `/v1/kernel/${bKernel}`, undefined, B)).status, 401);
   t.is((await refusedWs(ws(bKernel, B_KEY))).status, 401, 'the channels handshake is refused');
+  for (let i = 0; i < 40 && !open.closed; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  t.deepEqual(open.closed, { code: 1008, reason: 'API key revoked' }, 'and a connection it had open is closed');
   t.is((await svc.call('GET', '/api/kernels', undefined, auth(C_KEY))).status, 200, 'the added key works');
   t.deepEqual((await svc.call('GET', '/api/kernels', undefined, auth(C_KEY))).body, [], 'and sees nothing of B');
   // The revoked tenant's kernel is still the admin's to see and remove.
