@@ -127,23 +127,19 @@ async function restartThenDelete(t: ExecutionContext, api: typeof v1, rounds: nu
   return out;
 }
 
-test.serial('restart then delete: the removal of the socket directory never follows a link into a host tree (v1)', async (t) => {
-  t.timeout(180_000);
-  report(t, 'v1 restart + delete', await restartThenDelete(t, v1, 10));
-});
-
-test.serial('two overlapping restarts: no host file is chowned or chmodded through a link (v1)', async (t) => {
-  t.timeout(180_000);
+/**
+ * Two restarts `delayMs` apart while the old kernel's conn.json is a link to a canary file (and to a copy
+ * of itself in the container, so that the first restart succeeds); with `swapTree`, directories are
+ * swapped with links to the canary tree too.
+ */
+async function overlappingRestarts(api: typeof v1, name: string, delays: number[], swapTree: boolean): Promise<Round[]> {
   const out: Round[] = [];
-  const delays = [0, 10, 40, 120];
   for (const delayMs of delays) {
-    const { canary, plan } = twoFacedLink('chown');
+    const { canary, plan } = twoFacedLink(name);
     const id = await createKernel(svc.call, { lang: 'python3' });
     try {
-      // conn.json becomes a link to the canary file (and to a copy of itself in the container, so that
-      // the first restart succeeds); directories are swapped with links to the canary tree.
-      await launchAttacker(svc.call, id, { dir: '/conn', waitSeconds: 30, ...plan, tree: canary.tree });
-      const [first, second] = await overlap(() => v1.restart(id), () => v1.restart(id), delayMs);
+      await launchAttacker(svc.call, id, { dir: '/conn', waitSeconds: 30, ...plan, ...(swapTree ? { tree: canary.tree } : {}) });
+      const [first, second] = await overlap(() => api.restart(id), () => api.restart(id), delayMs);
       await svc.service.kernels.settled();
       const compromised = canary.damage();
       const broken = [...serverError('first restart', first), ...serverError('second restart', second)];
@@ -153,7 +149,17 @@ test.serial('two overlapping restarts: no host file is chowned or chmodded throu
       canary.remove();
     }
   }
-  report(t, 'v1 restart + restart', out);
+  return out;
+}
+
+test.serial('restart then delete: the removal of the socket directory never follows a link into a host tree (v1)', async (t) => {
+  t.timeout(180_000);
+  report(t, 'v1 restart + delete', await restartThenDelete(t, v1, 10));
+});
+
+test.serial('two overlapping restarts: no host file is chowned or chmodded through a link (v1)', async (t) => {
+  t.timeout(180_000);
+  report(t, 'v1 restart + restart', await overlappingRestarts(v1, 'chown', [0, 10, 40, 120], true));
 });
 
 test.serial('delete during a restart answers 204 or 404, never 500, and leaves no record, directory or container (v1)', async (t) => {
@@ -222,21 +228,5 @@ test.serial('Jupyter restart then delete: no host tree removed, 204 or 404 (POST
 
 test.serial('Jupyter: two overlapping restarts chown no host file (POST /api/kernels/:id/restart)', async (t) => {
   t.timeout(180_000);
-  const out: Round[] = [];
-  for (const delayMs of [10, 60]) {
-    const { canary, plan } = twoFacedLink('jchown');
-    const id = await createKernel(svc.call, { lang: 'python3' });
-    try {
-      await launchAttacker(svc.call, id, { dir: '/conn', waitSeconds: 30, ...plan });
-      const [first, second] = await overlap(() => jupyter.restart(id), () => jupyter.restart(id), delayMs);
-      await svc.service.kernels.settled();
-      const compromised = canary.damage();
-      const broken = [...serverError('first restart', first), ...serverError('second restart', second)];
-      out.push({ delayMs, compromised, broken, answers: `restarts ${first.status}, ${second.status}` });
-    } finally {
-      await cleanUp(id);
-      canary.remove();
-    }
-  }
-  report(t, 'jupyter restart + restart', out);
+  report(t, 'jupyter restart + restart', await overlappingRestarts(jupyter, 'jchown', [10, 60], false));
 });
