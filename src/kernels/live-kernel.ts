@@ -79,6 +79,11 @@ export class LiveKernel {
     for (const listener of this.listeners) listener(channel, msg);
   }
 
+  /** Every change of state goes through `transition`, so an impossible one (dead -> busy) never happens. */
+  setState(next: KernelState): void {
+    this.state = transition(this.state, next);
+  }
+
   /** Drops the old sockets and connects again (after the kernel process was restarted). */
   reconnect(): void {
     this.connection.close();

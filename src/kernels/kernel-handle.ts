@@ -1,0 +1,31 @@
+/**
+ * A kernel as a request uses it, resolved once per request (KernelManager.handle): its connection, what
+ * it may use, and the operations runs need beside the kernel process. Runs (src/runs) see only this,
+ * never a container or the engine.
+ */
+import type { LiveKernel } from './live-kernel.js';
+import type { KernelSpecEntry } from './kernel-specs.js';
+import type { ResourceLimits } from './kernel-record.js';
+import type { CommandOutputListener, KernelCommand, ResourceUsage } from './provisioner.js';
+
+export type { CommandOutputListener, KernelCommand };
+
+export interface KernelHandle {
+  readonly id: string;
+  /** Kernel name, e.g. python3. */
+  readonly lang: string;
+  /** The kernel's spec as its image says it (batch defaults); undefined when the image is gone. */
+  readonly spec: KernelSpecEntry | undefined;
+  readonly limits: ResourceLimits;
+  /** The API key (tenant) that created it; undefined for the admin token and the open mode. */
+  readonly owner: string | undefined;
+  /** The kernel's messages: send, listen, request futures. */
+  readonly kernel: LiveKernel;
+  /** Runs a command beside the kernel in its container, by default as the kernel's user in its work directory. */
+  exec(command: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }>;
+  /** Processes of this kernel its memory cap killed so far; undefined when that cannot be seen. */
+  oomKills(): Promise<number | undefined>;
+  usage(): Promise<ResourceUsage | undefined>;
+  /** Removes the kernel (a run past its time limit); resolves once it is unreachable. */
+  remove(reason: string): Promise<void>;
+}
