@@ -29,6 +29,9 @@ export class DomainError extends Error {
 
 export const invalidInput = (message: string) => new DomainError('invalid_input', message, 'Bad Request');
 export const notFound = (message: string) => new DomainError('not_found', message, 'Not Found');
+/** The one way every surface says a kernel id names no kernel (with why it went, when it went recently). */
+export const unknownKernel = (id: string, goneBecause?: string) =>
+  notFound(goneBecause ? `kernel ${id} is gone (${goneBecause})` : `no kernel with id ${id}`);
 export const conflict = (message: string) => new DomainError('conflict', message, 'Conflict');
 export const limitExceeded = (message: string) => new DomainError('limit_exceeded', message, 'Not Acceptable');
 export const tooManyKernels = (message: string) => new DomainError('too_many_kernels', message, 'Payment Required');
