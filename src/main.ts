@@ -1,5 +1,5 @@
 /**
- * Composition root: config -> store, runtime -> kernels -> app -> listen; graceful shutdown on SIGTERM.
+ * Composition root: config -> store, runtime -> provisioner -> kernels -> app -> listen; graceful shutdown on SIGTERM.
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
@@ -34,11 +34,11 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const queries = new QueryService(kernels, config, runtime, log);
   const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
-  // Notebook executions (issue #5): unfinished ones of this instance are marked interrupted.
+  // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
 
-  // Jupyter channels WebSocket (issue #3): upgrades go to the bridge, the REST model reads its counts.
+  // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
   const app = createApp({ config, log, kernels, queries, store, runtime, executions, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
@@ -55,7 +55,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   limitConnections(server, config);
   closeSilentConnections(server, config.headersTimeoutMs);
   server.on('upgrade', channels.handleUpgrade);
-  // Requests in flight, so that a shutdown answers them instead of cutting their sockets (issue #6).
+  // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
   const inFlight = new Set<http.ServerResponse>();
   let stopping: Promise<void> | undefined;
   server.on('request', (_req, res: http.ServerResponse) => {
@@ -80,13 +80,13 @@ export async function startService(config: Config, log: Logger = createLogger(co
       log.info('Shutting down', { keepKernels: config.keepKernelsOnShutdown });
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      // Upgraded sockets are no longer the HTTP server's: the bridge closes them (issue #3).
+      // Upgraded sockets are no longer the HTTP server's: the bridge closes them.
       channels.close();
       usage.stop();
       queries.close();
-      // Before the kernels go: running executions end as interrupted and write their output (issue #5).
+      // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
-      // In-flight requests are answered (issue #6). With kernels kept, a v1 query answers at the end of its
+      // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
       // Whatever is still running after the bound is cut.
