@@ -70,6 +70,26 @@ export class KernelLauncher {
     await this.provisioner.seal(ref);
   }
 
+  /** A warm kernel given the requested memory cap, or undefined (it is discarded; one starts cold instead). */
+  async fitWarm(warm: LaunchedKernel, memoryBytes: number): Promise<LaunchedKernel | undefined> {
+    if (warm.memoryBytes === memoryBytes) return warm;
+    try {
+      await this.provisioner.updateLimits(warm, { memoryBytes });
+      return warm;
+    } catch (error) {
+      // E.g. a cap below what the idle kernel already uses.
+      this.log.debug('Warm kernel could not take the requested limits', { kernelId: warm.id, error: (error as Error).message });
+      await this.discard(warm);
+      return undefined;
+    }
+  }
+
+  /** Releases a launched kernel that will not be used (a pooled kernel at shutdown or death). */
+  async discard(launched: LaunchedKernel): Promise<void> {
+    launched.kernel.close();
+    await this.provisioner.remove(launched);
+  }
+
   /** Fails the start of the kernel in this container, if one is starting; true when one was. */
   startDied(containerId: string, reason: DeathReason): boolean {
     const fail = this.starting.get(containerId);

@@ -23,7 +23,7 @@ import { KernelAdmission, type RequestedLimits } from './kernel-admission.js';
 import { KernelAdoption } from './kernel-adoption.js';
 import { ProvisionedKernelHandle, type KernelHandle } from './kernel-handle.js';
 import { KernelLauncher } from './kernel-launcher.js';
-import type { KernelRecord, KernelState, ResourceLimits } from './kernel-record.js';
+import { newKernelRecord, type KernelRecord, type KernelState, type ResourceLimits } from './kernel-record.js';
 import { KernelRecords } from './kernel-records.js';
 import { KernelRegistry } from './kernel-registry.js';
 import { KernelRestarter } from './kernel-restarter.js';
@@ -115,7 +115,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     if (config.prespawnCount > 0) sizes[config.defaultKernelName] ??= config.prespawnCount;
     this.pool = new WarmPool(
       sizes,
-      { launch: (lang) => this.launchPooled(lang), discard: (kernel) => this.discardLaunched(kernel).finally(() => this.memory.release(kernel.id)) },
+      { launch: (lang) => this.launchPooled(lang), discard: (kernel) => this.launcher.discard(kernel).finally(() => this.memory.release(kernel.id)) },
       log,
       config.poolRefillDelayMs,
     );
@@ -179,26 +179,9 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     warm: LaunchedKernel | undefined,
   ): Promise<KernelRecord> {
     const now = this.clock();
-    const record: KernelRecord = {
-      id,
-      lang: spec.name,
-      image: spec.image,
-      runtime: warm?.runtime ?? this.launcher.runtimeFor(spec.name),
-      containerId: warm?.containerId ?? '',
-      connDir: warm?.connDir ?? '',
-      key: warm?.key ?? newKernelKey(),
-      createdAt: now,
-      lastActivity: now,
-      state: 'starting',
-      limits,
-      clientSessionToken: request.clientSessionToken,
-      owner: request.owner,
-      numQueriesExecuted: 0,
-      memoryUsedKB: 0,
-      cpuCreditUsedMs: 0,
-      cpuCreditBaseMs: 0,
-      connections: 0,
-    };
+    const placement = warm ?? { runtime: this.launcher.runtimeFor(spec.name), containerId: '', connDir: '', key: newKernelKey() };
+    const { runtime, containerId, connDir, key } = placement;
+    const record = newKernelRecord({ id, lang: spec.name, image: spec.image, runtime, containerId, connDir, key }, limits, request, now);
     try {
       await this.records.put(record);
     } catch (error) {
@@ -209,34 +192,18 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     try {
       const memoryBytes = limits.maxMemKB * 1024;
       const launched =
-        (warm && (await this.fitWarm(warm, memoryBytes))) ??
-        (await this.launcher.launch({ ...record, memoryBytes, env: request.env ?? {}, workDir: request.workDir }));
-      Object.assign(record, { containerId: launched.containerId, connDir: launched.connDir, key: launched.key });
+        (warm && (await this.launcher.fitWarm(warm, memoryBytes))) ??
+        (await this.launcher.launch({ id, lang: spec.name, image: spec.image, runtime, key, memoryBytes, env: request.env ?? {}, workDir: request.workDir }));
+      const ready = { containerId: launched.containerId, connDir: launched.connDir, key: launched.key, state: launched.kernel.state, lastActivity: this.clock() };
+      Object.assign(record, ready);
       this.register(record, launched.kernel, spec, limits, request.owner);
-      record.state = launched.kernel.state;
-      record.lastActivity = this.clock();
-      const { containerId, connDir, key, state, lastActivity } = record;
-      await this.records.update(id, { containerId, connDir, key, state, lastActivity });
+      await this.records.update(id, ready);
       this.log.info('Kernel ready', { kernelId: id, lang: spec.name, warm: launched === warm, ms: this.clock() - now });
       return record;
     } catch (error) {
       await this.destroy(record, 'failed to start');
       if (error instanceof DomainError) throw error;
       throw kernelFailed(`the ${spec.name} kernel failed to start: ${(error as Error).message}`);
-    }
-  }
-
-  /** A warm kernel with the requested memory cap, or undefined (then it is discarded and one starts cold). */
-  private async fitWarm(warm: LaunchedKernel, memoryBytes: number): Promise<LaunchedKernel | undefined> {
-    if (warm.memoryBytes === memoryBytes) return warm;
-    try {
-      await this.provisioner.updateLimits(warm, { memoryBytes });
-      return warm;
-    } catch (error) {
-      // E.g. a cap below what the idle kernel already uses.
-      this.log.debug('Warm kernel could not take the requested limits', { kernelId: warm.id, error: (error as Error).message });
-      await this.discardLaunched(warm);
-      return undefined;
     }
   }
 
@@ -258,11 +225,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       this.memory.release(id);
       throw error;
     });
-  }
-
-  private async discardLaunched(launched: LaunchedKernel): Promise<void> {
-    launched.kernel.close();
-    await this.provisioner.remove(launched);
   }
 
   /** The stored record with the live figures of this process merged in; 404 when unknown. */

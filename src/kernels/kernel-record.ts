@@ -54,3 +54,26 @@ const ALLOWED: Record<KernelState, readonly KernelState[]> = {
 export function transition(current: KernelState, next: KernelState): KernelState {
   return current === next || ALLOWED[current].includes(next) ? next : current;
 }
+
+/** The record of a kernel about to start: placed (a warm kernel) or not yet (containerId and connDir empty). */
+export function newKernelRecord(
+  placed: Pick<KernelRecord, 'id' | 'lang' | 'image' | 'runtime' | 'containerId' | 'connDir' | 'key'>,
+  limits: ResourceLimits,
+  request: { clientSessionToken?: string; owner?: string },
+  now: number,
+): KernelRecord {
+  return {
+    ...placed,
+    createdAt: now,
+    lastActivity: now,
+    state: 'starting',
+    limits,
+    clientSessionToken: request.clientSessionToken,
+    owner: request.owner,
+    numQueriesExecuted: 0,
+    memoryUsedKB: 0,
+    cpuCreditUsedMs: 0,
+    cpuCreditBaseMs: 0,
+    connections: 0,
+  };
+}
