@@ -26,6 +26,7 @@ import { HELLO } from './hello.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
 import { median, summarize, timeIt, type Summary } from './stats.js';
+import { sleep } from '../test/helpers/wait.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -44,7 +45,6 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const results: Record<string, unknown> = {};
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function wsUrl(service: ServiceProcess, kernelId: string): string {
   return `${service.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`;

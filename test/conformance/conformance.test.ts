@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import type { ErrorContent, JupyterMessage } from '../../src/protocol/messages.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { HELLO, LANGUAGE_ROWS, PROMPT, type LanguageRow } from './languages.js';
+import { sleep } from '../helpers/wait.js';
 
 const MAX_OUTPUT_BYTES = 64 * 1024;
 const TIMEOUT_KERNEL_MS = 4000;
@@ -107,7 +108,7 @@ async function run(kernelId: string, code: string, inputs: string[] = [], interr
       result = body.result;
     }
     // The error message may trail the reply on another socket by a moment.
-    if (result.exitCode === 1 && !errors.length) await new Promise((resolve) => setTimeout(resolve, 200));
+    if (result.exitCode === 1 && !errors.length) await sleep(200);
     return {
       status: result.status,
       exitCode: result.exitCode,
@@ -229,7 +230,7 @@ for (const row of LANGUAGE_ROWS) {
     let status = 0;
     for (let i = 0; i < 50 && status !== 404; i++) {
       status = (await svc.call('GET', `/v1/kernel/${kernelId}`)).status;
-      if (status !== 404) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (status !== 404) await sleep(100);
     }
     t.is(status, 404, 'the timed-out kernel is gone');
     const shared = kernels.get(lang);

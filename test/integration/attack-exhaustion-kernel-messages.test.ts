@@ -6,6 +6,7 @@
  */
 import test from 'ava';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { sleep } from '../helpers/wait.js';
 
 /** 900 MB per message, three times on each channel; a dropped message costs at most the message bound. */
 const MAX_RSS_GROWTH_KB = 200 * 1024;
@@ -56,7 +57,7 @@ for (const channel of ['iopub', 'shell'] as const) {
     let outcome: any;
     try {
       outcome = await run(kernelId, code);
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await sleep(2000);
     } finally {
       clearInterval(sampler);
     }

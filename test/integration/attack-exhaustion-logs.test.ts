@@ -15,6 +15,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
 import { createKernel, DOCKER, query, type Call } from './sandbox-helpers.js';
+import { sleep } from '../helpers/wait.js';
 
 const LOG_BOUND_BYTES = 20 * 1024 * 1024;
 
@@ -81,7 +82,7 @@ test.serial('a kernel flooding its container stderr (and a detached writer) leav
   const outcome = await query(call, kernelId, code);
   t.is(outcome.status, 'finished', outcome.text);
   const afterCell = await logFileBytes(containerId);
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await sleep(3000);
   const later = await logFileBytes(containerId);
   t.log(`engine log of the kernel: ${afterCell} bytes after the cell, ${later} bytes 3 s later (detached writer)`);
   t.true(logConfig.Type === 'none' || Boolean(logConfig.Config?.['max-size']), `log driver ${logConfig.Type} without a size cap`);
@@ -107,7 +108,7 @@ test.serial('a kernel forging frames on iopub: the warnings about them are rate-
   const outcome = await query(call, kernelId, code);
   t.is(outcome.status, 'finished', outcome.text);
   const forged = Number(outcome.text.trim());
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await sleep(1000);
   const written = lines.slice(before).filter((line) => line.includes('Dropped a bad frame from a kernel'));
   t.log(`${forged} forged frames sent; ${written.length} log lines about them`);
   t.true(forged > 5000, `the kernel forged ${forged} frames`);
@@ -119,7 +120,7 @@ test.serial('a kernel forging frames on iopub: the warnings about them are rate-
   let summary: string | undefined;
   while (!summary && Date.now() < deadline) {
     summary = lines.slice(before).find((line) => line.includes('Dropped a bad frame') && line.includes('suppressed'));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
   t.log(`summary: ${summary}`);
   t.truthy(summary, 'a summary line says how many were left out');

@@ -7,7 +7,8 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, eventually, query, sleep } from './sandbox-helpers.js';
+import { createKernel, query } from './sandbox-helpers.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 const gone = async (service: TestService, id: string, timeoutMs: number) =>
   eventually(async () => (await service.call('GET', `/v1/kernel/${id}`)).status === 404, timeoutMs, 250);

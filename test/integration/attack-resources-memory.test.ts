@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import test from 'ava';
 import { LABELS } from '../../src/runtime/runtime.js';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { DOCKER, createKernel, eventually } from './sandbox-helpers.js';
+import { DOCKER, createKernel } from './sandbox-helpers.js';
+import { eventually } from '../helpers/wait.js';
 
 const MB = 1024;
 const CAP_KB = 128 * MB;

@@ -11,6 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import jlab from '@jupyterlab/services/lib/kernel/serialize.js';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
 let kernelA: string;
@@ -188,7 +189,7 @@ test.serial('a flood on one connection does not starve another kernel', async (t
   flooder.stdout.on('data', (chunk: Buffer) => (output += chunk));
   flooder.stderr.on('data', (chunk: Buffer) => (output += chunk));
   const flooderExited = new Promise<number | null>((resolve) => flooder.once('exit', resolve));
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await sleep(1000);
   const during: number[] = [];
   const floodStarted = Date.now();
   const lag = monitorEventLoopDelay({ resolution: 10 });

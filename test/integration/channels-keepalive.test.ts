@@ -7,6 +7,7 @@ import test from 'ava';
 import WebSocket from 'ws';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
+import { sleep } from '../helpers/wait.js';
 
 const PING_MS = 300;
 let svc: TestService;
@@ -25,7 +26,6 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test.serial('a client that answers pings stays connected and usable', async (t) => {
   const client = await JupyterWs.open(wsUrl);

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
 const removed = new Map<string, string>();
@@ -26,7 +27,6 @@ test.after.always(async () => {
 
 const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
 const containerOf = (kernelId: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function createKernel(body: Record<string, unknown> = { lang: 'python3' }): Promise<string> {
   const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);

@@ -11,6 +11,7 @@ import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 const TOKEN = 'executions-test-token';
 let svc: TestService;
@@ -100,7 +101,7 @@ async function waitFor(id: string, done: (execution: any) => boolean, timeoutMs 
     if (done(body.execution)) return body.execution;
     if (finished(body.execution)) throw new Error(`execution ${id} ended as "${body.execution.status}"`);
     if (Date.now() > deadline) throw new Error(`execution ${id} still ${JSON.stringify(body.execution)}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
 }
 
@@ -216,7 +217,7 @@ test('a streaming client that disconnects leaves the execution running; shutdown
   let received = '';
   while (!received.includes('"progress":"2/3"')) received += new TextDecoder().decode((await reader.read()).value);
   abort.abort();
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await sleep(500);
   t.like(await waitFor(id, (execution) => execution.progress === '2/3'), { status: 'executing' });
 
   const began = Date.now();

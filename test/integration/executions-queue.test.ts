@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 const instance = `test-exec-${randomUUID().slice(0, 8)}`;
 const redisPrefix = `${instance}:`;
@@ -53,7 +54,7 @@ async function waitFor(ids: string[], done: (execution: any) => boolean, timeout
     const ended = executions.find((e) => finished(e) && !done(e));
     if (ended) throw new Error(`execution ${ended.exec_id} ended as "${ended.status}"`);
     if (Date.now() > deadline) throw new Error(`not there yet: ${executions.map((e) => e.status).join(', ')}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await sleep(250);
   }
 }
 

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
+import { sleep } from '../helpers/wait.js';
 
 const TOKEN = 'chan-token';
 const AUTH = { authorization: `token ${TOKEN}` };
@@ -26,7 +27,6 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 test.serial('v1 subprotocol: selected when offered; execute streams on iopub and replies on shell', async (t) => {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { freePort } from '../helpers/free-port.js';
+import { sleep } from '../helpers/wait.js';
 
 const GATEWAY_TOKEN = 'gw-token';
 const SERVER_TOKEN = 'js-token';
@@ -69,7 +70,7 @@ test.before(async () => {
     if (jupyter.exitCode !== null) throw new Error(`jupyter_server exited:\n${jupyterLog}`);
     const up = await js('GET', '/api').catch(() => undefined);
     if (up?.status === 200) return;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   throw new Error(`jupyter_server did not start within 30 s:\n${jupyterLog}`);
 });
@@ -78,7 +79,7 @@ test.after.always(async () => {
   if (jupyter && jupyter.exitCode === null) {
     const exited = new Promise((resolve) => jupyter!.once('exit', resolve));
     jupyter.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([exited, sleep(5000)]);
     if (jupyter.exitCode === null) jupyter.kill('SIGKILL');
   }
   await svc?.stop();

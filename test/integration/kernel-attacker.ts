@@ -14,7 +14,8 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, r
 import os from 'node:os';
 import path from 'node:path';
 import type { Call } from './sandbox-helpers.js';
-import { query, sleep } from './sandbox-helpers.js';
+import { query } from './sandbox-helpers.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 export interface AttackPlan {
   /** The directory (container path) to wait for and attack. */
@@ -335,19 +336,10 @@ export async function overlap<A, B>(first: () => Promise<A>, second: () => Promi
  * test's stand-in for an attacker who times its second request by trial and error.
  */
 export async function handedToKernel(dir: string, timeoutMs = 3000): Promise<boolean> {
-  return until(() => lstatSync(dir, { throwIfNoEntry: false })?.uid === 1000, timeoutMs);
+  return eventually(() => lstatSync(dir, { throwIfNoEntry: false })?.uid === 1000, timeoutMs, 1);
 }
 
 /** Resolves once the attacker's first link (`l0`, see AttackPlan.tree) is in the host directory, or after `timeoutMs`. */
 export async function planted(dir: string, timeoutMs = 3000): Promise<boolean> {
-  return until(() => lstatSync(path.join(dir, 'l0'), { throwIfNoEntry: false }) !== undefined, timeoutMs);
-}
-
-async function until(probe: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (probe()) return true;
-    await sleep(1);
-  }
-  return false;
+  return eventually(() => lstatSync(path.join(dir, 'l0'), { throwIfNoEntry: false }) !== undefined, timeoutMs, 1);
 }

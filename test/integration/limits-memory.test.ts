@@ -6,7 +6,8 @@
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
-import { batch, containersOfKernel, createKernel, eventually, query, type Call } from './sandbox-helpers.js';
+import { batch, containersOfKernel, createKernel, query, type Call } from './sandbox-helpers.js';
+import { eventually } from '../helpers/wait.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;
 /** Enough for an idle ipykernel under either runtime (runsc's sentry adds about 50 MB), far below 512 MB. */

@@ -6,7 +6,8 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { batch, containersOfKernel, createKernel, eventually, hostProcesses, processStart, query } from './sandbox-helpers.js';
+import { batch, containersOfKernel, createKernel, hostProcesses, processStart, query } from './sandbox-helpers.js';
+import { eventually } from '../helpers/wait.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;
 const PIDS = 32;

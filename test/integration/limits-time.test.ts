@@ -4,7 +4,8 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { batch, containersOfKernel, createKernel, eventually, query, sleep } from './sandbox-helpers.js';
+import { batch, containersOfKernel, createKernel, query } from './sandbox-helpers.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 let svc: TestService;
 

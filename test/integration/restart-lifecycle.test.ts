@@ -10,6 +10,7 @@ import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
 test.before(async () => {
@@ -45,7 +46,7 @@ test.serial('an execute sent while the kernel restarts runs in the new kernel, a
     t.is((await ws.execute('before = 1')).reply.content.status, 'ok');
     const restarting = svc.call('POST', `/api/kernels/${id}/restart`);
     // The service marks the kernel restarting at once; the message goes out in that window.
-    for (let i = 0; i < 200 && (await svc.service.kernels.get(id)).state !== 'restarting'; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 200 && (await svc.service.kernels.get(id)).state !== 'restarting'; i++) await sleep(5);
     const during = ws.send('shell', 'execute_request', { code: 'print("before" in dir())', silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
     const restarted = await restarting;
     t.is(restarted.status, 200, JSON.stringify(restarted.body));
@@ -71,7 +72,7 @@ test.serial('overlapping restarts of one kernel run one after the other; a delet
       svc.call('PATCH', `/v1/kernel/${id}`),
       svc.call('POST', `/api/kernels/${id}/restart`),
     ];
-    await new Promise((resolve) => setTimeout(resolve, round * 30));
+    await sleep(round * 30);
     const deleted = svc.call('DELETE', `/api/kernels/${id}`);
     const answers = await Promise.all(restarts);
     t.deepEqual(answers.map((a) => a.status), [200, 204, 200], `round ${round}: ${JSON.stringify(answers.map((a) => a.body))}`);

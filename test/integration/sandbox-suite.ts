@@ -20,7 +20,6 @@ import {
   cgroupDirs,
   containersOfKernel,
   createKernel,
-  eventually,
   hostGateway,
   hostProcesses,
   languagesUnderTest,
@@ -29,6 +28,7 @@ import {
   runtimeRegistered,
   type Call,
 } from './sandbox-helpers.js';
+import { eventually } from '../helpers/wait.js';
 
 /** The bash kernel's code is shell: the shell form of an attack is its language form too. */
 function codeFor(attack: (typeof ATTACKS)[number], lang: string): ((ctx: AttackContext) => string) | undefined {

@@ -18,6 +18,7 @@ import WebSocket from 'ws';
 import { freePort } from '../helpers/free-port.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile } from '../helpers/tenant-keys.js';
+import { sleep } from '../helpers/wait.js';
 
 const ADMIN = 'limits-admin-token';
 const Q_KEY = 'key-with-a-quota-0123456789';
@@ -163,7 +164,7 @@ async function startKeyedProcess(keysFile: string) {
     if (child.exitCode !== null) throw new Error(`service exited: ${stderr}`);
     if ((await get(ADMIN).catch(() => 0)) === 200) break;
     if (Date.now() > deadline) throw new Error(`service not up: ${stderr}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
   return {
     get,

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
 
@@ -162,7 +163,7 @@ test('a query past the kernel timeout ends with exec-timeout and destroys the ke
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'import time\ntime.sleep(30)' });
   t.is(body.result.status, 'exec-timeout');
   // Destruction runs right after the timeout fires.
-  for (let i = 0; i < 50 && (await svc.call('GET', `/v1/kernel/${id}`)).status !== 404; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && (await svc.call('GET', `/v1/kernel/${id}`)).status !== 404; i++) await sleep(100);
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
   await svc.service.kernels.settled();
   t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
@@ -172,7 +173,7 @@ test('GET reports the seed\'s info fields; PATCH resets globals but keeps age an
   const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 262144, timeout: 20000 } });
   await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'x = sum(i*i for i in range(3_000_000))' });
   // Let the usage sampler see the kernel at least once.
-  await new Promise((r) => setTimeout(r, svc.config.statsIntervalMs + 500));
+  await sleep(svc.config.statsIntervalMs + 500);
   const before = (await svc.call('GET', `/v1/kernel/${id}`)).body;
   t.is(before.lang, 'python3');
   t.is(before.queryTimeout, 20000);
@@ -185,7 +186,7 @@ test('GET reports the seed\'s info fields; PATCH resets globals but keeps age an
   t.is(patched.status, 204);
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'print("x" in globals())' });
   t.deepEqual(body.result.console, [['stdout', 'False\n']]);
-  await new Promise((r) => setTimeout(r, svc.config.statsIntervalMs + 500));
+  await sleep(svc.config.statsIntervalMs + 500);
   const after = (await svc.call('GET', `/v1/kernel/${id}`)).body;
   t.true(after.age > before.age);
   t.true(after.cpuCreditUsed >= before.cpuCreditUsed, `${after.cpuCreditUsed} >= ${before.cpuCreditUsed}`);

@@ -19,6 +19,7 @@ import { readdir } from 'node:fs/promises';
 import { instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import os from 'node:os';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { sleep } from '../helpers/wait.js';
 
 export interface LoadOptions {
   kernels: number;
@@ -69,7 +70,6 @@ export interface LoadFigures {
 const GC_ON_SIGNAL =
   'data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();process.stderr.write(JSON.stringify({loadMemory:process.memoryUsage()})+"\\n")})';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function distribution(values: number[]): Distribution {
   const sorted = [...values].sort((a, b) => a - b);
