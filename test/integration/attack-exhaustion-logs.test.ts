@@ -14,7 +14,8 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
-import { createKernel, DOCKER, query, type Call } from './sandbox-helpers.js';
+import { DOCKER } from './sandbox-helpers.js';
+import { type Call, createKernel, query } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 const LOG_BOUND_BYTES = 20 * 1024 * 1024;

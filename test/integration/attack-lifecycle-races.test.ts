@@ -17,7 +17,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel } from './sandbox-helpers.js';
+import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { Canary, containersWithLabel, foreignEntries, handedToKernel, launchAttacker, overlap, planted, twoFacedLink } from './kernel-attacker.js';
 

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
@@ -27,12 +28,6 @@ test.after.always(async () => {
 
 const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
 const containerOf = (kernelId: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`);
-
-async function createKernel(body: Record<string, unknown> = { lang: 'python3' }): Promise<string> {
-  const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);
-  if (status !== 200 && status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
 
 /** Polls until GET answers 404; resolves with the time it took. */
 async function goneWithin(kernelId: string, boundMs: number): Promise<number> {
@@ -66,7 +61,7 @@ async function killDuringRun(kernelId: string, code: string, kill: () => void) {
 }
 
 test('docker kill from outside: the run ends with "killed", the kernel is gone within seconds, WebSocket told', async (t) => {
-  const id = await createKernel();
+  const id = await createKernel(svc.call);
   const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: ['v1.kernel.websocket.jupyter.org'] });
   const containerId = containerOf(id);
   t.truthy(containerId);
@@ -97,7 +92,7 @@ test('docker kill from outside: the run ends with "killed", the kernel is gone w
 });
 
 test('SIGTERM to the container: the kernel exits and is reported with its exit code', async (t) => {
-  const id = await createKernel();
+  const id = await createKernel(svc.call);
   const containerId = containerOf(id);
   const { response, ms } = await killDuringRun(id, 'import time\nprint("started", flush=True)\ntime.sleep(60)', () =>
     docker('kill', '--signal', 'SIGTERM', containerId),
@@ -116,7 +111,7 @@ test('SIGTERM to the container: the kernel exits and is reported with its exit c
 
 test('a kernel over its memory cap is reported out-of-memory', async (t) => {
   // 64 MB: filling 400 MB makes the kernel's cgroup hit its cap at once.
-  const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 65536 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 65536 } });
   const response = await svc.call('POST', `/v1/kernel/${id}`, {
     mode: 'query',
     code: 'print("started", flush=True)\nblocks = [b"x" * (16 * 1024 * 1024) for _ in range(25)]',

@@ -13,8 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Call } from './sandbox-helpers.js';
-import { query } from './sandbox-helpers.js';
+import { query, type Call } from '../helpers/v1-client.js';
 import { eventually, sleep } from '../helpers/wait.js';
 
 export interface AttackPlan {

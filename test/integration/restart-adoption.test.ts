@@ -14,6 +14,7 @@ import path from 'node:path';
 import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
+import { runOrThrow } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
@@ -23,18 +24,7 @@ const stdoutOf = (result: { console: [string, unknown][] }) =>
   result.console.filter((item) => item[0] === 'stdout').map((item) => item[1]).join('');
 
 /** Runs a v1 query to its end (through "continued" answers). */
-async function run(svc: TestService, kernelId: string, code: string) {
-  let { status, body } = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
-  if (status !== 200) throw new Error(`query answered ${status}: ${JSON.stringify(body)}`);
-  let result = body.result;
-  const consoleItems = [...result.console];
-  while (result.status === 'continued') {
-    ({ body } = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: result.runId }));
-    result = body.result;
-    consoleItems.push(...result.console);
-  }
-  return { ...result, console: consoleItems };
-}
+const run = (svc: TestService, kernelId: string, code: string) => runOrThrow(svc.call, kernelId, { mode: 'query', code });
 
 test('a restarted service re-adopts running kernels, keeps their state and reaps unknown containers', async (t) => {
   if (!redisUrl) return t.fail('REDIS_URL is not set: adoption needs a store that outlives the process');

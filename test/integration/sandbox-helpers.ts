@@ -1,51 +1,12 @@
 /**
- * Helpers of the sandbox and limit tests (issue #6): v1 runs driven to their end, the kernel images on the
- * engine, a kernel container's host processes.
+ * Helpers of the sandbox and limit tests (issue #6): the kernel images on the engine, a kernel container's
+ * host processes.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import type { TestService } from '../helpers/service.js';
 
 export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
-
-export type Call = TestService['call'];
-
-export interface RunOutcome {
-  /** The final status: finished, exec-timeout, or an HTTP error as `http <status>`. */
-  status: string;
-  exitCode: number | null;
-  console: [string, unknown][];
-  /** stdout and stderr items joined, in order. */
-  text: string;
-}
-
-/** Runs a v1 query or batch request, answering "continued" and "build-finished" with "continue" until it ends. */
-export async function runToEnd(call: Call, kernelId: string, body: Record<string, unknown>, maxCalls = 200): Promise<RunOutcome> {
-  const items: [string, unknown][] = [];
-  let response = await call('POST', `/v1/kernel/${kernelId}`, body);
-  for (let calls = 1; ; calls++) {
-    if (response.status !== 200) {
-      return { status: `http ${response.status}`, exitCode: null, console: items, text: JSON.stringify(response.body) };
-    }
-    const result = response.body.result;
-    items.push(...(result.console as [string, unknown][]));
-    if ((result.status !== 'continued' && result.status !== 'build-finished') || calls >= maxCalls) {
-      const text = items.filter(([kind]) => kind === 'stdout' || kind === 'stderr').map(([, value]) => value).join('');
-      return { status: result.status, exitCode: result.exitCode, console: items, text };
-    }
-    response = await call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: result.runId });
-  }
-}
-
-export const query = (call: Call, kernelId: string, code: string) => runToEnd(call, kernelId, { mode: 'query', code });
-export const batch = (call: Call, kernelId: string, exec: string) => runToEnd(call, kernelId, { mode: 'batch', options: { exec } });
-
-export async function createKernel(call: Call, body: Record<string, unknown>): Promise<string> {
-  const { status, body: created } = await call('POST', '/v1/kernel/create', body);
-  if (status !== 201 && status !== 200) throw new Error(`create ${JSON.stringify(body)} answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
 
 /** Kernel names of the language images on the engine (the service offers exactly these). */
 export function kernelImages(prefix = 'polykernel/'): { image: string; lang: string }[] {

@@ -15,19 +15,8 @@ import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { ATTACKS, check, type AttackContext } from './attacks.js';
-import {
-  batch,
-  cgroupDirs,
-  containersOfKernel,
-  createKernel,
-  hostGateway,
-  hostProcesses,
-  languagesUnderTest,
-  processStart,
-  query,
-  runtimeRegistered,
-  type Call,
-} from './sandbox-helpers.js';
+import { cgroupDirs, containersOfKernel, hostGateway, hostProcesses, languagesUnderTest, processStart, runtimeRegistered } from './sandbox-helpers.js';
+import { batch, type Call, createKernel, query } from '../helpers/v1-client.js';
 import { eventually } from '../helpers/wait.js';
 
 /** The bash kernel's code is shell: the shell form of an attack is its language form too. */

@@ -22,6 +22,7 @@ import WebSocket from 'ws';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { redisUrl } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
+import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
@@ -96,12 +97,6 @@ async function refusesConnections(url: string, timeoutMs: number): Promise<boole
   return false;
 }
 
-async function createKernel(service: Spawned): Promise<string> {
-  const { status, body } = await service.call('POST', '/v1/kernel/create', { lang: 'python3' });
-  if (status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(body)}`);
-  return body.kernelId as string;
-}
-
 /**
  * Watches the kernel's iopub through its channels WebSocket: `seen` resolves once a stream message
  * carries `text`, i.e. the code is known to run (its kernel state alone can say busy before it printed).
@@ -146,8 +141,8 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
   // A long flush window: without the shutdown, the query below would not answer for 20 s.
   const service = await spawnService({ ...env, POLYKERNEL_FLUSH_WINDOW_MS: '20000' });
   try {
-    const busy = await createKernel(service);
-    const idle = await createKernel(service);
+    const busy = await createKernel(service.call);
+    const idle = await createKernel(service.call);
     t.is(containersOf(instance).length, 2);
     const output = await watchOutput(service, busy, 'started');
     const inFlight = service.call('POST', `/v1/kernel/${busy}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' });
@@ -183,7 +178,7 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
   const first = await spawnService({ ...env, POLYKERNEL_FLUSH_WINDOW_MS: '3000' });
   let second: Spawned | undefined;
   try {
-    const kernel = await createKernel(first);
+    const kernel = await createKernel(first.call);
     await first.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'x = "kept"' });
     const inFlight = first.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(5)' });
     await waitBusy(first, kernel);

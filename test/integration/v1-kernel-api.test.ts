@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
@@ -20,18 +21,12 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-async function createKernel(body: Record<string, unknown> = { lang: 'python3' }): Promise<string> {
-  const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);
-  if (status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
-
 function dockerInspect(containerFilter: string): string {
   return execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', containerFilter], { encoding: 'utf8' }).trim();
 }
 
 test('create, run print(6*7), delete: 42 comes back and the container is gone', async (t) => {
-  const id = await createKernel({ lang: 'python3', clientSessionToken: 'demo-42' });
+  const id = await createKernel(svc.call, { lang: 'python3', clientSessionToken: 'demo-42' });
   t.regex(id, /^[0-9a-f-]{36}$/);
   const { status, body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'print(6*7)' });
   t.is(status, 200);
@@ -50,7 +45,7 @@ test('create, run print(6*7), delete: 42 comes back and the container is gone', 
 });
 
 test('the kernel container is sandboxed: no network, read-only root, non-root, capped memory', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 131072, timeout: 10000 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 131072, timeout: 10000 } });
   const code = [
     'import os, socket, subprocess',
     'print("uid", os.getuid())',
@@ -102,7 +97,7 @@ test('the same clientSessionToken continues the same kernel; after delete it sta
 });
 
 test('input(): waiting-input, then the answer through mode "input"', async (t) => {
-  const id = await createKernel();
+  const id = await createKernel(svc.call);
   const asked = await svc.call('POST', `/v1/kernel/${id}`, {
     mode: 'query',
     runId: 'ask-1',
@@ -117,7 +112,7 @@ test('input(): waiting-input, then the answer through mode "input"', async (t) =
 });
 
 test('a raising query finishes with exitCode 1 and the traceback on stderr', async (t) => {
-  const id = await createKernel();
+  const id = await createKernel(svc.call);
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: '1/0' });
   t.is(body.result.status, 'finished');
   t.is(body.result.exitCode, 1);
@@ -159,7 +154,7 @@ test('a long query answers "continued" with output so far, then "continue" finis
 });
 
 test('a query past the kernel timeout ends with exec-timeout and destroys the kernel', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { timeout: 1000 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 1000 } });
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'import time\ntime.sleep(30)' });
   t.is(body.result.status, 'exec-timeout');
   // Destruction runs right after the timeout fires.
@@ -170,7 +165,7 @@ test('a query past the kernel timeout ends with exec-timeout and destroys the ke
 });
 
 test('GET reports the seed\'s info fields; PATCH resets globals but keeps age and CPU credit', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 262144, timeout: 20000 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 262144, timeout: 20000 } });
   await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'x = sum(i*i for i in range(3_000_000))' });
   // Let the usage sampler see the kernel at least once.
   await sleep(svc.config.statsIntervalMs + 500);
