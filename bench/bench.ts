@@ -24,6 +24,7 @@ import { kernelsCpuMs } from './container-cpu.js';
 import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
+import { jsonCall } from '../test/helpers/http-client.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
 import { median, summarize, timeIt, type Summary } from './stats.js';
 import { sleep } from '../test/helpers/wait.js';
@@ -246,12 +247,8 @@ async function benchJupyterServer(): Promise<void> {
     { stdio: 'ignore', env: { ...process.env, PATH: `/usr/bin:${process.env.PATH}` } },
   );
   const base = `http://127.0.0.1:${port}`;
-  const headers = { authorization: `token ${token}`, 'content-type': 'application/json' };
-  const call = async (method: string, route: string, body?: unknown) => {
-    const response = await fetch(base + route, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await response.text();
-    return text ? JSON.parse(text) : undefined;
-  };
+  const jupyter = jsonCall(base, { authorization: `token ${token}` });
+  const call = async (method: string, route: string, body?: unknown) => (await jupyter(method, route, body)).body;
   const connect = (id: string) => JupyterWsClient.connect(`ws://127.0.0.1:${port}/api/kernels/${id}/channels?token=${token}`);
   try {
     for (let i = 0; i < 100; i++) {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
+import { jsonCall } from './http-client.js';
 
 export interface TestService {
   url: string;
@@ -46,21 +47,7 @@ export async function startTestService(overrides: Partial<Config> = {}, storeKin
     url,
     service,
     config,
-    async call(method, route, body, headers = {}) {
-      const response = await fetch(url + route, {
-        method,
-        headers: { 'content-type': 'application/json', ...headers },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      });
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        // Not JSON: the test sees the raw text (and will say so when it expected JSON).
-      }
-      return { status: response.status, body: parsed, headers: response.headers };
-    },
+    call: jsonCall(url),
     async stop() {
       await service.stop();
       await rm(stateDir, { recursive: true, force: true });

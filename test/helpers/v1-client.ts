@@ -1,11 +1,10 @@
 /**
  * The v1 (Backend.AI) kernel API as the tests drive it: create a kernel, and run a query or batch request
  * to its end by answering "continued" and "build-finished" with "continue". Works over any client with
- * the shape of `TestService.call` (the in-process service, or `HttpClient.call` of a service process).
+ * the shape of `Call` (`TestService.call` of the in-process service, or `HttpClient.call` of a service process).
  */
+import type { Call } from './http-client.js';
 import { eventually } from './wait.js';
-
-export type Call = (method: string, route: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: any }>;
 
 export interface V1Result {
   runId: string;

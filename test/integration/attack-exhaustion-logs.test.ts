@@ -15,7 +15,8 @@ import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
 import { DOCKER } from './sandbox-helpers.js';
-import { type Call, createKernel, query } from '../helpers/v1-client.js';
+import { jsonCall, type Call } from '../helpers/http-client.js';
+import { createKernel, query } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 const LOG_BOUND_BYTES = 20 * 1024 * 1024;
@@ -41,11 +42,7 @@ test.before(async () => {
   service = await startService(config, createLogger('warn', (line) => void lines.push(line)));
   const address = service.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  call = async (method, route, body) => {
-    const response = await fetch(url + route, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
-  };
+  call = jsonCall(url);
 });
 
 test.after.always(async () => {

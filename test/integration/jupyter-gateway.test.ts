@@ -11,6 +11,7 @@ import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { freePort } from '../helpers/free-port.js';
+import { jsonCall } from '../helpers/http-client.js';
 import { sleep } from '../helpers/wait.js';
 
 const GATEWAY_TOKEN = 'gw-token';
@@ -22,15 +23,7 @@ let home: string;
 let jupyterLog = '';
 
 /** jupyter_server's REST API, with its token. */
-async function js(method: string, route: string, body?: unknown) {
-  const response = await fetch(`${jupyterUrl}${route}`, {
-    method,
-    headers: { authorization: `token ${SERVER_TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? (JSON.parse(text) as any) : undefined };
-}
+const js = (method: string, route: string, body?: unknown) => jsonCall(jupyterUrl, { authorization: `token ${SERVER_TOKEN}` })(method, route, body);
 
 test.before(async () => {
   svc = await startTestService({ authToken: GATEWAY_TOKEN });

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startService } from '../../src/main.js';
 import { createLogger } from '../../src/logger.js';
+import { jsonCall } from '../helpers/http-client.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
 
 const TOKEN = 'rest-token';
@@ -277,10 +278,7 @@ test.serial('sessions and their kernels outlive a restart of the service (Redis)
   const config = { ...svc.config, instance, redisPrefix: `${instance}:`, stateDir: await mkdtemp(path.join(os.tmpdir(), 'pk-')) };
   const first = await startService({ ...config, keepKernelsOnShutdown: true }, createLogger(config.logLevel));
   const url = (service: typeof first) => `http://127.0.0.1:${(service.server.address() as { port: number }).port}`;
-  const req = async (base: string, method: string, route: string, body?: unknown) => {
-    const response = await fetch(base + route, { method, headers: { ...AUTH, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    return { status: response.status, body: response.status === 204 ? undefined : await response.json() };
-  };
+  const req = (base: string, method: string, route: string, body?: unknown) => jsonCall(base, AUTH)(method, route, body);
   let second: typeof first | undefined;
   try {
     const { body: session } = await req(url(first), 'POST', '/api/sessions', { path: 'keep.ipynb', type: 'notebook', name: 'keep' });

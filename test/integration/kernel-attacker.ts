@@ -13,7 +13,8 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { query, type Call } from '../helpers/v1-client.js';
+import type { Call } from '../helpers/http-client.js';
+import { query } from '../helpers/v1-client.js';
 import { eventually, sleep } from '../helpers/wait.js';
 
 export interface AttackPlan {

@@ -7,7 +7,8 @@ import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { containersOfKernel } from './sandbox-helpers.js';
-import { batch, type Call, createKernel, query } from '../helpers/v1-client.js';
+import type { Call } from '../helpers/http-client.js';
+import { batch, createKernel, query } from '../helpers/v1-client.js';
 import { eventually } from '../helpers/wait.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;

@@ -16,7 +16,8 @@ import { startTestService, type TestService } from '../helpers/service.js';
 import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { ATTACKS, check, type AttackContext } from './attacks.js';
 import { cgroupDirs, containersOfKernel, hostGateway, hostProcesses, languagesUnderTest, processStart, runtimeRegistered } from './sandbox-helpers.js';
-import { batch, type Call, createKernel, query } from '../helpers/v1-client.js';
+import type { Call } from '../helpers/http-client.js';
+import { batch, createKernel, query } from '../helpers/v1-client.js';
 import { eventually } from '../helpers/wait.js';
 
 /** The bash kernel's code is shell: the shell form of an attack is its language form too. */

@@ -22,6 +22,7 @@ import WebSocket from 'ws';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { redisUrl } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
+import { jsonCall, type Call } from '../helpers/http-client.js';
 import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
@@ -35,7 +36,7 @@ interface Spawned {
   /** Resolves with the exit code once the process ended. */
   exited: Promise<number | null>;
   stderr: () => string;
-  call(method: string, route: string, body?: unknown): Promise<{ status: number; body: any }>;
+  call: Call;
 }
 
 async function spawnService(env: Record<string, string>): Promise<Spawned> {
@@ -48,11 +49,7 @@ async function spawnService(env: Record<string, string>): Promise<Spawned> {
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
-  const call = async (method: string, route: string, body?: unknown) => {
-    const response = await fetch(url + route, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const call = jsonCall(url);
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`service exited at start (${child.exitCode}): ${stderr}`);
     try {
