@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
 
 const CAP = 16 * 1024 * 1024;
 const FLOOD_SECONDS = 12;
@@ -21,8 +22,7 @@ let wsUrl: string;
 
 test.before(async () => {
   svc = await startServiceProcess({ label: 'attack-ws', env: { POLYKERNEL_WS_MAX_BUFFERED_BYTES: String(CAP) } });
-  const { id } = await svc.http.ok('POST', '/api/kernels', { name: 'python3' });
-  wsUrl = `${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`;
+  wsUrl = channelsUrl(svc.url, await startKernel((method, route, body) => svc.http.call(method, route, body)));
 });
 
 test.after.always(async () => {

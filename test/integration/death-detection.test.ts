@@ -12,6 +12,7 @@ import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 let svc: TestService;
 const removed = new Map<string, string>();
@@ -62,7 +63,7 @@ async function killDuringRun(kernelId: string, code: string, kill: () => void) {
 
 test('docker kill from outside: the run ends with "killed", the kernel is gone within seconds, WebSocket told', async (t) => {
   const id = await createKernel(svc.call);
-  const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: ['v1.kernel.websocket.jupyter.org'] });
+  const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: ['v1.kernel.websocket.jupyter.org'] });
   const containerId = containerOf(id);
   t.truthy(containerId);
   const { response, ms } = await killDuringRun(id, 'import time\nprint("started", flush=True)\ntime.sleep(60)', () => docker('kill', containerId));

@@ -13,6 +13,7 @@ import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { freePort } from '../helpers/free-port.js';
 import { jsonCall } from '../helpers/http-client.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const GATEWAY_TOKEN = 'gw-token';
 const SERVER_TOKEN = 'js-token';
@@ -101,7 +102,7 @@ test.serial('jupyter_server starts a kernel here and executes a cell through its
   const env: string[] = JSON.parse(execFileSync('/usr/bin/docker', ['inspect', '--format', '{{json .Config.Env}}', container], { encoding: 'utf8' }));
   t.true(env.includes('KERNEL_FROM_JUPYTER_SERVER=yes'), 'KERNEL_* variables of the gateway client reach the kernel');
 
-  const client = await JupyterWs.open(`${jupyterUrl.replace('http', 'ws')}/api/kernels/${kernelId}/channels?token=${SERVER_TOKEN}`);
+  const client = await JupyterWs.open(`${channelsUrl(jupyterUrl, kernelId)}?token=${SERVER_TOKEN}`);
   const { reply, stdout } = await client.execute('import sys\nprint("via gateway", sys.version_info[0])');
   t.is(reply.content.status, 'ok');
   t.is(stdout, 'via gateway 3\n');

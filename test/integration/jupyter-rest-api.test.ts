@@ -14,6 +14,7 @@ import path from 'node:path';
 import { startService } from '../../src/main.js';
 import { createLogger } from '../../src/logger.js';
 import { jsonCall } from '../helpers/http-client.js';
+import { startKernel } from '../helpers/jupyter-client.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
 
 const TOKEN = 'rest-token';
@@ -44,12 +45,6 @@ test.afterEach.always(async () => {
 });
 
 const call = (method: string, route: string, body?: unknown) => svc.call(method, route, body, AUTH);
-
-async function startKernel(body: Record<string, unknown> = { name: 'python3' }): Promise<string> {
-  const { status, body: model } = await call('POST', '/api/kernels', body);
-  if (status !== 201) throw new Error(`POST /api/kernels answered ${status}: ${JSON.stringify(model)}`);
-  return model.id;
-}
 
 function containerEnv(kernelId: string): string[] {
   const id = execFileSync('/usr/bin/docker', ['ps', '-q', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
@@ -118,7 +113,7 @@ test.serial('kernels: start (201 + Location), get, list, interrupt, restart, del
 
 test.serial('one set of kernels: /v1 kernels are listed here, these are served by /v1', async (t) => {
   const { body: v1 } = await call('POST', '/v1/kernel/create', { lang: 'python3' });
-  const jupyter = await startKernel();
+  const jupyter = await startKernel(call);
   const listed = (await call('GET', '/api/kernels')).body.map((k: { id: string }) => k.id);
   t.true(listed.includes(v1.kernelId));
   t.true(listed.includes(jupyter));
@@ -132,7 +127,7 @@ test.serial('one set of kernels: /v1 kernels are listed here, these are served b
 });
 
 test.serial('env: only KERNEL_* and KG_ENV_WHITELIST variables reach the container', async (t) => {
-  const id = await startKernel({ name: 'python3', env: { KERNEL_USERNAME: 'ada', ALLOWED_VAR: 'yes', SECRET_VAR: 'no', LD_PRELOAD: '/x.so' } });
+  const id = await startKernel(call, { name: 'python3', env: { KERNEL_USERNAME: 'ada', ALLOWED_VAR: 'yes', SECRET_VAR: 'no', LD_PRELOAD: '/x.so' } });
   const env = containerEnv(id);
   t.true(env.includes('KERNEL_USERNAME=ada'));
   t.true(env.includes('ALLOWED_VAR=yes'));
@@ -142,7 +137,7 @@ test.serial('env: only KERNEL_* and KG_ENV_WHITELIST variables reach the contain
 });
 
 test.serial('KG_MAX_KERNELS: the kernel past the limit is 402 {message, reason}', async (t) => {
-  const ids = [await startKernel(), await startKernel()];
+  const ids = [await startKernel(call), await startKernel(call)];
   const refused = await call('POST', '/api/kernels', { name: 'python3' });
   t.is(refused.status, 402);
   t.is(refused.body.reason, 'Payment Required');

@@ -16,6 +16,7 @@ import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
 import { runOrThrow } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
 const containersOf = (instance: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`).split('\n').filter(Boolean);
@@ -49,7 +50,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     for (const id of [v1, jupyterKernel, vanishing, busy]) t.regex(id, /^[0-9a-f-]{36}$/);
 
     t.is((await run(first, v1, 'x = 41')).exitCode, 0);
-    const wsUrl = `${first.url.replace('http', 'ws')}/api/kernels/${jupyterKernel}/channels`;
+    const wsUrl = channelsUrl(first.url, jupyterKernel);
     const ws = await JupyterWs.open(wsUrl, { protocols: ['v1.kernel.websocket.jupyter.org'] });
     t.is((await ws.execute('y = "kept"')).reply.content.status, 'ok');
     // Still running when the service stops: the first answer is "continued" after the flush window.
@@ -105,7 +106,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     const sessions = (await second.call('GET', '/api/sessions')).body;
     t.is(sessions.length, 1);
     t.is(sessions[0].kernel.id, jupyterKernel);
-    const reconnected = await JupyterWs.open(`${second.url.replace('http', 'ws')}/api/kernels/${jupyterKernel}/channels`, {
+    const reconnected = await JupyterWs.open(channelsUrl(second.url, jupyterKernel), {
       protocols: ['v1.kernel.websocket.jupyter.org'],
       session: ws.session,
     });

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
 
 let svc: TestService;
 test.before(async () => {
@@ -23,12 +24,6 @@ test.after.always(async () => {
 const containersOf = (kernelId: string) =>
   execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
 
-async function newKernel(): Promise<string> {
-  const created = await svc.call('POST', '/api/kernels', { name: 'python3' });
-  if (created.status !== 201) throw new Error(`create answered ${created.status}: ${JSON.stringify(created.body)}`);
-  return created.body.id as string;
-}
-
 function assertSealed(t: import('ava').ExecutionContext, connDir: string) {
   const dir = lstatSync(connDir);
   t.is(dir.uid, 0, 'the socket directory is root\'s');
@@ -40,8 +35,8 @@ function assertSealed(t: import('ava').ExecutionContext, connDir: string) {
 }
 
 test.serial('an execute sent while the kernel restarts runs in the new kernel, after the restart', async (t) => {
-  const id = await newKernel();
-  const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: [V1] });
+  const id = await startKernel(svc.call);
+  const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: [V1] });
   try {
     t.is((await ws.execute('before = 1')).reply.content.status, 'ok');
     const restarting = svc.call('POST', `/api/kernels/${id}/restart`);
@@ -65,7 +60,7 @@ test.serial('an execute sent while the kernel restarts runs in the new kernel, a
 test.serial('overlapping restarts of one kernel run one after the other; a delete during them waits and removes it', async (t) => {
   t.timeout(180_000);
   for (let round = 0; round < 4; round++) {
-    const id = await newKernel();
+    const id = await startKernel(svc.call);
     const record = await svc.service.kernels.get(id);
     const restarts = [
       svc.call('POST', `/api/kernels/${id}/restart`),
@@ -86,10 +81,10 @@ test.serial('overlapping restarts of one kernel run one after the other; a delet
 });
 
 test.serial('a restart that follows a restart leaves a working, sealed kernel', async (t) => {
-  const id = await newKernel();
+  const id = await startKernel(svc.call);
   try {
     for (let i = 0; i < 3; i++) t.is((await svc.call('POST', `/api/kernels/${id}/restart`)).status, 200);
-    const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: [V1] });
+    const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: [V1] });
     t.is((await ws.execute('print(6*7)')).stdout, '42\n');
     await ws.close();
     assertSealed(t, (await svc.service.kernels.get(id)).connDir);

@@ -25,6 +25,7 @@ import { freePort } from '../helpers/free-port.js';
 import { jsonCall, type Call } from '../helpers/http-client.js';
 import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
@@ -99,7 +100,7 @@ async function refusesConnections(url: string, timeoutMs: number): Promise<boole
  * carries `text`, i.e. the code is known to run (its kernel state alone can say busy before it printed).
  */
 async function watchOutput(service: Spawned, kernelId: string, text: string): Promise<{ seen: Promise<void>; close(): void }> {
-  const ws = new WebSocket(`${service.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`);
+  const ws = new WebSocket(channelsUrl(service.url, kernelId));
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
   const seen = new Promise<void>((resolve) => {
     ws.on('message', (data) => {

@@ -14,6 +14,7 @@ import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile, type KeyEntry } from '../helpers/tenant-keys.js';
 import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const ADMIN = 'tenants-admin-token';
 const A_KEY = 'key-of-tenant-a-0123456789';
@@ -52,7 +53,7 @@ test.after('no kernel container is left behind', async () => {
   if (left.trim()) throw new Error(`containers left: ${left}`);
 });
 
-const ws = (id: string, token?: string) => `${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels${token ? `?token=${token}` : ''}`;
+const ws = (id: string, token?: string) => `${channelsUrl(svc.url, id)}${token ? `?token=${token}` : ''}`;
 
 async function refusedWs(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   try {

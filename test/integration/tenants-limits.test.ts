@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { startServiceProcess } from '../helpers/service-process.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile } from '../helpers/tenant-keys.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const ADMIN = 'limits-admin-token';
 const Q_KEY = 'key-with-a-quota-0123456789';
@@ -106,7 +107,7 @@ test.serial('the rate limit: 429 with X-RateLimit-Limit/Remaining/Reset/Window a
   t.is(v1.status, 429);
   t.is(v1.body.type, 'urn:polykernel:error:rate_limited');
   const handshake = await new Promise<{ status: number; retryAfter?: string }>((resolve, reject) => {
-    const socket = new WebSocket(`${svc.url.replace('http', 'ws')}/api/kernels/${randomUUID()}/channels?token=${R_KEY}`);
+    const socket = new WebSocket(`${channelsUrl(svc.url, randomUUID())}?token=${R_KEY}`);
     socket.once('unexpected-response', (_req, res) => {
       res.resume();
       resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined });
