@@ -14,7 +14,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
-import { DOCKER } from './sandbox-helpers.js';
+import { DOCKER } from '../helpers/docker.js';
 import { jsonCall, type Call } from '../helpers/http-client.js';
 import { createKernel, query } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';

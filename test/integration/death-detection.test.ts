@@ -5,7 +5,6 @@
  * WebSocket sees a `dead` status and is closed, and the manager's `removed` event carries it.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
@@ -13,6 +12,7 @@ import { startTestService, type TestService } from '../helpers/service.js';
 import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfKernel, docker } from '../helpers/docker.js';
 
 let svc: TestService;
 const removed = new Map<string, string>();
@@ -27,8 +27,6 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const containerOf = (kernelId: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`);
 
 /** Polls until GET answers 404; resolves with the time it took. */
 async function goneWithin(kernelId: string, boundMs: number): Promise<number> {
@@ -64,7 +62,7 @@ async function killDuringRun(kernelId: string, code: string, kill: () => void) {
 test('docker kill from outside: the run ends with "killed", the kernel is gone within seconds, WebSocket told', async (t) => {
   const id = await createKernel(svc.call);
   const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: ['v1.kernel.websocket.jupyter.org'] });
-  const containerId = containerOf(id);
+  const containerId = containersOfKernel(id);
   t.truthy(containerId);
   const { response, ms } = await killDuringRun(id, 'import time\nprint("started", flush=True)\ntime.sleep(60)', () => docker('kill', containerId));
   t.log(`run answered ${ms} ms after docker kill`);
@@ -88,13 +86,13 @@ test('docker kill from outside: the run ends with "killed", the kernel is gone w
   t.regex(ws.closed?.reason ?? '', /killed/);
   // Nothing left behind.
   await svc.service.kernels.settled();
-  t.is(containerOf(id), '');
+  t.is(containersOfKernel(id), '');
   t.false(existsSync(connectionDirOf(svc.config.stateDir, svc.config.instance, id)));
 });
 
 test('SIGTERM to the container: the kernel exits and is reported with its exit code', async (t) => {
   const id = await createKernel(svc.call);
-  const containerId = containerOf(id);
+  const containerId = containersOfKernel(id);
   const { response, ms } = await killDuringRun(id, 'import time\nprint("started", flush=True)\ntime.sleep(60)', () =>
     docker('kill', '--signal', 'SIGTERM', containerId),
   );

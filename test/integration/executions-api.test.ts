@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { sleep } from '../helpers/wait.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 const TOKEN = 'executions-test-token';
 let svc: TestService;
@@ -37,8 +38,8 @@ test.after.always(async () => {
 });
 
 test.after('no kernel container is left behind', () => {
-  const left = execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${svc.config.instance}`], { encoding: 'utf8' });
-  if (left.trim()) throw new Error(`containers left: ${left}`);
+  const left = containersOfInstance(svc.config.instance);
+  if (left.length) throw new Error(`containers left: ${left.join(' ')}`);
 });
 
 interface Reply {

@@ -9,7 +9,6 @@
  * with real entries in a loop (`renameat2(RENAME_EXCHANGE)`, atomic), so that whatever the service does
  * to that directory at that moment, a path it checked may be a link when it acts on it.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -313,10 +312,6 @@ export function foreignEntries(connDir: string): string[] {
     if (!own) out.push(`${name} (${s.isSymbolicLink() ? 'link' : s.isDirectory() ? 'dir' : `${s.size} bytes`})`);
   }
   return out;
-}
-
-export function containersWithLabel(kernelId: string): string {
-  return execFileSync('docker', ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
 }
 
 /**

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
-import { containersOfKernel } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
 import type { Call } from '../helpers/http-client.js';
 import { batch, createKernel, query } from '../helpers/v1-client.js';
 import { eventually } from '../helpers/wait.js';

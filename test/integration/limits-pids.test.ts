@@ -6,7 +6,8 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { containersOfKernel, hostProcesses, processStart } from './sandbox-helpers.js';
+import { hostProcesses, processStart } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
 import { batch, createKernel, query } from '../helpers/v1-client.js';
 import { eventually } from '../helpers/wait.js';
 

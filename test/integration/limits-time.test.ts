@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { containersOfKernel } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
 import { batch, createKernel, kernelGone, query } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 

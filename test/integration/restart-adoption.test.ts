@@ -17,9 +17,8 @@ import { redisUrl, startTestService, type TestService } from '../helpers/service
 import { runOrThrow } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const containersOf = (instance: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`).split('\n').filter(Boolean);
 
 const stdoutOf = (result: { console: [string, unknown][] }) =>
   result.console.filter((item) => item[0] === 'stdout').map((item) => item[1]).join('');
@@ -62,7 +61,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     // The WebSocket is told the service goes away (1001), the kernels' containers stay.
     for (let i = 0; i < 50 && !ws.closed; i++) await sleep(100);
     t.is(ws.closed?.code, 1001);
-    t.is(containersOf(instance).length, 4, 'every kernel container survives a stop with keepKernelsOnShutdown');
+    t.is(containersOfInstance(instance).length, 4, 'every kernel container survives a stop with keepKernelsOnShutdown');
 
     // While the service is down: one kernel's container goes away, and a container no record names appears.
     docker('rm', '-f', docker('ps', '-q', '--filter', `label=org.polykernel.kernel-id=${vanishing}`));
@@ -124,7 +123,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     if (orphan) execFileSync('/usr/bin/docker', ['rm', '-f', orphan], { stdio: 'ignore' });
   }
   // Nothing of the instance is left: no container, no socket directory (the state dir is removed by stop).
-  t.deepEqual(containersOf(instance), []);
+  t.deepEqual(containersOfInstance(instance), []);
   const instanceDir = instanceConnectionDirs(stateDir, instance);
   const leftovers = existsSync(instanceDir) ? await readdir(instanceDir) : [];
   t.deepEqual(leftovers, []);

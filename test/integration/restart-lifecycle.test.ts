@@ -5,13 +5,13 @@
  * kernel run one after the other and all answer well; the directory is sealed after every restart.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
+import { containersOfKernel } from '../helpers/docker.js';
 
 let svc: TestService;
 test.before(async () => {
@@ -20,9 +20,6 @@ test.before(async () => {
 test.after.always(async () => {
   await svc?.stop();
 });
-
-const containersOf = (kernelId: string) =>
-  execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
 
 function assertSealed(t: import('ava').ExecutionContext, connDir: string) {
   const dir = lstatSync(connDir);
@@ -75,7 +72,7 @@ test.serial('overlapping restarts of one kernel run one after the other; a delet
     t.is((await svc.call('GET', `/api/kernels/${id}`)).status, 404);
     t.is((await svc.call('DELETE', `/api/kernels/${id}`)).status, 404, 'a second delete finds nothing');
     await svc.service.kernels.settled();
-    t.is(containersOf(id), '', 'no container is left');
+    t.is(containersOfKernel(id), '', 'no container is left');
     t.throws(() => lstatSync(record.connDir), { code: 'ENOENT' }, 'nor its socket directory');
   }
 });

@@ -1,12 +1,11 @@
 /**
  * Helpers of the sandbox and limit tests (issue #6): the kernel images on the engine, a kernel container's
- * host processes.
+ * cgroups and host processes.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-
-export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+import { DOCKER } from '../helpers/docker.js';
 
 /** Kernel names of the language images on the engine (the service offers exactly these). */
 export function kernelImages(prefix = 'polykernel/'): { image: string; lang: string }[] {
@@ -41,10 +40,6 @@ export function runtimeRegistered(runtime: string): boolean {
 export function hostGateway(): string {
   const docker0 = os.networkInterfaces().docker0?.find((address) => address.family === 'IPv4');
   return docker0?.address ?? '172.17.0.1';
-}
-
-export function containersOfKernel(kernelId: string): string {
-  return execFileSync(DOCKER, ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
 }
 
 /** The cgroup directories (v1 cgroupfs or v2) that hold a container's processes. */

@@ -26,10 +26,9 @@ import { jsonCall, type Call } from '../helpers/http-client.js';
 import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const containersOf = (instance: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`).split('\n').filter(Boolean);
 
 interface Spawned {
   process: ChildProcess;
@@ -141,7 +140,7 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
   try {
     const busy = await createKernel(service.call);
     const idle = await createKernel(service.call);
-    t.is(containersOf(instance).length, 2);
+    t.is(containersOfInstance(instance).length, 2);
     const output = await watchOutput(service, busy, 'started');
     const inFlight = service.call('POST', `/v1/kernel/${busy}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' });
     await output.seen;
@@ -159,12 +158,12 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
     const { code, ms } = await stopped;
     t.log(`exited ${code} ${ms} ms after SIGTERM`);
     t.is(code, 0);
-    t.deepEqual(containersOf(instance), [], `no container of the instance is left (${idle} included)`);
+    t.deepEqual(containersOfInstance(instance), [], `no container of the instance is left (${idle} included)`);
     t.deepEqual(await readdir(stateDir), [], 'no socket directory is left');
     t.is(storeKeys(instance), '', 'no store key is left');
   } finally {
     if (service.process.exitCode === null) service.process.kill('SIGKILL');
-    for (const id of containersOf(instance)) docker('rm', '-f', id);
+    for (const id of containersOfInstance(instance)) docker('rm', '-f', id);
     await rm(stateDir, { recursive: true, force: true });
   }
 });
@@ -189,7 +188,7 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
     const { code, ms } = await stopped;
     t.log(`exited ${code} ${ms} ms after SIGTERM`);
     t.is(code, 0);
-    t.is(containersOf(instance).length, 1, 'the kernel container keeps running');
+    t.is(containersOfInstance(instance).length, 1, 'the kernel container keeps running');
     t.true(existsSync(connectionDirOf(stateDir, instance, kernel)), 'and keeps its socket directory');
 
     second = await spawnService({ ...env, POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN: 'false' });
@@ -209,12 +208,12 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
 
     const { code: secondCode } = await terminate(second, 20_000);
     t.is(secondCode, 0);
-    t.deepEqual(containersOf(instance), []);
+    t.deepEqual(containersOfInstance(instance), []);
     t.deepEqual(await readdir(stateDir), []);
     t.is(storeKeys(instance), '');
   } finally {
     for (const service of [first, second]) if (service && service.process.exitCode === null) service.process.kill('SIGKILL');
-    for (const id of containersOf(instance)) docker('rm', '-f', id);
+    for (const id of containersOfInstance(instance)) docker('rm', '-f', id);
     await rm(stateDir, { recursive: true, force: true });
   }
 });

@@ -6,7 +6,6 @@
  * untouched; the admin sees everything; a revoked key is refused at once, WebSocket included.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { chmod, cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +14,7 @@ import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile, type KeyEntry } from '../helpers/tenant-keys.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 const ADMIN = 'tenants-admin-token';
 const A_KEY = 'key-of-tenant-a-0123456789';
@@ -49,8 +49,8 @@ test.after.always(async () => {
 test.after('no kernel container is left behind', async () => {
   // Every kernel was deleted by the tests; their containers are removed in the background.
   await svc.service.kernels.settled();
-  const left = execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${svc.config.instance}`], { encoding: 'utf8' });
-  if (left.trim()) throw new Error(`containers left: ${left}`);
+  const left = containersOfInstance(svc.config.instance);
+  if (left.length) throw new Error(`containers left: ${left.join(' ')}`);
 });
 
 const ws = (id: string, token?: string) => `${channelsUrl(svc.url, id)}${token ? `?token=${token}` : ''}`;

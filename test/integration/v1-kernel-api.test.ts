@@ -9,6 +9,7 @@ import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { createKernel } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
+import { containersOfKernel } from '../helpers/docker.js';
 
 let svc: TestService;
 
@@ -21,10 +22,6 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-function dockerInspect(containerFilter: string): string {
-  return execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', containerFilter], { encoding: 'utf8' }).trim();
-}
-
 test('create, run print(6*7), delete: 42 comes back and the container is gone', async (t) => {
   const id = await createKernel(svc.call, { lang: 'python3', clientSessionToken: 'demo-42' });
   t.regex(id, /^[0-9a-f-]{36}$/);
@@ -33,14 +30,14 @@ test('create, run print(6*7), delete: 42 comes back and the container is gone', 
   t.is(body.result.status, 'finished');
   t.is(body.result.exitCode, 0);
   t.deepEqual(body.result.console, [['stdout', '42\n']]);
-  t.truthy(dockerInspect(`label=org.polykernel.kernel-id=${id}`));
+  t.truthy(containersOfKernel(id));
   const deleted = await svc.call('DELETE', `/v1/kernel/${id}`);
   t.is(deleted.status, 204);
   const connDir = connectionDirOf(svc.config.stateDir, svc.config.instance, id);
   t.false(existsSync(connDir), 'the socket directory is gone when DELETE answers');
   // The container is force-removed in the background (see KernelManager.destroy).
   await svc.service.kernels.settled();
-  t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
+  t.is(containersOfKernel(id), '');
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
 });
 
@@ -65,7 +62,7 @@ test('the kernel container is sandboxed: no network, read-only root, non-root, c
   t.regex(out, /rootfs read-only/);
   t.regex(out, /workdir writable/);
   t.regex(out, /ifaces \['lo'\]/);
-  const containerId = dockerInspect(`label=org.polykernel.kernel-id=${id}`);
+  const containerId = containersOfKernel(id);
   const hostConfig = JSON.parse(
     execFileSync('/usr/bin/docker', ['inspect', '--format', '{{json .HostConfig}}', containerId], { encoding: 'utf8' }),
   );
@@ -161,7 +158,7 @@ test('a query past the kernel timeout ends with exec-timeout and destroys the ke
   for (let i = 0; i < 50 && (await svc.call('GET', `/v1/kernel/${id}`)).status !== 404; i++) await sleep(100);
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
   await svc.service.kernels.settled();
-  t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
+  t.is(containersOfKernel(id), '');
 });
 
 test('GET reports the seed\'s info fields; PATCH resets globals but keeps age and CPU credit', async (t) => {

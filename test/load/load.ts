@@ -20,6 +20,7 @@ import { instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import os from 'node:os';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
 import { sleep } from '../helpers/wait.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 export interface LoadOptions {
   kernels: number;
@@ -119,10 +120,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
   });
   const { instance, stateDir } = service;
   const call = (method: string, route: string, body?: unknown) => service.http.call(method, route, body);
-  const containers = () =>
-    execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean);
+  const containers = () => containersOfInstance(instance);
   try {
     const started = rssMB(service);
     let peak = started;
