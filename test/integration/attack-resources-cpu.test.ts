@@ -10,7 +10,6 @@ import { startTestService } from '../helpers/service.js';
 import { createKernel, kernelGone, query } from '../helpers/v1-client.js';
 import { eventually, sleep } from '../helpers/wait.js';
 
-
 test.serial('a kernel printing in a detached thread is culled after the idle timeout', async (t) => {
   t.timeout(120_000);
   const svc = await startTestService({ statsIntervalMs: 250, idleTimeoutMs: 3000, flushWindowMs: 20_000 });

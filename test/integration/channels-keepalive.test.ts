@@ -25,7 +25,6 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-
 test.serial('a client that answers pings stays connected and usable', async (t) => {
   const client = await JupyterWs.open(wsUrl);
   let pings = 0;

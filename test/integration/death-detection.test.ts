@@ -27,7 +27,6 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-
 /** Polls until GET answers 404; resolves with the time it took. */
 async function goneWithin(kernelId: string, boundMs: number): Promise<number> {
   const started = Date.now();

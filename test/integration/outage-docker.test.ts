@@ -19,7 +19,6 @@ import { startTestService, type TestService } from '../helpers/service.js';
 import { sleep } from '../helpers/wait.js';
 import { containersOfKernel, docker } from '../helpers/docker.js';
 
-
 /** Forwards a unix socket to the engine's; `close` drops every connection and stops listening. */
 class EngineProxy {
   private server?: net.Server;

@@ -14,7 +14,6 @@ import { startTestService, type TestService } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
 import { sleep } from '../helpers/wait.js';
 
-
 /** A redis-server of this test: saves on SIGTERM and loads again at start, so records survive a stop. */
 class OwnRedis {
   private process?: ChildProcess;

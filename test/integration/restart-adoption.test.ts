@@ -19,7 +19,6 @@ import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
 import { containersOfInstance, docker } from '../helpers/docker.js';
 
-
 const stdoutOf = (result: { console: [string, unknown][] }) =>
   result.console.filter((item) => item[0] === 'stdout').map((item) => item[1]).join('');
 

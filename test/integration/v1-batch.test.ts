@@ -52,8 +52,8 @@ async function batch(kernelId: string, options: Record<string, unknown>): Promis
 }
 
 async function query(kernelId: string, code: string): Promise<string> {
-  const { console } = await runOrThrow(svc.call, kernelId, { mode: 'query', code });
-  return console.map((item) => item[1]).join('');
+  const { console: items } = await runOrThrow(svc.call, kernelId, { mode: 'query', code });
+  return items.map((item) => item[1]).join('');
 }
 
 function imageLabels(image: string): Record<string, string> | undefined {

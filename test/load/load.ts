@@ -71,7 +71,6 @@ export interface LoadFigures {
 const GC_ON_SIGNAL =
   'data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();process.stderr.write(JSON.stringify({loadMemory:process.memoryUsage()})+"\\n")})';
 
-
 function distribution(values: number[]): Distribution {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
