@@ -4,7 +4,7 @@
  * the shape of `Call` (`TestService.call` of the in-process service, or `HttpClient.call` of a service process).
  */
 import type { Call } from './http-client.js';
-import { eventually } from './wait.js';
+import { eventually, sleep } from './wait.js';
 
 export interface V1Result {
   runId: string;
@@ -64,6 +64,11 @@ export async function runOrThrow(call: Call, kernelId: string, body: Record<stri
 
 export const query = (call: Call, kernelId: string, code: string) => runToEnd(call, kernelId, { mode: 'query', code });
 export const batch = (call: Call, kernelId: string, exec: string) => runToEnd(call, kernelId, { mode: 'batch', options: { exec } });
+
+/** Polls GET /v1/kernel/:id until the kernel says it is busy, for about 5 s at the most (then it just returns). */
+export async function whenBusy(call: Call, kernelId: string): Promise<void> {
+  for (let i = 0; i < 100 && (await call('GET', `/v1/kernel/${kernelId}`)).body?.state !== 'busy'; i++) await sleep(50);
+}
 
 /** Polls GET /v1/kernel/:id until it answers 404 or `timeoutMs` passes; returns whether it did. */
 export async function kernelGone(call: Call, kernelId: string, timeoutMs: number, everyMs?: number): Promise<boolean> {

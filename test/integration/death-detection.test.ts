@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel } from '../helpers/v1-client.js';
+import { createKernel, whenBusy } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
 import { containersOfKernel, docker } from '../helpers/docker.js';
@@ -51,7 +51,7 @@ async function removalReason(kernelId: string, boundMs = 5000): Promise<string> 
 async function killDuringRun(kernelId: string, code: string, kill: () => void) {
   const answer = svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
   // The kernel prints "started" first; busy state is visible through GET.
-  for (let i = 0; i < 100 && (await svc.call('GET', `/v1/kernel/${kernelId}`)).body?.state !== 'busy'; i++) await sleep(50);
+  await whenBusy(svc.call, kernelId);
   const killedAt = Date.now();
   kill();
   const response = await answer;

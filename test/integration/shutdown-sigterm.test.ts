@@ -23,7 +23,7 @@ import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { redisUrl } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
 import { jsonCall, type Call } from '../helpers/http-client.js';
-import { createKernel } from '../helpers/v1-client.js';
+import { createKernel, whenBusy } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
 import { containersOfInstance, docker } from '../helpers/docker.js';
@@ -110,10 +110,6 @@ async function watchOutput(service: Spawned, kernelId: string, text: string): Pr
   return { seen, close: () => ws.close() };
 }
 
-async function waitBusy(service: Spawned, kernelId: string): Promise<void> {
-  for (let i = 0; i < 100 && (await service.call('GET', `/v1/kernel/${kernelId}`)).body?.state !== 'busy'; i++) await sleep(50);
-}
-
 async function setup(keep: boolean) {
   const instance = `test-sigterm-${randomUUID().slice(0, 8)}`;
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-sigterm-'));
@@ -178,7 +174,7 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
     const kernel = await createKernel(first.call);
     await first.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'x = "kept"' });
     const inFlight = first.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(5)' });
-    await waitBusy(first, kernel);
+    await whenBusy(first.call, kernel);
     const stopped = terminate(first, 20_000);
 
     const answer = await inFlight;
