@@ -24,8 +24,11 @@ import { kernelsCpuMs } from './container-cpu.js';
 import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
+import { jsonCall } from '../test/helpers/http-client.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
 import { median, summarize, timeIt, type Summary } from './stats.js';
+import { sleep } from '../test/helpers/wait.js';
+import { channelsUrl } from '../test/helpers/jupyter-client.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -44,11 +47,6 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const results: Record<string, unknown> = {};
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function wsUrl(service: ServiceProcess, kernelId: string): string {
-  return `${service.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`;
-}
 
 /** Runs the samplers round-robin, one call each per round, after a few warm-up rounds. */
 async function interleaved(n: number, samplers: Record<string, () => Promise<unknown>>): Promise<Record<string, Summary>> {
@@ -84,7 +82,7 @@ async function createAndRun(service: ServiceProcess, lang: string, code: string)
 async function benchRoundTrips(service: ServiceProcess): Promise<void> {
   const { kernelId } = await service.http.ok('POST', '/v1/kernel/create', { lang: 'python3' });
   const direct = connectDirect(await service.connectionInfo(kernelId));
-  const ws = await JupyterWsClient.connect(wsUrl(service, kernelId));
+  const ws = await JupyterWsClient.connect(channelsUrl(service.url, kernelId));
   const rtt = await interleaved(RTT_N, {
     direct: () => direct.execute('x = 1'),
     ws: () => ws.execute('x = 1'),
@@ -111,7 +109,7 @@ async function benchWarmStarts(service: ServiceProcess): Promise<void> {
     jupyter.push(
       await timeIt(async () => {
         id = (await service.http.ok('POST', '/api/kernels', { name: 'python3' })).id;
-        const ws = await JupyterWsClient.connect(wsUrl(service, id));
+        const ws = await JupyterWsClient.connect(channelsUrl(service.url, id));
         await ws.execute('print(1)');
         ws.close();
       }),
@@ -158,7 +156,7 @@ async function benchThroughput(service: ServiceProcess): Promise<void> {
   const viaDirect = await measured(direct.map((d) => (code: string) => d.execute(code)));
   direct.forEach((d) => d.close());
   const viaV1 = await measured(ids.map((id) => (code: string) => service.http.ok('POST', `/v1/kernel/${id}`, { mode: 'query', code })));
-  const sockets = await Promise.all(ids.map((id) => JupyterWsClient.connect(wsUrl(service, id))));
+  const sockets = await Promise.all(ids.map((id) => JupyterWsClient.connect(channelsUrl(service.url, id))));
   const viaWs = await measured(sockets.map((s) => (code: string) => s.execute(code)));
   sockets.forEach((s) => s.close());
   await Promise.all(ids.map((id) => service.http.ok('DELETE', `/v1/kernel/${id}`)));
@@ -246,12 +244,8 @@ async function benchJupyterServer(): Promise<void> {
     { stdio: 'ignore', env: { ...process.env, PATH: `/usr/bin:${process.env.PATH}` } },
   );
   const base = `http://127.0.0.1:${port}`;
-  const headers = { authorization: `token ${token}`, 'content-type': 'application/json' };
-  const call = async (method: string, route: string, body?: unknown) => {
-    const response = await fetch(base + route, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await response.text();
-    return text ? JSON.parse(text) : undefined;
-  };
+  const jupyter = jsonCall(base, { authorization: `token ${token}` });
+  const call = async (method: string, route: string, body?: unknown) => (await jupyter(method, route, body)).body;
   const connect = (id: string) => JupyterWsClient.connect(`ws://127.0.0.1:${port}/api/kernels/${id}/channels?token=${token}`);
   try {
     for (let i = 0; i < 100; i++) {

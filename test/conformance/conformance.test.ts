@@ -9,7 +9,9 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import type { ErrorContent, JupyterMessage } from '../../src/protocol/messages.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel } from '../helpers/v1-client.js';
 import { HELLO, LANGUAGE_ROWS, PROMPT, type LanguageRow } from './languages.js';
+import { sleep } from '../helpers/wait.js';
 
 const MAX_OUTPUT_BYTES = 64 * 1024;
 const TIMEOUT_KERNEL_MS = 4000;
@@ -55,17 +57,11 @@ interface RunResult {
 const text = (items: ConsoleItem[], stream: string) =>
   items.filter((item) => item[0] === stream).map((item) => item[1] as string).join('');
 
-async function createKernel(body: Record<string, unknown>): Promise<string> {
-  const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);
-  if (status !== 201) throw new Error(`create ${JSON.stringify(body)} answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
-
 /** The language's shared kernel, created (through its alias when it has one) on first use. */
 function kernelFor(row: LanguageRow): Promise<string> {
   let id = kernels.get(row.lang);
   if (!id) {
-    id = createKernel({ lang: row.alias ?? row.lang });
+    id = createKernel(svc.call, { lang: row.alias ?? row.lang });
     kernels.set(row.lang, id);
   }
   return id;
@@ -107,7 +103,7 @@ async function run(kernelId: string, code: string, inputs: string[] = [], interr
       result = body.result;
     }
     // The error message may trail the reply on another socket by a moment.
-    if (result.exitCode === 1 && !errors.length) await new Promise((resolve) => setTimeout(resolve, 200));
+    if (result.exitCode === 1 && !errors.length) await sleep(200);
     return {
       status: result.status,
       exitCode: result.exitCode,
@@ -223,13 +219,13 @@ for (const row of LANGUAGE_ROWS) {
   });
 
   test.serial(`${lang}: an endless loop past the kernel timeout destroys the kernel`, async (t) => {
-    const kernelId = await createKernel({ lang, resourceLimits: { timeout: TIMEOUT_KERNEL_MS } });
+    const kernelId = await createKernel(svc.call, { lang, resourceLimits: { timeout: TIMEOUT_KERNEL_MS } });
     const result = await run(kernelId, row.endless);
     t.is(result.status, 'exec-timeout');
     let status = 0;
     for (let i = 0; i < 50 && status !== 404; i++) {
       status = (await svc.call('GET', `/v1/kernel/${kernelId}`)).status;
-      if (status !== 404) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (status !== 404) await sleep(100);
     }
     t.is(status, 404, 'the timed-out kernel is gone');
     const shared = kernels.get(lang);

@@ -8,64 +8,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { CONNECTION_FILE_NAME, hostConnectionInfo, type ConnectionInfo } from '../../src/protocol/connection-file.js';
 import { freePort } from './free-port.js';
+import { HttpClient } from './http-client.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const STDERR_TAIL_CHARS = 20_000;
-
-/** One keep-alive connection pool per service: a request costs no TCP handshake. */
-export class HttpClient {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-  constructor(readonly url: string) {}
-
-  call(method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        this.url + route,
-        {
-          method,
-          agent: this.agent,
-          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString();
-            try {
-              resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
-            } catch {
-              reject(new Error(`${method} ${route} answered ${res.statusCode} with a body that is not JSON: ${text.slice(0, 200)}`));
-            }
-          });
-          res.on('error', reject);
-        },
-      );
-      req.setNoDelay(true);
-      req.on('error', reject);
-      req.end(payload);
-    });
-  }
-
-  /** A call that must succeed (2xx): its JSON body. */
-  async ok(method: string, route: string, body?: unknown): Promise<any> {
-    const { status, body: answer } = await this.call(method, route, body);
-    if (status < 200 || status >= 300) throw new Error(`${method} ${route} answered ${status}: ${JSON.stringify(answer)}`);
-    return answer;
-  }
-
-  close(): void {
-    this.agent.destroy();
-  }
-}
 
 export interface ServiceProcess {
   url: string;
@@ -98,6 +50,8 @@ export interface ServiceProcessOptions {
   label?: string;
   /** Also write the service's stderr to this process's (it is kept for `stderr()` either way). */
   echoStderr?: boolean;
+  /** Headers `http` sends with every call: the admin token of a service started with KG_AUTH_TOKEN. */
+  headers?: Record<string, string>;
 }
 
 export async function startServiceProcess(options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
@@ -125,7 +79,7 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
-  const client = new HttpClient(url);
+  const client = new HttpClient(url, options.headers);
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`the service exited with code ${child.exitCode} while starting: ${stderr}`);

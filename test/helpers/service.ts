@@ -10,6 +10,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
+import { jsonCall } from './http-client.js';
 
 export interface TestService {
   url: string;
@@ -24,7 +25,12 @@ export type StoreKind = 'redis' | 'memory';
 
 export const redisUrl = process.env.REDIS_URL ?? '';
 
-export async function startTestService(overrides: Partial<Config> = {}, storeKind: StoreKind = redisUrl ? 'redis' : 'memory'): Promise<TestService> {
+/** `writeLog` receives every line the service logs (they go to stderr without it). */
+export async function startTestService(
+  overrides: Partial<Config> = {},
+  storeKind: StoreKind = redisUrl ? 'redis' : 'memory',
+  writeLog?: (line: string) => void,
+): Promise<TestService> {
   const instance = `test-${randomUUID().slice(0, 8)}`;
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-'));
   if (storeKind === 'redis' && !redisUrl) throw new Error('REDIS_URL is not set: start redis-server (scripts/host-setup.sh)');
@@ -38,7 +44,7 @@ export async function startTestService(overrides: Partial<Config> = {}, storeKin
     logLevel: (process.env.POLYKERNEL_TEST_LOG_LEVEL as Config['logLevel']) ?? 'warn',
     ...overrides,
   });
-  const service = await startService(config, createLogger(config.logLevel));
+  const service = await startService(config, createLogger(config.logLevel, writeLog));
   const address = service.server.address();
   if (!address || typeof address !== 'object') throw new Error('service did not bind a TCP port');
   const url = `http://127.0.0.1:${address.port}`;
@@ -46,21 +52,7 @@ export async function startTestService(overrides: Partial<Config> = {}, storeKin
     url,
     service,
     config,
-    async call(method, route, body, headers = {}) {
-      const response = await fetch(url + route, {
-        method,
-        headers: { 'content-type': 'application/json', ...headers },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      });
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        // Not JSON: the test sees the raw text (and will say so when it expected JSON).
-      }
-      return { status: response.status, body: parsed, headers: response.headers };
-    },
+    call: jsonCall(url),
     async stop() {
       await service.stop();
       await rm(stateDir, { recursive: true, force: true });

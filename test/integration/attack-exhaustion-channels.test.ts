@@ -9,6 +9,8 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
 
 const CAP = 16 * 1024 * 1024;
 const FLOOD_SECONDS = 12;
@@ -20,8 +22,7 @@ let wsUrl: string;
 
 test.before(async () => {
   svc = await startServiceProcess({ label: 'attack-ws', env: { POLYKERNEL_WS_MAX_BUFFERED_BYTES: String(CAP) } });
-  const { id } = await svc.http.ok('POST', '/api/kernels', { name: 'python3' });
-  wsUrl = `${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`;
+  wsUrl = channelsUrl(svc.url, await startKernel((method, route, body) => svc.http.call(method, route, body)));
 });
 
 test.after.always(async () => {
@@ -89,7 +90,7 @@ test.serial('a client that never reads is closed past its cap; another client of
     }),
   );
   try {
-    await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 60_000))]);
+    await Promise.race([idle, sleep(60_000)]);
   } finally {
     clearInterval(sampler);
   }
@@ -103,7 +104,7 @@ test.serial('a client that never reads is closed past its cap; another client of
   // The stalled client is gone for the service: once it reads again it sees the close (or the cut).
   ((stalled as unknown as { _socket: Socket })._socket).resume();
   const deadline = Date.now() + 20_000;
-  while (!stalledClose && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  while (!stalledClose && Date.now() < deadline) await sleep(100);
   t.truthy(stalledClose, 'the stalled client was closed');
   t.true(stalledClose === undefined || stalledClose.code === 1008 || stalledClose.code === 1006, `close code ${stalledClose?.code}`);
   reader.close();

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { sleep } from '../helpers/wait.js';
 
 const SERVICE_NOFILE = 3000;
 const HALF_OPEN = 4000;
@@ -56,16 +57,16 @@ test.serial(`${HALF_OPEN} half-open connections from one address: another addres
       // Half of them send half a request, never finished; the other half never send a byte.
       if (i % 2 === 0) socket.write('GET /api HTTP/1.1\r\nHost: x\r\n');
       sockets.push(socket);
-      if (i % 500 === 499) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (i % 500 === 499) await sleep(50);
     }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await sleep(1000);
     const other = await get('127.0.0.2', 10_000);
     t.log(`GET /api from 127.0.0.2 while ${HALF_OPEN} half-open: ${other.status ?? other.error} in ${other.ms} ms`);
     t.is(other.status, 200, `GET /api from another address: ${other.error ?? other.status}`);
     t.true(other.ms < 5000, `answered in ${other.ms} ms`);
     // After the header timeout (3 s, checked every second) the service has closed what it kept.
     const deadline = Date.now() + 15_000;
-    while (closedByService < HALF_OPEN && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    while (closedByService < HALF_OPEN && Date.now() < deadline) await sleep(200);
     t.log(`${closedByService} of ${HALF_OPEN} half-open connections closed by the service`);
     t.is(closedByService, HALF_OPEN);
     const again = await get('127.0.0.1', 10_000);

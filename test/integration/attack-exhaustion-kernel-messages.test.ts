@@ -6,6 +6,8 @@
  */
 import test from 'ava';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { runOrThrow } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
 
 /** 900 MB per message, three times on each channel; a dropped message costs at most the message bound. */
 const MAX_RSS_GROWTH_KB = 200 * 1024;
@@ -20,15 +22,8 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-async function run(kernelId: string, code: string): Promise<any> {
-  let { result } = await svc.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
-  const items = [...result.console];
-  while (result.status === 'continued') {
-    result = (await svc.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: result.runId })).result;
-    items.push(...result.console);
-  }
-  return { ...result, console: items };
-}
+/** A query continued to its end; an HTTP error on any call is thrown. */
+const run = (kernelId: string, code: string) => runOrThrow((method, route, body) => svc.http.call(method, route, body), kernelId, { mode: 'query', code });
 
 for (const channel of ['iopub', 'shell'] as const) {
   test.serial(`kernel code sends 3 messages of 60 frames x 15 MB on ${channel}: the service stays bounded and the kernel usable`, async (t) => {
@@ -56,7 +51,7 @@ for (const channel of ['iopub', 'shell'] as const) {
     let outcome: any;
     try {
       outcome = await run(kernelId, code);
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await sleep(2000);
     } finally {
       clearInterval(sampler);
     }

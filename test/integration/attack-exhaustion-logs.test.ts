@@ -7,48 +7,24 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { loadConfig } from '../../src/config/index.js';
-import { createLogger } from '../../src/logger.js';
-import { startService, type RunningService } from '../../src/main.js';
-import { createKernel, DOCKER, query, type Call } from './sandbox-helpers.js';
+import { stat } from 'node:fs/promises';
+import { DOCKER } from '../helpers/docker.js';
+import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel, query } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
 
 const LOG_BOUND_BYTES = 20 * 1024 * 1024;
 
-let service: RunningService;
-let stateDir: string;
-let call: Call;
+let svc: TestService;
 const lines: string[] = [];
 
 test.before(async () => {
-  const instance = `test-${randomUUID().slice(0, 8)}`;
-  stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-'));
-  const config = loadConfig(process.env, {
-    port: 0,
-    ip: '127.0.0.1',
-    instance,
-    stateDir,
-    redisUrl: process.env.REDIS_URL ?? '',
-    redisPrefix: `${instance}:`,
-    logLevel: 'warn',
-  });
   // The service's log as a list of lines: what a log file on the host would receive.
-  service = await startService(config, createLogger('warn', (line) => void lines.push(line)));
-  const address = service.server.address();
-  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  call = async (method, route, body) => {
-    const response = await fetch(url + route, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
-  };
+  svc = await startTestService({ logLevel: 'warn' }, undefined, (line) => void lines.push(line));
 });
 
 test.after.always(async () => {
-  await service?.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  await svc?.stop();
 });
 
 const containerOf = (kernelId: string) =>
@@ -62,7 +38,7 @@ async function logFileBytes(containerId: string): Promise<number> {
 
 test.serial('a kernel flooding its container stderr (and a detached writer) leaves no growing engine log', async (t) => {
   t.timeout(90_000);
-  const kernelId = await createKernel(call, { lang: 'python3', resourceLimits: { timeout: 60_000 } });
+  const kernelId = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 60_000 } });
   const containerId = containerOf(kernelId);
   const logConfig = JSON.parse(execFileSync(DOCKER, ['inspect', '--format', '{{json .HostConfig.LogConfig}}', containerId], { encoding: 'utf8' }));
   t.log(`LogConfig ${JSON.stringify(logConfig)}`);
@@ -78,20 +54,20 @@ test.serial('a kernel flooding its container stderr (and a detached writer) leav
     'subprocess.Popen(["sh", "-c", "exec cat /dev/zero > /proc/1/fd/2"], start_new_session=True)',
     'print("done")',
   ].join('\n');
-  const outcome = await query(call, kernelId, code);
+  const outcome = await query(svc.call, kernelId, code);
   t.is(outcome.status, 'finished', outcome.text);
   const afterCell = await logFileBytes(containerId);
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await sleep(3000);
   const later = await logFileBytes(containerId);
   t.log(`engine log of the kernel: ${afterCell} bytes after the cell, ${later} bytes 3 s later (detached writer)`);
   t.true(logConfig.Type === 'none' || Boolean(logConfig.Config?.['max-size']), `log driver ${logConfig.Type} without a size cap`);
   t.true(later < LOG_BOUND_BYTES, `the engine kept ${later} bytes of the kernel's stderr`);
-  await call('DELETE', `/v1/kernel/${kernelId}`);
+  await svc.call('DELETE', `/v1/kernel/${kernelId}`);
 });
 
 test.serial('a kernel forging frames on iopub: the warnings about them are rate-limited with a summary', async (t) => {
   t.timeout(90_000);
-  const kernelId = await createKernel(call, { lang: 'python3', resourceLimits: { timeout: 60_000 } });
+  const kernelId = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 60_000 } });
   const code = [
     'import time',
     'sock = get_ipython().kernel.iopub_socket',
@@ -104,24 +80,24 @@ test.serial('a kernel forging frames on iopub: the warnings about them are rate-
     'print(n)',
   ].join('\n');
   const before = lines.length;
-  const outcome = await query(call, kernelId, code);
+  const outcome = await query(svc.call, kernelId, code);
   t.is(outcome.status, 'finished', outcome.text);
   const forged = Number(outcome.text.trim());
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await sleep(1000);
   const written = lines.slice(before).filter((line) => line.includes('Dropped a bad frame from a kernel'));
   t.log(`${forged} forged frames sent; ${written.length} log lines about them`);
   t.true(forged > 5000, `the kernel forged ${forged} frames`);
   t.true(written.length <= 20, `${written.length} log lines for ${forged} forged frames`);
   t.true(written.length >= 1, 'the first ones are logged');
   // The kernel still works, and the next interval's summary counts what was left out.
-  t.is((await query(call, kernelId, 'print(6 * 7)')).text, '42\n');
+  t.is((await query(svc.call, kernelId, 'print(6 * 7)')).text, '42\n');
   const deadline = Date.now() + 15_000;
   let summary: string | undefined;
   while (!summary && Date.now() < deadline) {
     summary = lines.slice(before).find((line) => line.includes('Dropped a bad frame') && line.includes('suppressed'));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
   t.log(`summary: ${summary}`);
   t.truthy(summary, 'a summary line says how many were left out');
-  await call('DELETE', `/v1/kernel/${kernelId}`);
+  await svc.call('DELETE', `/v1/kernel/${kernelId}`);
 });

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { Canary, launcherCell, type AttackPlan } from './kernel-attacker.js';
-import { eventually, sleep } from './sandbox-helpers.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 const TOKEN = 'writable-paths-token';
 let svc: TestService;

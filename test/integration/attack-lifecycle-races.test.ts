@@ -17,8 +17,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, sleep } from './sandbox-helpers.js';
-import { Canary, containersWithLabel, foreignEntries, handedToKernel, launchAttacker, overlap, planted, twoFacedLink } from './kernel-attacker.js';
+import { containersOfKernel } from '../helpers/docker.js';
+import { createKernel } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
+import { Canary, foreignEntries, handedToKernel, launchAttacker, overlap, planted, twoFacedLink } from './kernel-attacker.js';
 
 let svc: TestService;
 
@@ -183,7 +185,7 @@ test.serial('delete during a restart answers 204 or 404, never 500, and leaves n
       if (deleted.status !== 204 && deleted.status !== 404) broken.push(`delete answered ${deleted.status} ${JSON.stringify(deleted.body).slice(0, 300)}`);
       const after = await v1.get(id);
       if (after.status !== 404) broken.push(`GET after delete answered ${after.status}: the record was left behind`);
-      if (containersWithLabel(id)) broken.push('a container with its label is left');
+      if (containersOfKernel(id)) broken.push('a container with its label is left');
       if (existsSync(connDir)) broken.push(`its socket directory is left (${foreignEntries(connDir).length} foreign entries)`);
       out.push({ delayMs, cue, compromised, broken, answers: `restart ${restarted.status}, delete ${deleted.status}, get ${after.status}` });
     } finally {

@@ -6,11 +6,9 @@
  * ends: idle time counts from the end of the last client request.
  */
 import test from 'ava';
-import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, eventually, query, sleep } from './sandbox-helpers.js';
-
-const gone = async (service: TestService, id: string, timeoutMs: number) =>
-  eventually(async () => (await service.call('GET', `/v1/kernel/${id}`)).status === 404, timeoutMs, 250);
+import { startTestService } from '../helpers/service.js';
+import { createKernel, kernelGone, query } from '../helpers/v1-client.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 test.serial('a kernel printing in a detached thread is culled after the idle timeout', async (t) => {
   t.timeout(120_000);
@@ -29,7 +27,7 @@ test.serial('a kernel printing in a detached thread is culled after the idle tim
     );
     t.regex(started.text, /started/);
     const from = Date.now();
-    const culled = await gone(svc, printer, 25_000);
+    const culled = await kernelGone(svc.call, printer, 25_000, 250);
     t.log(`printing kernel ${culled ? `culled after ${Date.now() - from} ms` : 'still alive after 25 s'}`);
     t.true(culled, 'the printing kernel is culled');
     t.regex((await svc.call('GET', `/v1/kernel/${printer}`)).body.detail, /idle timeout/);
@@ -39,7 +37,7 @@ test.serial('a kernel printing in a detached thread is culled after the idle tim
     t.is((await query(svc.call, worker, 'import time\ntime.sleep(5)\nprint("done")')).text, 'done\n');
     await sleep(1000);
     t.is((await svc.call('GET', `/v1/kernel/${worker}`)).status, 200, 'not culled right after a long query ended');
-    t.true(await gone(svc, worker, 20_000), 'and culled once idle for the timeout');
+    t.true(await kernelGone(svc.call, worker, 20_000, 250), 'and culled once idle for the timeout');
   } finally {
     await svc.stop();
   }

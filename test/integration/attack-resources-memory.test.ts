@@ -8,7 +8,9 @@ import { execFileSync } from 'node:child_process';
 import test from 'ava';
 import { LABELS } from '../../src/runtime/runtime.js';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { DOCKER, createKernel, eventually } from './sandbox-helpers.js';
+import { DOCKER } from '../helpers/docker.js';
+import { createKernel } from '../helpers/v1-client.js';
+import { eventually } from '../helpers/wait.js';
 
 const MB = 1024;
 const CAP_KB = 128 * MB;

@@ -11,7 +11,7 @@ import http from 'node:http';
 import test from 'ava';
 import WebSocket from 'ws';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, query } from './sandbox-helpers.js';
+import { createKernel, query } from '../helpers/v1-client.js';
 
 let svc: TestService;
 let port: number;

@@ -11,22 +11,19 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import jlab from '@jupyterlab/services/lib/kernel/serialize.js';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
 
 let svc: TestService;
 let kernelA: string;
 let kernelB: string;
 let flooded: string;
 
-const wsUrl = (kernelId: string) => `${svc.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`;
+const wsUrl = (kernelId: string) => channelsUrl(svc.url, kernelId);
 
 test.before(async () => {
   svc = await startTestService();
-  const create = async () => {
-    const { status, body } = await svc.call('POST', '/api/kernels', { name: 'python3' });
-    if (status !== 201) throw new Error(`create answered ${status}`);
-    return body.id as string;
-  };
-  [kernelA, kernelB, flooded] = [await create(), await create(), await create()];
+  [kernelA, kernelB, flooded] = [await startKernel(svc.call), await startKernel(svc.call), await startKernel(svc.call)];
 });
 
 test.after.always(async () => {
@@ -188,7 +185,7 @@ test.serial('a flood on one connection does not starve another kernel', async (t
   flooder.stdout.on('data', (chunk: Buffer) => (output += chunk));
   flooder.stderr.on('data', (chunk: Buffer) => (output += chunk));
   const flooderExited = new Promise<number | null>((resolve) => flooder.once('exit', resolve));
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await sleep(1000);
   const during: number[] = [];
   const floodStarted = Date.now();
   const lag = monitorEventLoopDelay({ resolution: 10 });

@@ -7,6 +7,8 @@ import test from 'ava';
 import WebSocket from 'ws';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
 
 const PING_MS = 300;
 let svc: TestService;
@@ -15,17 +17,13 @@ let wsUrl: string;
 
 test.before(async () => {
   svc = await startTestService({ wsPingIntervalMs: PING_MS });
-  const { status, body } = await svc.call('POST', '/api/kernels', { name: 'python3' });
-  if (status !== 201) throw new Error(`start kernel answered ${status}: ${JSON.stringify(body)}`);
-  kernelId = body.id;
-  wsUrl = `${svc.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`;
+  kernelId = await startKernel(svc.call);
+  wsUrl = channelsUrl(svc.url, kernelId);
 });
 
 test.after.always(async () => {
   await svc?.stop();
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test.serial('a client that answers pings stays connected and usable', async (t) => {
   const client = await JupyterWs.open(wsUrl);

@@ -5,11 +5,14 @@
  * WebSocket sees a `dead` status and is closed, and the manager's `removed` event carries it.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel, whenBusy } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfKernel, docker } from '../helpers/docker.js';
 
 let svc: TestService;
 const removed = new Map<string, string>();
@@ -23,16 +26,6 @@ test.before(async () => {
 test.after.always(async () => {
   await svc?.stop();
 });
-
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const containerOf = (kernelId: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function createKernel(body: Record<string, unknown> = { lang: 'python3' }): Promise<string> {
-  const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);
-  if (status !== 200 && status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
 
 /** Polls until GET answers 404; resolves with the time it took. */
 async function goneWithin(kernelId: string, boundMs: number): Promise<number> {
@@ -58,7 +51,7 @@ async function removalReason(kernelId: string, boundMs = 5000): Promise<string> 
 async function killDuringRun(kernelId: string, code: string, kill: () => void) {
   const answer = svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
   // The kernel prints "started" first; busy state is visible through GET.
-  for (let i = 0; i < 100 && (await svc.call('GET', `/v1/kernel/${kernelId}`)).body?.state !== 'busy'; i++) await sleep(50);
+  await whenBusy(svc.call, kernelId);
   const killedAt = Date.now();
   kill();
   const response = await answer;
@@ -66,9 +59,9 @@ async function killDuringRun(kernelId: string, code: string, kill: () => void) {
 }
 
 test('docker kill from outside: the run ends with "killed", the kernel is gone within seconds, WebSocket told', async (t) => {
-  const id = await createKernel();
-  const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: ['v1.kernel.websocket.jupyter.org'] });
-  const containerId = containerOf(id);
+  const id = await createKernel(svc.call);
+  const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: ['v1.kernel.websocket.jupyter.org'] });
+  const containerId = containersOfKernel(id);
   t.truthy(containerId);
   const { response, ms } = await killDuringRun(id, 'import time\nprint("started", flush=True)\ntime.sleep(60)', () => docker('kill', containerId));
   t.log(`run answered ${ms} ms after docker kill`);
@@ -92,13 +85,13 @@ test('docker kill from outside: the run ends with "killed", the kernel is gone w
   t.regex(ws.closed?.reason ?? '', /killed/);
   // Nothing left behind.
   await svc.service.kernels.settled();
-  t.is(containerOf(id), '');
+  t.is(containersOfKernel(id), '');
   t.false(existsSync(connectionDirOf(svc.config.stateDir, svc.config.instance, id)));
 });
 
 test('SIGTERM to the container: the kernel exits and is reported with its exit code', async (t) => {
-  const id = await createKernel();
-  const containerId = containerOf(id);
+  const id = await createKernel(svc.call);
+  const containerId = containersOfKernel(id);
   const { response, ms } = await killDuringRun(id, 'import time\nprint("started", flush=True)\ntime.sleep(60)', () =>
     docker('kill', '--signal', 'SIGTERM', containerId),
   );
@@ -116,7 +109,7 @@ test('SIGTERM to the container: the kernel exits and is reported with its exit c
 
 test('a kernel over its memory cap is reported out-of-memory', async (t) => {
   // 64 MB: filling 400 MB makes the kernel's cgroup hit its cap at once.
-  const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 65536 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 65536 } });
   const response = await svc.call('POST', `/v1/kernel/${id}`, {
     mode: 'query',
     code: 'print("started", flush=True)\nblocks = [b"x" * (16 * 1024 * 1024) for _ in range(25)]',

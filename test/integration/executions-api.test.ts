@@ -11,6 +11,8 @@ import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 const TOKEN = 'executions-test-token';
 let svc: TestService;
@@ -36,8 +38,8 @@ test.after.always(async () => {
 });
 
 test.after('no kernel container is left behind', () => {
-  const left = execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${svc.config.instance}`], { encoding: 'utf8' });
-  if (left.trim()) throw new Error(`containers left: ${left}`);
+  const left = containersOfInstance(svc.config.instance);
+  if (left.length) throw new Error(`containers left: ${left.join(' ')}`);
 });
 
 interface Reply {
@@ -100,7 +102,7 @@ async function waitFor(id: string, done: (execution: any) => boolean, timeoutMs 
     if (done(body.execution)) return body.execution;
     if (finished(body.execution)) throw new Error(`execution ${id} ended as "${body.execution.status}"`);
     if (Date.now() > deadline) throw new Error(`execution ${id} still ${JSON.stringify(body.execution)}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
 }
 
@@ -216,7 +218,7 @@ test('a streaming client that disconnects leaves the execution running; shutdown
   let received = '';
   while (!received.includes('"progress":"2/3"')) received += new TextDecoder().decode((await reader.read()).value);
   abort.abort();
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await sleep(500);
   t.like(await waitFor(id, (execution) => execution.progress === '2/3'), { status: 'executing' });
 
   const began = Date.now();

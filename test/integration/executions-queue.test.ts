@@ -13,6 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 const instance = `test-exec-${randomUUID().slice(0, 8)}`;
 const redisPrefix = `${instance}:`;
@@ -53,7 +55,7 @@ async function waitFor(ids: string[], done: (execution: any) => boolean, timeout
     const ended = executions.find((e) => finished(e) && !done(e));
     if (ended) throw new Error(`execution ${ended.exec_id} ended as "${ended.status}"`);
     if (Date.now() > deadline) throw new Error(`not there yet: ${executions.map((e) => e.status).join(', ')}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await sleep(250);
   }
 }
 
@@ -121,7 +123,7 @@ test.serial('records outlive a restart; executions cut off by it are marked "err
   t.truthy(after.get(ids[0]).output_path);
   t.is(after.get(ids[2]).output_path, null);
   t.is(after.get(ids[2]).started_at, null);
-  t.is(execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`], { encoding: 'utf8' }).trim(), '');
+  t.deepEqual(containersOfInstance(instance), []);
 
   const deleted = await form('DELETE', '/api/executions', undefined, { 'x-response-encoding': 'chunked' });
   t.is(deleted.status, 202);

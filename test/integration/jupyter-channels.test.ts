@@ -7,6 +7,8 @@
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
 
 const TOKEN = 'chan-token';
 const AUTH = { authorization: `token ${TOKEN}` };
@@ -16,17 +18,14 @@ let wsUrl: string;
 
 test.before(async () => {
   svc = await startTestService({ authToken: TOKEN });
-  const { status, body } = await svc.call('POST', '/api/kernels', { name: 'python3' }, AUTH);
-  if (status !== 201) throw new Error(`start kernel answered ${status}: ${JSON.stringify(body)}`);
-  kernelId = body.id;
-  wsUrl = `${svc.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels?token=${TOKEN}`;
+  kernelId = await startKernel(svc.call, { name: 'python3' }, AUTH);
+  wsUrl = `${channelsUrl(svc.url, kernelId)}?token=${TOKEN}`;
 });
 
 test.after.always(async () => {
   await svc?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 test.serial('v1 subprotocol: selected when offered; execute streams on iopub and replies on shell', async (t) => {
@@ -211,7 +210,7 @@ test.serial('a second connection of the same session replaces the stale one', as
 });
 
 test.serial('the handshake checks token, origin, path and kernel id', async (t) => {
-  const base = `${svc.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`;
+  const base = channelsUrl(svc.url, kernelId);
   const refused = async (url: string, headers: Record<string, string> = {}) => {
     const error = await t.throwsAsync(JupyterWs.open(url, { headers }));
     return { status: (error as any).status as number, body: JSON.parse((error as any).body) };

@@ -11,6 +11,9 @@ import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { freePort } from '../helpers/free-port.js';
+import { jsonCall } from '../helpers/http-client.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const GATEWAY_TOKEN = 'gw-token';
 const SERVER_TOKEN = 'js-token';
@@ -21,15 +24,7 @@ let home: string;
 let jupyterLog = '';
 
 /** jupyter_server's REST API, with its token. */
-async function js(method: string, route: string, body?: unknown) {
-  const response = await fetch(`${jupyterUrl}${route}`, {
-    method,
-    headers: { authorization: `token ${SERVER_TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? (JSON.parse(text) as any) : undefined };
-}
+const js = (method: string, route: string, body?: unknown) => jsonCall(jupyterUrl, { authorization: `token ${SERVER_TOKEN}` })(method, route, body);
 
 test.before(async () => {
   svc = await startTestService({ authToken: GATEWAY_TOKEN });
@@ -69,7 +64,7 @@ test.before(async () => {
     if (jupyter.exitCode !== null) throw new Error(`jupyter_server exited:\n${jupyterLog}`);
     const up = await js('GET', '/api').catch(() => undefined);
     if (up?.status === 200) return;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   throw new Error(`jupyter_server did not start within 30 s:\n${jupyterLog}`);
 });
@@ -78,7 +73,7 @@ test.after.always(async () => {
   if (jupyter && jupyter.exitCode === null) {
     const exited = new Promise((resolve) => jupyter!.once('exit', resolve));
     jupyter.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([exited, sleep(5000)]);
     if (jupyter.exitCode === null) jupyter.kill('SIGKILL');
   }
   await svc?.stop();
@@ -107,7 +102,7 @@ test.serial('jupyter_server starts a kernel here and executes a cell through its
   const env: string[] = JSON.parse(execFileSync('/usr/bin/docker', ['inspect', '--format', '{{json .Config.Env}}', container], { encoding: 'utf8' }));
   t.true(env.includes('KERNEL_FROM_JUPYTER_SERVER=yes'), 'KERNEL_* variables of the gateway client reach the kernel');
 
-  const client = await JupyterWs.open(`${jupyterUrl.replace('http', 'ws')}/api/kernels/${kernelId}/channels?token=${SERVER_TOKEN}`);
+  const client = await JupyterWs.open(`${channelsUrl(jupyterUrl, kernelId)}?token=${SERVER_TOKEN}`);
   const { reply, stdout } = await client.execute('import sys\nprint("via gateway", sys.version_info[0])');
   t.is(reply.content.status, 'ok');
   t.is(stdout, 'via gateway 3\n');

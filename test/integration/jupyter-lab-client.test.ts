@@ -7,6 +7,7 @@ import test from 'ava';
 import WebSocket from 'ws';
 import { KernelManager, ServerConnection, SessionManager, type Kernel, type KernelMessage } from '@jupyterlab/services';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
 
 const TOKEN = 'lab-token';
 let svc: TestService;
@@ -103,7 +104,7 @@ test.serial('interrupt stops a `while True: pass`', async (t) => {
     };
   });
   await busy;
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   await kernel.interrupt();
   const reply = await future.done;
   t.is(reply.content.status, 'error');

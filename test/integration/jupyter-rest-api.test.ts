@@ -13,6 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { startService } from '../../src/main.js';
 import { createLogger } from '../../src/logger.js';
+import { jsonCall } from '../helpers/http-client.js';
+import { startKernel } from '../helpers/jupyter-client.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
 
 const TOKEN = 'rest-token';
@@ -43,12 +45,6 @@ test.afterEach.always(async () => {
 });
 
 const call = (method: string, route: string, body?: unknown) => svc.call(method, route, body, AUTH);
-
-async function startKernel(body: Record<string, unknown> = { name: 'python3' }): Promise<string> {
-  const { status, body: model } = await call('POST', '/api/kernels', body);
-  if (status !== 201) throw new Error(`POST /api/kernels answered ${status}: ${JSON.stringify(model)}`);
-  return model.id;
-}
 
 function containerEnv(kernelId: string): string[] {
   const id = execFileSync('/usr/bin/docker', ['ps', '-q', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
@@ -117,7 +113,7 @@ test.serial('kernels: start (201 + Location), get, list, interrupt, restart, del
 
 test.serial('one set of kernels: /v1 kernels are listed here, these are served by /v1', async (t) => {
   const { body: v1 } = await call('POST', '/v1/kernel/create', { lang: 'python3' });
-  const jupyter = await startKernel();
+  const jupyter = await startKernel(call);
   const listed = (await call('GET', '/api/kernels')).body.map((k: { id: string }) => k.id);
   t.true(listed.includes(v1.kernelId));
   t.true(listed.includes(jupyter));
@@ -131,7 +127,7 @@ test.serial('one set of kernels: /v1 kernels are listed here, these are served b
 });
 
 test.serial('env: only KERNEL_* and KG_ENV_WHITELIST variables reach the container', async (t) => {
-  const id = await startKernel({ name: 'python3', env: { KERNEL_USERNAME: 'ada', ALLOWED_VAR: 'yes', SECRET_VAR: 'no', LD_PRELOAD: '/x.so' } });
+  const id = await startKernel(call, { name: 'python3', env: { KERNEL_USERNAME: 'ada', ALLOWED_VAR: 'yes', SECRET_VAR: 'no', LD_PRELOAD: '/x.so' } });
   const env = containerEnv(id);
   t.true(env.includes('KERNEL_USERNAME=ada'));
   t.true(env.includes('ALLOWED_VAR=yes'));
@@ -141,7 +137,7 @@ test.serial('env: only KERNEL_* and KG_ENV_WHITELIST variables reach the contain
 });
 
 test.serial('KG_MAX_KERNELS: the kernel past the limit is 402 {message, reason}', async (t) => {
-  const ids = [await startKernel(), await startKernel()];
+  const ids = [await startKernel(call), await startKernel(call)];
   const refused = await call('POST', '/api/kernels', { name: 'python3' });
   t.is(refused.status, 402);
   t.is(refused.body.reason, 'Payment Required');
@@ -277,10 +273,7 @@ test.serial('sessions and their kernels outlive a restart of the service (Redis)
   const config = { ...svc.config, instance, redisPrefix: `${instance}:`, stateDir: await mkdtemp(path.join(os.tmpdir(), 'pk-')) };
   const first = await startService({ ...config, keepKernelsOnShutdown: true }, createLogger(config.logLevel));
   const url = (service: typeof first) => `http://127.0.0.1:${(service.server.address() as { port: number }).port}`;
-  const req = async (base: string, method: string, route: string, body?: unknown) => {
-    const response = await fetch(base + route, { method, headers: { ...AUTH, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    return { status: response.status, body: response.status === 204 ? undefined : await response.json() };
-  };
+  const req = (base: string, method: string, route: string, body?: unknown) => jsonCall(base, AUTH)(method, route, body);
   let second: typeof first | undefined;
   try {
     const { body: session } = await req(url(first), 'POST', '/api/sessions', { path: 'keep.ipynb', type: 'notebook', name: 'keep' });

@@ -9,12 +9,12 @@
  * with real entries in a loop (`renameat2(RENAME_EXCHANGE)`, atomic), so that whatever the service does
  * to that directory at that moment, a path it checked may be a link when it acts on it.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Call } from './sandbox-helpers.js';
-import { query, sleep } from './sandbox-helpers.js';
+import type { Call } from '../helpers/http-client.js';
+import { query } from '../helpers/v1-client.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 export interface AttackPlan {
   /** The directory (container path) to wait for and attack. */
@@ -314,10 +314,6 @@ export function foreignEntries(connDir: string): string[] {
   return out;
 }
 
-export function containersWithLabel(kernelId: string): string {
-  return execFileSync('docker', ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
-}
-
 /**
  * Calls `first`, then `second` `delayMs` later, or `delayMs` after `cue` resolved (`cue` gives up on its
  * own): both run to their end; resolves with both answers.
@@ -335,19 +331,10 @@ export async function overlap<A, B>(first: () => Promise<A>, second: () => Promi
  * test's stand-in for an attacker who times its second request by trial and error.
  */
 export async function handedToKernel(dir: string, timeoutMs = 3000): Promise<boolean> {
-  return until(() => lstatSync(dir, { throwIfNoEntry: false })?.uid === 1000, timeoutMs);
+  return eventually(() => lstatSync(dir, { throwIfNoEntry: false })?.uid === 1000, timeoutMs, 1);
 }
 
 /** Resolves once the attacker's first link (`l0`, see AttackPlan.tree) is in the host directory, or after `timeoutMs`. */
 export async function planted(dir: string, timeoutMs = 3000): Promise<boolean> {
-  return until(() => lstatSync(path.join(dir, 'l0'), { throwIfNoEntry: false }) !== undefined, timeoutMs);
-}
-
-async function until(probe: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (probe()) return true;
-    await sleep(1);
-  }
-  return false;
+  return eventually(() => lstatSync(path.join(dir, 'l0'), { throwIfNoEntry: false }) !== undefined, timeoutMs, 1);
 }

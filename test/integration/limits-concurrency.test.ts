@@ -4,16 +4,8 @@
  * token all get the same kernelId, and exactly one container starts.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { DOCKER } from './sandbox-helpers.js';
-
-/** Containers of a service instance (kernels and warm-pool ones alike). */
-function containersOf(svc: TestService): string[] {
-  return execFileSync(DOCKER, ['ps', '-aq', '--filter', `label=org.polykernel.instance=${svc.config.instance}`], { encoding: 'utf8' })
-    .split('\n')
-    .filter(Boolean);
-}
+import { containersOfInstance } from '../helpers/docker.js';
 
 async function withService(overrides: Parameters<typeof startTestService>[0], body: (svc: TestService) => Promise<void>): Promise<void> {
   const svc = await startTestService(overrides);
@@ -37,7 +29,7 @@ test.serial('KG_MAX_KERNELS=2: of 6 concurrent creates (v1 and Jupyter) exactly 
       t.regex(JSON.stringify(refused.body), /KG_MAX_KERNELS=2/);
     }
     await svc.service.kernels.settled();
-    t.is(containersOf(svc).length, 2, 'no container beyond the limit');
+    t.is(containersOfInstance(svc.config.instance).length, 2, 'no container beyond the limit');
     // A freed slot can be taken again.
     const first = creates.find((r) => r.status === 201)!;
     const id = first.body.kernelId ?? first.body.id;
@@ -57,13 +49,13 @@ test.serial('8 concurrent creates with one clientSessionToken: one kernel, one c
     t.is(ids.size, 1, `kernel ids ${[...ids]}`);
     t.deepEqual(creates.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 201]);
     await svc.service.kernels.settled();
-    t.is(containersOf(svc).length, 1);
+    t.is(containersOfInstance(svc.config.instance).length, 1);
     const id = [...ids][0];
     t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 200);
     // The same token with another language is refused, not a second kernel.
     const other = await svc.call('POST', '/v1/kernel/create', { lang: 'bash', clientSessionToken: token });
     t.true(other.status === 409 || other.status === 400, `${other.status}`);
-    t.is(containersOf(svc).length, 1);
+    t.is(containersOfInstance(svc.config.instance).length, 1);
   });
 });
 
@@ -77,7 +69,7 @@ test.serial('KG_MAX_KERNELS=1 and one token: 5 concurrent creates all get the on
     // Another token does not fit.
     t.is((await svc.call('POST', '/v1/kernel/create', { lang: 'python3', clientSessionToken: 'another' })).status, 402);
     await svc.service.kernels.settled();
-    t.is(containersOf(svc).length, 1);
+    t.is(containersOfInstance(svc.config.instance).length, 1);
   });
 });
 
@@ -91,6 +83,6 @@ test.serial('two tokens racing for the last slot: exactly one wins, and each tok
     t.is(ok.filter((r) => r.status === 201).length, 1);
     t.true(creates.every((r) => r.status === 200 || r.status === 201 || r.status === 402), `${creates.map((r) => r.status)}`);
     await svc.service.kernels.settled();
-    t.is(containersOf(svc).length, 1);
+    t.is(containersOfInstance(svc.config.instance).length, 1);
   });
 });

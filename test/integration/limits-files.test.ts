@@ -8,7 +8,7 @@ import test from 'ava';
 import { readdirSync, lstatSync } from 'node:fs';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { batch, createKernel, query } from './sandbox-helpers.js';
+import { batch, createKernel, query } from '../helpers/v1-client.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;
 const CAP_MB = 8;

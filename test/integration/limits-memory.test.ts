@@ -6,7 +6,11 @@
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
-import { batch, containersOfKernel, createKernel, eventually, query, type Call } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
+import type { Call } from '../helpers/http-client.js';
+import { batch, createKernel, query } from '../helpers/v1-client.js';
+import { eventually } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;
 /** Enough for an idle ipykernel under either runtime (runsc's sentry adds about 50 MB), far below 512 MB. */
@@ -83,7 +87,7 @@ test.serial('runc: a Jupyter client sees execution_state "dead", then the socket
   const created = await svc.call('POST', '/api/kernels', { name: 'python3' });
   t.is(created.status, 201);
   const id = created.body.id as string;
-  const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`);
+  const ws = await JupyterWs.open(channelsUrl(svc.url, id));
   try {
     // The default cap (POLYKERNEL_DEFAULT_MAX_MEM_KB, 256 MB): allocate well past it.
     const msgId = ws.send('shell', 'execute_request', {
@@ -110,7 +114,7 @@ test.serial('runc, POLYKERNEL_RESTART_DEAD_KERNELS: the dead kernel restarts in 
   try {
     const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: MAX_MEM_KB } });
     await query(svc.call, id, 'before = 1');
-    const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`);
+    const ws = await JupyterWs.open(channelsUrl(svc.url, id));
     try {
       const outcome = await query(svc.call, id, ALLOCATE_512MB);
       t.is(outcome.exitCode, 137);

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, query, runToEnd, type RunOutcome } from './sandbox-helpers.js';
+import { createKernel, query, type RunOutcome, runToEnd } from '../helpers/v1-client.js';
 
 const MAX_OUTPUT = 64 * 1024;
 /** Generous: the point is "bounded", not a figure; the flood itself is hundreds of MB. */

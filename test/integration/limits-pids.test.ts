@@ -6,7 +6,10 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { batch, containersOfKernel, createKernel, eventually, hostProcesses, processStart, query } from './sandbox-helpers.js';
+import { hostProcesses, processStart } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
+import { batch, createKernel, query } from '../helpers/v1-client.js';
+import { eventually } from '../helpers/wait.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;
 const PIDS = 32;

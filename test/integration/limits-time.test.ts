@@ -4,7 +4,9 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { batch, containersOfKernel, createKernel, eventually, query, sleep } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
+import { batch, createKernel, kernelGone, query } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
 
@@ -18,16 +20,13 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-const gone = async (service: TestService, id: string, timeoutMs = 20_000) =>
-  eventually(async () => (await service.call('GET', `/v1/kernel/${id}`)).status === 404, timeoutMs);
-
 test.serial('timeout: a query past it ends with exec-timeout and the kernel is destroyed', async (t) => {
   const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 1000 } });
   const started = Date.now();
   const outcome = await query(svc.call, id, 'import time\ntime.sleep(60)');
   t.is(outcome.status, 'exec-timeout');
   t.true(Date.now() - started < 15_000, 'ends about when the timeout says, not when the code does');
-  t.true(await gone(svc, id));
+  t.true(await kernelGone(svc.call, id, 20_000));
   t.regex((await svc.call('GET', `/v1/kernel/${id}`)).body.detail, /query timeout/);
   await svc.service.kernels.settled();
   t.is(containersOfKernel(id), '');
@@ -60,7 +59,7 @@ test.serial('idle timeout: an untouched kernel is destroyed; one in use or busy 
   // busy: one query longer than the idle timeout (the sampler sees it busy throughout).
   const longQuery = query(svc.call, busy, 'import time\ntime.sleep(8)\nprint("done")');
   const idle = await createKernel(svc.call, { lang: 'python3' });
-  t.true(await gone(svc, idle), 'the untouched kernel is gone');
+  t.true(await kernelGone(svc.call, idle, 20_000), 'the untouched kernel is gone');
   t.regex((await svc.call('GET', `/v1/kernel/${idle}`)).body.detail, /idle timeout/);
   t.is((await svc.call('GET', `/v1/kernel/${used}`)).status, 200, 'the kernel in use is kept');
   t.is((await longQuery).text, 'done\n', 'the busy kernel was kept until its query ended');
@@ -68,8 +67,8 @@ test.serial('idle timeout: an untouched kernel is destroyed; one in use or busy 
   const statuses = await touches;
   t.true(statuses.length > 0 && statuses.every((status) => status === 'finished'), statuses.join(','));
   // Once nobody touches them, they go too.
-  t.true(await gone(svc, used));
-  t.true(await gone(svc, busy));
+  t.true(await kernelGone(svc.call, used, 20_000));
+  t.true(await kernelGone(svc.call, busy, 20_000));
 });
 
 // Under runsc the credit counts the sandbox's own processes too (sentry, gofer): its start alone costs

@@ -16,9 +16,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
-
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { sleep } from '../helpers/wait.js';
+import { containersOfKernel, docker } from '../helpers/docker.js';
 
 /** Forwards a unix socket to the engine's; `close` drops every connection and stops listening. */
 class EngineProxy {
@@ -91,9 +90,8 @@ test('engine unreachable: start anyway, 503 meanwhile, everything recovers on it
     });
     const doomed = (await svc.call('POST', '/v1/kernel/create', { lang: 'python3' })).body.kernelId as string;
     const victim = (await svc.call('POST', '/v1/kernel/create', { lang: 'python3' })).body.kernelId as string;
-    const containerOf = (id: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${id}`);
-    const doomedContainer = containerOf(doomed);
-    const victimContainer = containerOf(victim);
+    const doomedContainer = containersOfKernel(doomed);
+    const victimContainer = containersOfKernel(victim);
     t.truthy(doomedContainer && victimContainer);
 
     // 3. The engine goes away under a running service.
@@ -118,7 +116,7 @@ test('engine unreachable: start anyway, 503 meanwhile, everything recovers on it
 
     // 4. The engine is back: the deferred removal happens and the missed death is noticed.
     await proxy.open();
-    await until('deferred removal', 20_000, async () => (containerOf(doomed) === '' ? true : undefined));
+    await until('deferred removal', 20_000, async () => (containersOfKernel(doomed) === '' ? true : undefined));
     await until('missed death noticed', 20_000, async () => ((await svc!.call('GET', `/v1/kernel/${victim}`)).status === 404 ? true : undefined));
     const after = await svc.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'print(x)' });
     t.deepEqual(after.body.result.console, [['stdout', '42\n']]);

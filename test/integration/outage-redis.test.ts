@@ -12,8 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { sleep } from '../helpers/wait.js';
 
 /** A redis-server of this test: saves on SIGTERM and loads again at start, so records survive a stop. */
 class OwnRedis {

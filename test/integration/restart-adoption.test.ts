@@ -14,27 +14,16 @@ import path from 'node:path';
 import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
-
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const containersOf = (instance: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`).split('\n').filter(Boolean);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { runOrThrow } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 
 const stdoutOf = (result: { console: [string, unknown][] }) =>
   result.console.filter((item) => item[0] === 'stdout').map((item) => item[1]).join('');
 
 /** Runs a v1 query to its end (through "continued" answers). */
-async function run(svc: TestService, kernelId: string, code: string) {
-  let { status, body } = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
-  if (status !== 200) throw new Error(`query answered ${status}: ${JSON.stringify(body)}`);
-  let result = body.result;
-  const consoleItems = [...result.console];
-  while (result.status === 'continued') {
-    ({ body } = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: result.runId }));
-    result = body.result;
-    consoleItems.push(...result.console);
-  }
-  return { ...result, console: consoleItems };
-}
+const run = (svc: TestService, kernelId: string, code: string) => runOrThrow(svc.call, kernelId, { mode: 'query', code });
 
 test('a restarted service re-adopts running kernels, keeps their state and reaps unknown containers', async (t) => {
   if (!redisUrl) return t.fail('REDIS_URL is not set: adoption needs a store that outlives the process');
@@ -59,7 +48,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     for (const id of [v1, jupyterKernel, vanishing, busy]) t.regex(id, /^[0-9a-f-]{36}$/);
 
     t.is((await run(first, v1, 'x = 41')).exitCode, 0);
-    const wsUrl = `${first.url.replace('http', 'ws')}/api/kernels/${jupyterKernel}/channels`;
+    const wsUrl = channelsUrl(first.url, jupyterKernel);
     const ws = await JupyterWs.open(wsUrl, { protocols: ['v1.kernel.websocket.jupyter.org'] });
     t.is((await ws.execute('y = "kept"')).reply.content.status, 'ok');
     // Still running when the service stops: the first answer is "continued" after the flush window.
@@ -71,7 +60,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     // The WebSocket is told the service goes away (1001), the kernels' containers stay.
     for (let i = 0; i < 50 && !ws.closed; i++) await sleep(100);
     t.is(ws.closed?.code, 1001);
-    t.is(containersOf(instance).length, 4, 'every kernel container survives a stop with keepKernelsOnShutdown');
+    t.is(containersOfInstance(instance).length, 4, 'every kernel container survives a stop with keepKernelsOnShutdown');
 
     // While the service is down: one kernel's container goes away, and a container no record names appears.
     docker('rm', '-f', docker('ps', '-q', '--filter', `label=org.polykernel.kernel-id=${vanishing}`));
@@ -115,7 +104,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     const sessions = (await second.call('GET', '/api/sessions')).body;
     t.is(sessions.length, 1);
     t.is(sessions[0].kernel.id, jupyterKernel);
-    const reconnected = await JupyterWs.open(`${second.url.replace('http', 'ws')}/api/kernels/${jupyterKernel}/channels`, {
+    const reconnected = await JupyterWs.open(channelsUrl(second.url, jupyterKernel), {
       protocols: ['v1.kernel.websocket.jupyter.org'],
       session: ws.session,
     });
@@ -133,7 +122,7 @@ test('a restarted service re-adopts running kernels, keeps their state and reaps
     if (orphan) execFileSync('/usr/bin/docker', ['rm', '-f', orphan], { stdio: 'ignore' });
   }
   // Nothing of the instance is left: no container, no socket directory (the state dir is removed by stop).
-  t.deepEqual(containersOf(instance), []);
+  t.deepEqual(containersOfInstance(instance), []);
   const instanceDir = instanceConnectionDirs(stateDir, instance);
   const leftovers = existsSync(instanceDir) ? await readdir(instanceDir) : [];
   t.deepEqual(leftovers, []);

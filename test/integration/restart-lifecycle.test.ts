@@ -5,11 +5,13 @@
  * kernel run one after the other and all answer well; the directory is sealed after every restart.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { JupyterWs, V1 } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl, startKernel } from '../helpers/jupyter-client.js';
+import { containersOfKernel } from '../helpers/docker.js';
 
 let svc: TestService;
 test.before(async () => {
@@ -18,15 +20,6 @@ test.before(async () => {
 test.after.always(async () => {
   await svc?.stop();
 });
-
-const containersOf = (kernelId: string) =>
-  execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
-
-async function newKernel(): Promise<string> {
-  const created = await svc.call('POST', '/api/kernels', { name: 'python3' });
-  if (created.status !== 201) throw new Error(`create answered ${created.status}: ${JSON.stringify(created.body)}`);
-  return created.body.id as string;
-}
 
 function assertSealed(t: import('ava').ExecutionContext, connDir: string) {
   const dir = lstatSync(connDir);
@@ -39,13 +32,13 @@ function assertSealed(t: import('ava').ExecutionContext, connDir: string) {
 }
 
 test.serial('an execute sent while the kernel restarts runs in the new kernel, after the restart', async (t) => {
-  const id = await newKernel();
-  const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: [V1] });
+  const id = await startKernel(svc.call);
+  const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: [V1] });
   try {
     t.is((await ws.execute('before = 1')).reply.content.status, 'ok');
     const restarting = svc.call('POST', `/api/kernels/${id}/restart`);
     // The service marks the kernel restarting at once; the message goes out in that window.
-    for (let i = 0; i < 200 && (await svc.service.kernels.get(id)).state !== 'restarting'; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 200 && (await svc.service.kernels.get(id)).state !== 'restarting'; i++) await sleep(5);
     const during = ws.send('shell', 'execute_request', { code: 'print("before" in dir())', silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
     const restarted = await restarting;
     t.is(restarted.status, 200, JSON.stringify(restarted.body));
@@ -64,14 +57,14 @@ test.serial('an execute sent while the kernel restarts runs in the new kernel, a
 test.serial('overlapping restarts of one kernel run one after the other; a delete during them waits and removes it', async (t) => {
   t.timeout(180_000);
   for (let round = 0; round < 4; round++) {
-    const id = await newKernel();
+    const id = await startKernel(svc.call);
     const record = await svc.service.kernels.get(id);
     const restarts = [
       svc.call('POST', `/api/kernels/${id}/restart`),
       svc.call('PATCH', `/v1/kernel/${id}`),
       svc.call('POST', `/api/kernels/${id}/restart`),
     ];
-    await new Promise((resolve) => setTimeout(resolve, round * 30));
+    await sleep(round * 30);
     const deleted = svc.call('DELETE', `/api/kernels/${id}`);
     const answers = await Promise.all(restarts);
     t.deepEqual(answers.map((a) => a.status), [200, 204, 200], `round ${round}: ${JSON.stringify(answers.map((a) => a.body))}`);
@@ -79,16 +72,16 @@ test.serial('overlapping restarts of one kernel run one after the other; a delet
     t.is((await svc.call('GET', `/api/kernels/${id}`)).status, 404);
     t.is((await svc.call('DELETE', `/api/kernels/${id}`)).status, 404, 'a second delete finds nothing');
     await svc.service.kernels.settled();
-    t.is(containersOf(id), '', 'no container is left');
+    t.is(containersOfKernel(id), '', 'no container is left');
     t.throws(() => lstatSync(record.connDir), { code: 'ENOENT' }, 'nor its socket directory');
   }
 });
 
 test.serial('a restart that follows a restart leaves a working, sealed kernel', async (t) => {
-  const id = await newKernel();
+  const id = await startKernel(svc.call);
   try {
     for (let i = 0; i < 3; i++) t.is((await svc.call('POST', `/api/kernels/${id}/restart`)).status, 200);
-    const ws = await JupyterWs.open(`${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels`, { protocols: [V1] });
+    const ws = await JupyterWs.open(channelsUrl(svc.url, id), { protocols: [V1] });
     t.is((await ws.execute('print(6*7)')).stdout, '42\n');
     await ws.close();
     assertSealed(t, (await svc.service.kernels.get(id)).connDir);

@@ -9,7 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { startTestService } from '../helpers/service.js';
-import { batch, DOCKER, query, runtimeRegistered } from './sandbox-helpers.js';
+import { runtimeRegistered } from './sandbox-helpers.js';
+import { DOCKER } from '../helpers/docker.js';
+import { batch, query } from '../helpers/v1-client.js';
 
 /** gVisor's sentry reports its own fixed kernel version; runc shows the host's. */
 const GVISOR_KERNEL = /Linux version 4\.4\.0/;

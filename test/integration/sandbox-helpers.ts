@@ -1,51 +1,11 @@
 /**
- * Helpers of the sandbox and limit tests (issue #6): v1 runs driven to their end, the kernel images on the
- * engine, a kernel container's host processes, polling with generous deadlines.
+ * Helpers of the sandbox and limit tests (issue #6): the kernel images on the engine, a kernel container's
+ * cgroups and host processes.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import type { TestService } from '../helpers/service.js';
-
-export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
-
-export type Call = TestService['call'];
-
-export interface RunOutcome {
-  /** The final status: finished, exec-timeout, or an HTTP error as `http <status>`. */
-  status: string;
-  exitCode: number | null;
-  console: [string, unknown][];
-  /** stdout and stderr items joined, in order. */
-  text: string;
-}
-
-/** Runs a v1 query or batch request, answering "continued" and "build-finished" with "continue" until it ends. */
-export async function runToEnd(call: Call, kernelId: string, body: Record<string, unknown>, maxCalls = 200): Promise<RunOutcome> {
-  const items: [string, unknown][] = [];
-  let response = await call('POST', `/v1/kernel/${kernelId}`, body);
-  for (let calls = 1; ; calls++) {
-    if (response.status !== 200) {
-      return { status: `http ${response.status}`, exitCode: null, console: items, text: JSON.stringify(response.body) };
-    }
-    const result = response.body.result;
-    items.push(...(result.console as [string, unknown][]));
-    if ((result.status !== 'continued' && result.status !== 'build-finished') || calls >= maxCalls) {
-      const text = items.filter(([kind]) => kind === 'stdout' || kind === 'stderr').map(([, value]) => value).join('');
-      return { status: result.status, exitCode: result.exitCode, console: items, text };
-    }
-    response = await call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: result.runId });
-  }
-}
-
-export const query = (call: Call, kernelId: string, code: string) => runToEnd(call, kernelId, { mode: 'query', code });
-export const batch = (call: Call, kernelId: string, exec: string) => runToEnd(call, kernelId, { mode: 'batch', options: { exec } });
-
-export async function createKernel(call: Call, body: Record<string, unknown>): Promise<string> {
-  const { status, body: created } = await call('POST', '/v1/kernel/create', body);
-  if (status !== 201 && status !== 200) throw new Error(`create ${JSON.stringify(body)} answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
+import { DOCKER } from '../helpers/docker.js';
 
 /** Kernel names of the language images on the engine (the service offers exactly these). */
 export function kernelImages(prefix = 'polykernel/'): { image: string; lang: string }[] {
@@ -82,10 +42,6 @@ export function hostGateway(): string {
   return docker0?.address ?? '172.17.0.1';
 }
 
-export function containersOfKernel(kernelId: string): string {
-  return execFileSync(DOCKER, ['ps', '-aq', '--filter', `label=org.polykernel.kernel-id=${kernelId}`], { encoding: 'utf8' }).trim();
-}
-
 /** The cgroup directories (v1 cgroupfs or v2) that hold a container's processes. */
 export function cgroupDirs(containerId: string): string[] {
   return [
@@ -115,17 +71,5 @@ export function processStart(pid: number): string | undefined {
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
   } catch {
     return undefined;
-  }
-}
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns true or `timeoutMs` passes; returns whether it did. */
-export async function eventually(probe: () => Promise<boolean> | boolean, timeoutMs = 20_000, everyMs = 200): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return true;
-    if (Date.now() > deadline) return false;
-    await sleep(everyMs);
   }
 }

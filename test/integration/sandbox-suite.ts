@@ -15,20 +15,11 @@ import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { connectionDirOf, instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import { ATTACKS, check, type AttackContext } from './attacks.js';
-import {
-  batch,
-  cgroupDirs,
-  containersOfKernel,
-  createKernel,
-  eventually,
-  hostGateway,
-  hostProcesses,
-  languagesUnderTest,
-  processStart,
-  query,
-  runtimeRegistered,
-  type Call,
-} from './sandbox-helpers.js';
+import { cgroupDirs, hostGateway, hostProcesses, languagesUnderTest, processStart, runtimeRegistered } from './sandbox-helpers.js';
+import { containersOfKernel } from '../helpers/docker.js';
+import type { Call } from '../helpers/http-client.js';
+import { batch, createKernel, query } from '../helpers/v1-client.js';
+import { eventually } from '../helpers/wait.js';
 
 /** The bash kernel's code is shell: the shell form of an attack is its language form too. */
 function codeFor(attack: (typeof ATTACKS)[number], lang: string): ((ctx: AttackContext) => string) | undefined {

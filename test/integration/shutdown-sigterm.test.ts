@@ -22,11 +22,13 @@ import WebSocket from 'ws';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { redisUrl } from '../helpers/service.js';
 import { freePort } from '../helpers/free-port.js';
+import { jsonCall, type Call } from '../helpers/http-client.js';
+import { createKernel, whenBusy } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
-const docker = (...args: string[]) => execFileSync('/usr/bin/docker', args, { encoding: 'utf8' }).trim();
-const containersOf = (instance: string) => docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`).split('\n').filter(Boolean);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Spawned {
   process: ChildProcess;
@@ -34,7 +36,7 @@ interface Spawned {
   /** Resolves with the exit code once the process ended. */
   exited: Promise<number | null>;
   stderr: () => string;
-  call(method: string, route: string, body?: unknown): Promise<{ status: number; body: any }>;
+  call: Call;
 }
 
 async function spawnService(env: Record<string, string>): Promise<Spawned> {
@@ -47,11 +49,7 @@ async function spawnService(env: Record<string, string>): Promise<Spawned> {
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
-  const call = async (method: string, route: string, body?: unknown) => {
-    const response = await fetch(url + route, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const call = jsonCall(url);
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`service exited at start (${child.exitCode}): ${stderr}`);
     try {
@@ -96,18 +94,12 @@ async function refusesConnections(url: string, timeoutMs: number): Promise<boole
   return false;
 }
 
-async function createKernel(service: Spawned): Promise<string> {
-  const { status, body } = await service.call('POST', '/v1/kernel/create', { lang: 'python3' });
-  if (status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(body)}`);
-  return body.kernelId as string;
-}
-
 /**
  * Watches the kernel's iopub through its channels WebSocket: `seen` resolves once a stream message
  * carries `text`, i.e. the code is known to run (its kernel state alone can say busy before it printed).
  */
 async function watchOutput(service: Spawned, kernelId: string, text: string): Promise<{ seen: Promise<void>; close(): void }> {
-  const ws = new WebSocket(`${service.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels`);
+  const ws = new WebSocket(channelsUrl(service.url, kernelId));
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
   const seen = new Promise<void>((resolve) => {
     ws.on('message', (data) => {
@@ -116,10 +108,6 @@ async function watchOutput(service: Spawned, kernelId: string, text: string): Pr
     });
   });
   return { seen, close: () => ws.close() };
-}
-
-async function waitBusy(service: Spawned, kernelId: string): Promise<void> {
-  for (let i = 0; i < 100 && (await service.call('GET', `/v1/kernel/${kernelId}`)).body?.state !== 'busy'; i++) await sleep(50);
 }
 
 async function setup(keep: boolean) {
@@ -146,9 +134,9 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
   // A long flush window: without the shutdown, the query below would not answer for 20 s.
   const service = await spawnService({ ...env, POLYKERNEL_FLUSH_WINDOW_MS: '20000' });
   try {
-    const busy = await createKernel(service);
-    const idle = await createKernel(service);
-    t.is(containersOf(instance).length, 2);
+    const busy = await createKernel(service.call);
+    const idle = await createKernel(service.call);
+    t.is(containersOfInstance(instance).length, 2);
     const output = await watchOutput(service, busy, 'started');
     const inFlight = service.call('POST', `/v1/kernel/${busy}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(60)' });
     await output.seen;
@@ -166,12 +154,12 @@ test('SIGTERM, kernels removed: in-flight query answered, exit 0, nothing of the
     const { code, ms } = await stopped;
     t.log(`exited ${code} ${ms} ms after SIGTERM`);
     t.is(code, 0);
-    t.deepEqual(containersOf(instance), [], `no container of the instance is left (${idle} included)`);
+    t.deepEqual(containersOfInstance(instance), [], `no container of the instance is left (${idle} included)`);
     t.deepEqual(await readdir(stateDir), [], 'no socket directory is left');
     t.is(storeKeys(instance), '', 'no store key is left');
   } finally {
     if (service.process.exitCode === null) service.process.kill('SIGKILL');
-    for (const id of containersOf(instance)) docker('rm', '-f', id);
+    for (const id of containersOfInstance(instance)) docker('rm', '-f', id);
     await rm(stateDir, { recursive: true, force: true });
   }
 });
@@ -183,10 +171,10 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
   const first = await spawnService({ ...env, POLYKERNEL_FLUSH_WINDOW_MS: '3000' });
   let second: Spawned | undefined;
   try {
-    const kernel = await createKernel(first);
+    const kernel = await createKernel(first.call);
     await first.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'x = "kept"' });
     const inFlight = first.call('POST', `/v1/kernel/${kernel}`, { mode: 'query', code: 'import time\nprint("started", flush=True)\ntime.sleep(5)' });
-    await waitBusy(first, kernel);
+    await whenBusy(first.call, kernel);
     const stopped = terminate(first, 20_000);
 
     const answer = await inFlight;
@@ -196,7 +184,7 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
     const { code, ms } = await stopped;
     t.log(`exited ${code} ${ms} ms after SIGTERM`);
     t.is(code, 0);
-    t.is(containersOf(instance).length, 1, 'the kernel container keeps running');
+    t.is(containersOfInstance(instance).length, 1, 'the kernel container keeps running');
     t.true(existsSync(connectionDirOf(stateDir, instance, kernel)), 'and keeps its socket directory');
 
     second = await spawnService({ ...env, POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN: 'false' });
@@ -216,12 +204,12 @@ test('SIGTERM, kernels kept: in-flight query answered, exit 0, the next start ad
 
     const { code: secondCode } = await terminate(second, 20_000);
     t.is(secondCode, 0);
-    t.deepEqual(containersOf(instance), []);
+    t.deepEqual(containersOfInstance(instance), []);
     t.deepEqual(await readdir(stateDir), []);
     t.is(storeKeys(instance), '');
   } finally {
     for (const service of [first, second]) if (service && service.process.exitCode === null) service.process.kill('SIGKILL');
-    for (const id of containersOf(instance)) docker('rm', '-f', id);
+    for (const id of containersOfInstance(instance)) docker('rm', '-f', id);
     await rm(stateDir, { recursive: true, force: true });
   }
 });

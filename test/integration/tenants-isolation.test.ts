@@ -6,13 +6,15 @@
  * untouched; the admin sees everything; a revoked key is refused at once, WebSocket included.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { chmod, cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile, type KeyEntry } from '../helpers/tenant-keys.js';
+import { sleep } from '../helpers/wait.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 const ADMIN = 'tenants-admin-token';
 const A_KEY = 'key-of-tenant-a-0123456789';
@@ -47,11 +49,11 @@ test.after.always(async () => {
 test.after('no kernel container is left behind', async () => {
   // Every kernel was deleted by the tests; their containers are removed in the background.
   await svc.service.kernels.settled();
-  const left = execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${svc.config.instance}`], { encoding: 'utf8' });
-  if (left.trim()) throw new Error(`containers left: ${left}`);
+  const left = containersOfInstance(svc.config.instance);
+  if (left.length) throw new Error(`containers left: ${left.join(' ')}`);
 });
 
-const ws = (id: string, token?: string) => `${svc.url.replace('http', 'ws')}/api/kernels/${id}/channels${token ? `?token=${token}` : ''}`;
+const ws = (id: string, token?: string) => `${channelsUrl(svc.url, id)}${token ? `?token=${token}` : ''}`;
 
 async function refusedWs(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   try {
@@ -193,7 +195,7 @@ test.serial('A cannot see, shut down or delete B\'s executions', async (t) => {
   // B's execution runs to its end, unharmed by A's delete-all.
   let status = '';
   for (let i = 0; i < 300 && !/completed|error/.test(status); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
     const got = await svc.call('GET', `/api/executions/${execId}`, undefined, B);
     t.is(got.status, 200);
     status = got.body.execution.status;
@@ -231,12 +233,12 @@ test.serial('a revoked key is refused at once without a restart, WebSocket inclu
   t.is((await svc.call('GET', '/api/kernels', undefined, auth(C_KEY))).status, 401);
   await keys.write([ENTRIES[0]!, { id: 'tenant-c', key: C_KEY }]);
   // The file is checked at most every 100 ms (POLYKERNEL_API_KEYS_RELOAD_MS): past that, the first request sees it.
-  await new Promise((resolve) => setTimeout(resolve, 250));
+  await sleep(250);
   const revoked = await svc.call('GET', '/api/kernels', undefined, B);
   t.is(revoked.status, 401, 'the first request after the revocation is refused');
   t.is((await svc.call('GET', `/v1/kernel/${bKernel}`, undefined, B)).status, 401);
   t.is((await refusedWs(ws(bKernel, B_KEY))).status, 401, 'the channels handshake is refused');
-  for (let i = 0; i < 40 && !open.closed; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  for (let i = 0; i < 40 && !open.closed; i++) await sleep(100);
   t.deepEqual(open.closed, { code: 1008, reason: 'API key revoked' }, 'and a connection it had open is closed');
   t.is((await svc.call('GET', '/api/kernels', undefined, auth(C_KEY))).status, 200, 'the added key works');
   t.deepEqual((await svc.call('GET', '/api/kernels', undefined, auth(C_KEY))).body, [], 'and sees nothing of B');

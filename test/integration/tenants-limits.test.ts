@@ -5,19 +5,13 @@
  * handshake; and a flood of random bogus keys leaves the service's memory flat (its own process, RSS).
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { freePort } from '../helpers/free-port.js';
+import { startServiceProcess } from '../helpers/service-process.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile } from '../helpers/tenant-keys.js';
+import { channelsUrl } from '../helpers/jupyter-client.js';
 
 const ADMIN = 'limits-admin-token';
 const Q_KEY = 'key-with-a-quota-0123456789';
@@ -113,7 +107,7 @@ test.serial('the rate limit: 429 with X-RateLimit-Limit/Remaining/Reset/Window a
   t.is(v1.status, 429);
   t.is(v1.body.type, 'urn:polykernel:error:rate_limited');
   const handshake = await new Promise<{ status: number; retryAfter?: string }>((resolve, reject) => {
-    const socket = new WebSocket(`${svc.url.replace('http', 'ws')}/api/kernels/${randomUUID()}/channels?token=${R_KEY}`);
+    const socket = new WebSocket(`${channelsUrl(svc.url, randomUUID())}?token=${R_KEY}`);
     socket.once('unexpected-response', (_req, res) => {
       res.resume();
       resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined });
@@ -127,59 +121,15 @@ test.serial('the rate limit: 429 with X-RateLimit-Limit/Remaining/Reset/Window a
   t.is((await svc.call('GET', '/api/kernels', undefined, auth(Q_KEY))).status, 200);
 });
 
-/** The service as its own process (for a clean RSS figure), configured with a keys file. */
-async function startKeyedProcess(keysFile: string) {
-  const port = await freePort();
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'pk-flood-'));
-  const instance = `flood-${randomUUID().slice(0, 8)}`;
-  const main = fileURLToPath(new URL('../../src/main.js', import.meta.url));
-  const child = spawn(process.execPath, [main], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: {
-      ...process.env,
-      KG_PORT: String(port),
-      KG_IP: '127.0.0.1',
-      KG_AUTH_TOKEN: ADMIN,
-      POLYKERNEL_API_KEYS_FILE: keysFile,
-      POLYKERNEL_INSTANCE: instance,
-      POLYKERNEL_STATE_DIR: stateDir,
-      POLYKERNEL_REDIS_PREFIX: `${instance}:`,
-      POLYKERNEL_LOG_LEVEL: 'warn',
-    },
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-10_000)));
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-  const get = (token: string) =>
-    new Promise<number>((resolve, reject) => {
-      const req = http.get(`http://127.0.0.1:${port}/api/kernels`, { agent, headers: { authorization: `token ${token}` } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('error', reject);
-    });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`service exited: ${stderr}`);
-    if ((await get(ADMIN).catch(() => 0)) === 200) break;
-    if (Date.now() > deadline) throw new Error(`service not up: ${stderr}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return {
-    get,
-    rssKB: () => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
-    async stop() {
-      agent.destroy();
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-      await rm(stateDir, { recursive: true, force: true });
-    },
-  };
-}
-
 test.serial('a flood of 150000 distinct bogus keys leaves the service\'s memory flat; all are 401', async (t) => {
   t.timeout(300_000);
-  const service = await startKeyedProcess(keys.file);
+  // The service as its own process, for a clean RSS figure.
+  const service = await startServiceProcess({
+    label: 'flood',
+    env: { KG_AUTH_TOKEN: ADMIN, POLYKERNEL_API_KEYS_FILE: keys.file },
+    headers: auth(ADMIN),
+  });
+  const status = async (key: string) => (await service.http.call('GET', '/api/kernels', undefined, auth(key))).status;
   try {
     const flood = async (count: number) => {
       let unauthorized = 0;
@@ -188,7 +138,7 @@ test.serial('a flood of 150000 distinct bogus keys leaves the service\'s memory 
         Array.from({ length: 32 }, async () => {
           while (next < count) {
             next++;
-            if ((await service.get(randomBytes(24).toString('base64url'))) === 401) unauthorized++;
+            if ((await status(randomBytes(24).toString('base64url'))) === 401) unauthorized++;
           }
         }),
       );
@@ -201,7 +151,7 @@ test.serial('a flood of 150000 distinct bogus keys leaves the service\'s memory 
     t.log(`service RSS ${before} KB -> ${after} KB after 150000 bogus keys (${after - before} KB)`);
     // A per-key structure for bogus keys would hold 150000 entries (tens of MB); allow allocator noise.
     t.true(after - before < 25_000, `RSS grew by ${after - before} KB`);
-    t.is(await service.get(Q_KEY), 200, 'a valid key still works');
+    t.is(await status(Q_KEY), 200, 'a valid key still works');
   } finally {
     await service.stop();
   }

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel, runOrThrow } from '../helpers/v1-client.js';
 
 let svc: TestService;
 /** One python kernel for the cases that fit its default 15 s budget; they run one after the other. */
@@ -14,18 +15,12 @@ let python: string;
 
 test.before(async () => {
   svc = await startTestService({ flushWindowMs: 1000, maxOutputBytes: 4096 });
-  python = await createKernel({ lang: 'python3' });
+  python = await createKernel(svc.call, { lang: 'python3' });
 });
 
 test.after.always(async () => {
   await svc?.stop();
 });
-
-async function createKernel(body: Record<string, unknown>): Promise<string> {
-  const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);
-  if (status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
 
 type Item = [string, string];
 interface Result {
@@ -47,14 +42,7 @@ interface Batch {
 
 /** Runs a batch request and continues it to its end, as a Backend.AI client does. */
 async function batch(kernelId: string, options: Record<string, unknown>): Promise<Batch> {
-  const first = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'batch', options });
-  if (first.status !== 200) throw new Error(`batch answered ${first.status}: ${JSON.stringify(first.body)}`);
-  const results: Result[] = [first.body.result];
-  while (!['finished', 'exec-timeout'].includes(results.at(-1)!.status)) {
-    const next = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'continue', runId: results[0]!.runId });
-    if (next.status !== 200) throw new Error(`continue answered ${next.status}: ${JSON.stringify(next.body)}`);
-    results.push(next.body.result);
-  }
+  const results = (await runOrThrow(svc.call, kernelId, { mode: 'batch', options })).results as Result[];
   const items = results.flatMap((result) => result.console);
   const join = (stream: string) => items.filter((item) => item[0] === stream).map((item) => item[1]).join('');
   const statuses = results.map((r) => r.status);
@@ -64,8 +52,8 @@ async function batch(kernelId: string, options: Record<string, unknown>): Promis
 }
 
 async function query(kernelId: string, code: string): Promise<string> {
-  const { body } = await svc.call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code });
-  return body.result.console.map((item: Item) => item[1]).join('');
+  const { console: items } = await runOrThrow(svc.call, kernelId, { mode: 'query', code });
+  return items.map((item) => item[1]).join('');
 }
 
 function imageLabels(image: string): Record<string, string> | undefined {
@@ -173,7 +161,7 @@ test.serial('bad files and options are a 400 that says what is wrong, and nothin
 });
 
 test('a step past the kernel\'s timeout ends with exec-timeout; its processes are killed and the kernel lives on', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { timeout: 1500 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 1500 } });
   const started = Date.now();
   const run = await batch(id, { exec: 'echo started; sleep 30 & sleep 31' });
   t.is(run.final.status, 'exec-timeout');
@@ -197,7 +185,7 @@ test('C (when polykernel/c exists): stdin, a compile error is 127, a runtime err
     return;
   }
   const spec = JSON.parse(labels['org.polykernel.kernelspec'] ?? '{}') as { name?: string };
-  const id = await createKernel({ lang: spec.name ?? 'c' });
+  const id = await createKernel(svc.call, { lang: spec.name ?? 'c' });
   try {
     const ok = await batch(id, {
       files: [{ name: 'main.c', content: '#include <stdio.h>\nint main(void){int a,b;if(scanf("%d %d",&a,&b)!=2)return 2;printf("%d\\n",a+b);return 0;}\n' }],

@@ -7,6 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionDirOf } from '../../src/kernels/conn-dir.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { createKernel } from '../helpers/v1-client.js';
+import { sleep } from '../helpers/wait.js';
+import { containersOfKernel } from '../helpers/docker.js';
 
 let svc: TestService;
 
@@ -19,37 +22,27 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-async function createKernel(body: Record<string, unknown> = { lang: 'python3' }): Promise<string> {
-  const { status, body: created } = await svc.call('POST', '/v1/kernel/create', body);
-  if (status !== 201) throw new Error(`create answered ${status}: ${JSON.stringify(created)}`);
-  return created.kernelId as string;
-}
-
-function dockerInspect(containerFilter: string): string {
-  return execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', containerFilter], { encoding: 'utf8' }).trim();
-}
-
 test('create, run print(6*7), delete: 42 comes back and the container is gone', async (t) => {
-  const id = await createKernel({ lang: 'python3', clientSessionToken: 'demo-42' });
+  const id = await createKernel(svc.call, { lang: 'python3', clientSessionToken: 'demo-42' });
   t.regex(id, /^[0-9a-f-]{36}$/);
   const { status, body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'print(6*7)' });
   t.is(status, 200);
   t.is(body.result.status, 'finished');
   t.is(body.result.exitCode, 0);
   t.deepEqual(body.result.console, [['stdout', '42\n']]);
-  t.truthy(dockerInspect(`label=org.polykernel.kernel-id=${id}`));
+  t.truthy(containersOfKernel(id));
   const deleted = await svc.call('DELETE', `/v1/kernel/${id}`);
   t.is(deleted.status, 204);
   const connDir = connectionDirOf(svc.config.stateDir, svc.config.instance, id);
   t.false(existsSync(connDir), 'the socket directory is gone when DELETE answers');
   // The container is force-removed in the background (see KernelManager.destroy).
   await svc.service.kernels.settled();
-  t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
+  t.is(containersOfKernel(id), '');
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
 });
 
 test('the kernel container is sandboxed: no network, read-only root, non-root, capped memory', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 131072, timeout: 10000 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 131072, timeout: 10000 } });
   const code = [
     'import os, socket, subprocess',
     'print("uid", os.getuid())',
@@ -69,7 +62,7 @@ test('the kernel container is sandboxed: no network, read-only root, non-root, c
   t.regex(out, /rootfs read-only/);
   t.regex(out, /workdir writable/);
   t.regex(out, /ifaces \['lo'\]/);
-  const containerId = dockerInspect(`label=org.polykernel.kernel-id=${id}`);
+  const containerId = containersOfKernel(id);
   const hostConfig = JSON.parse(
     execFileSync('/usr/bin/docker', ['inspect', '--format', '{{json .HostConfig}}', containerId], { encoding: 'utf8' }),
   );
@@ -101,7 +94,7 @@ test('the same clientSessionToken continues the same kernel; after delete it sta
 });
 
 test('input(): waiting-input, then the answer through mode "input"', async (t) => {
-  const id = await createKernel();
+  const id = await createKernel(svc.call);
   const asked = await svc.call('POST', `/v1/kernel/${id}`, {
     mode: 'query',
     runId: 'ask-1',
@@ -116,7 +109,7 @@ test('input(): waiting-input, then the answer through mode "input"', async (t) =
 });
 
 test('a raising query finishes with exitCode 1 and the traceback on stderr', async (t) => {
-  const id = await createKernel();
+  const id = await createKernel(svc.call);
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: '1/0' });
   t.is(body.result.status, 'finished');
   t.is(body.result.exitCode, 1);
@@ -158,21 +151,21 @@ test('a long query answers "continued" with output so far, then "continue" finis
 });
 
 test('a query past the kernel timeout ends with exec-timeout and destroys the kernel', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { timeout: 1000 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { timeout: 1000 } });
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'import time\ntime.sleep(30)' });
   t.is(body.result.status, 'exec-timeout');
   // Destruction runs right after the timeout fires.
-  for (let i = 0; i < 50 && (await svc.call('GET', `/v1/kernel/${id}`)).status !== 404; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && (await svc.call('GET', `/v1/kernel/${id}`)).status !== 404; i++) await sleep(100);
   t.is((await svc.call('GET', `/v1/kernel/${id}`)).status, 404);
   await svc.service.kernels.settled();
-  t.is(dockerInspect(`label=org.polykernel.kernel-id=${id}`), '');
+  t.is(containersOfKernel(id), '');
 });
 
 test('GET reports the seed\'s info fields; PATCH resets globals but keeps age and CPU credit', async (t) => {
-  const id = await createKernel({ lang: 'python3', resourceLimits: { maxMem: 262144, timeout: 20000 } });
+  const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 262144, timeout: 20000 } });
   await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'x = sum(i*i for i in range(3_000_000))' });
   // Let the usage sampler see the kernel at least once.
-  await new Promise((r) => setTimeout(r, svc.config.statsIntervalMs + 500));
+  await sleep(svc.config.statsIntervalMs + 500);
   const before = (await svc.call('GET', `/v1/kernel/${id}`)).body;
   t.is(before.lang, 'python3');
   t.is(before.queryTimeout, 20000);
@@ -185,7 +178,7 @@ test('GET reports the seed\'s info fields; PATCH resets globals but keeps age an
   t.is(patched.status, 204);
   const { body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'print("x" in globals())' });
   t.deepEqual(body.result.console, [['stdout', 'False\n']]);
-  await new Promise((r) => setTimeout(r, svc.config.statsIntervalMs + 500));
+  await sleep(svc.config.statsIntervalMs + 500);
   const after = (await svc.call('GET', `/v1/kernel/${id}`)).body;
   t.true(after.age > before.age);
   t.true(after.cpuCreditUsed >= before.cpuCreditUsed, `${after.cpuCreditUsed} >= ${before.cpuCreditUsed}`);

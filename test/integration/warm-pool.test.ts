@@ -7,6 +7,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { runOrThrow } from '../helpers/v1-client.js';
 
 let svc: TestService;
 
@@ -36,11 +37,7 @@ function inspectMemory(containerId: string): number {
   return Number(execFileSync('/usr/bin/docker', ['inspect', '-f', '{{.HostConfig.Memory}}', containerId], { encoding: 'utf8' }).trim());
 }
 
-async function query(id: string, code: string) {
-  const { status, body } = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code });
-  if (status !== 200) throw new Error(`query answered ${status}: ${JSON.stringify(body)}`);
-  return body.result;
-}
+const query = (id: string, code: string) => runOrThrow(svc.call, id, { mode: 'query', code });
 
 test.serial('GET /api/status reports the pool filled to its target', async (t) => {
   t.true(await svc.service.kernels.pool.whenFull(90_000));

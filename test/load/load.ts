@@ -19,6 +19,8 @@ import { readdir } from 'node:fs/promises';
 import { instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
 import os from 'node:os';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { sleep } from '../helpers/wait.js';
+import { containersOfInstance } from '../helpers/docker.js';
 
 export interface LoadOptions {
   kernels: number;
@@ -69,8 +71,6 @@ export interface LoadFigures {
 const GC_ON_SIGNAL =
   'data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();process.stderr.write(JSON.stringify({loadMemory:process.memoryUsage()})+"\\n")})';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function distribution(values: number[]): Distribution {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
@@ -119,10 +119,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
   });
   const { instance, stateDir } = service;
   const call = (method: string, route: string, body?: unknown) => service.http.call(method, route, body);
-  const containers = () =>
-    execFileSync('/usr/bin/docker', ['ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean);
+  const containers = () => containersOfInstance(instance);
   try {
     const started = rssMB(service);
     let peak = started;
