@@ -51,7 +51,7 @@ export class LiveKernel {
   connection: KernelConnection;
   private readonly listeners = new Set<MessageListener>();
   /** While set, client messages wait here instead of reaching the kernel (see hold). */
-  private held?: { sends: number; released: Promise<void>; release: () => void };
+  private held?: { sends: number; waiting: Set<string>; released: Promise<void>; release: () => void };
   /**
    * Requests sent and not yet ended. An execution a client asked for ending is the kernel's last
    * activity: idle time counts from there, not from its start. Each request ends once, so replaying its
@@ -92,11 +92,16 @@ export class LiveKernel {
     this.state = transition(this.state, next);
   }
 
-  /** Drops the old sockets and connects again (after the kernel process was restarted). */
+  /**
+   * Drops the old sockets and connects again (after the kernel process was restarted). Requests sent to
+   * the old process are forgotten (their answers never come); those still held go to the new one and
+   * stay pending.
+   */
   reconnect(): void {
     this.connection.close();
     this.connection = this.connect();
-    this.pending.clear();
+    const waiting = this.held?.waiting;
+    this.pending.clear((future) => waiting?.has(future.msgId) === true);
   }
 
   onMessage(listener: MessageListener): () => void {
@@ -142,6 +147,7 @@ export class LiveKernel {
     if (!held) return this.connection.send(channel, msg);
     if (held.sends >= MAX_HELD_SENDS) return Promise.reject(new Error('the kernel is restarting; too many messages wait already'));
     held.sends++;
+    held.waiting.add(msg.header.msg_id);
     return held.released.then(() => this.connection.send(channel, msg));
   }
 
@@ -150,7 +156,7 @@ export class LiveKernel {
     if (this.held) return;
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
-    this.held = { sends: 0, released, release };
+    this.held = { sends: 0, waiting: new Set(), released, release };
   }
 
   /** Lets the waiting client messages through, in order, to the connection as it is now. */

@@ -173,12 +173,9 @@ export class PendingRequests {
     future.drop();
   }
 
-  /** Drops every request (the connection they were sent on is gone: their answers never come). */
-  clear(): void {
-    for (const future of this.pending.values()) future.drop();
-    this.pending.clear();
-    this.executions = 0;
-    this.unowned = 0;
+  /** Drops every request but those `keep` names (the connection they were sent on is gone: their answers never come). */
+  clear(keep: (future: RequestFuture) => boolean = () => false): void {
+    for (const future of this.pending.values()) if (!keep(future)) this.cancel(future);
   }
 
   private forget(future: RequestFuture): void {

@@ -173,3 +173,15 @@ test('only a message on the request\'s own channel is its reply', (t) => {
   t.deepEqual(heard, ['reply kernel_info_reply']);
   t.is(future.channel, 'control');
 });
+
+test('clear keeps the requests it is told to keep (those not sent yet)', (t) => {
+  const { pending } = table();
+  const sent = request();
+  const held = request();
+  pending.track(sent, 'shell', { expectReply: false, execution: true });
+  const waiting = pending.track(held, 'shell', { expectReply: true, execution: true, handlers: {} });
+  pending.clear((future) => future.msgId === held.header.msg_id);
+  t.is(pending.get(sent.header.msg_id), undefined);
+  t.is(pending.get(held.header.msg_id), waiting);
+  t.is(pending.executing, 1);
+});
