@@ -7,6 +7,7 @@ import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
+import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
 import { QueryService } from './kernels/query-service.js';
@@ -28,13 +29,13 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const store = await createStore(config);
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
-  const kernels = new KernelManager(config, runtime, store, specs, log);
+  const kernels = new KernelManager(config, new DockerProvisioner(config, runtime, log), store, specs, log);
   await kernels.start();
   const queries = new QueryService(kernels, config, runtime, log);
-  const usage = new UsageMonitor(kernels, runtime, store, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
+  const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
   // Notebook executions (issue #5): unfinished ones of this instance are marked interrupted.
-  const executions = new ExecutionManager({ config, kernels, runtime, store, log });
+  const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
 
   // Jupyter channels WebSocket (issue #3): upgrades go to the bridge, the REST model reads its counts.

@@ -34,15 +34,12 @@ import { NotebookRoot } from './paths.js';
 import { WorkQueue } from './queue.js';
 import { NotebookRunner, type CellEvent, type RunOutcome } from './runner.js';
 import { workDirMismatch } from './work-dir-check.js';
-import type { ContainerRuntime } from '../runtime/runtime.js';
 
 export type ExecutionListener = (event: ExecutionEvent) => void;
 
 export interface ExecutionManagerDeps {
   config: Pick<Config, 'notebookRoot' | 'maxConcurrentExecutions' | 'instance' | 'defaultKernelName'>;
   kernels: KernelManager;
-  /** To check a kernel's work directory from inside its container (see work-dir-check.ts). */
-  runtime: Pick<ContainerRuntime, 'exec'>;
   store: Store;
   log: Logger;
   clock?: () => number;
@@ -190,13 +187,14 @@ export class ExecutionManager {
           return;
         }
         // Before any cell: the engine mounted the directory by path, which a kernel may have swapped.
-        const mismatch = await workDirMismatch(this.root, job.workDir, this.deps.runtime, record.containerId);
+        const handle = await kernels.handle(record.id);
+        const mismatch = await workDirMismatch(this.root, job.workDir, handle);
         if (mismatch) {
           log.warn('Execution refused: its kernel did not get the notebook directory', { execId, kernelId: record.id, why: mismatch });
           outcome = stopped(mismatch);
           return;
         }
-        const kernel = await kernels.liveKernel(record.id);
+        const { kernel } = handle;
         job.runner = new NotebookRunner(kernel, job.notebook, {
           cellTimeoutS: job.record.cell_timeout ?? undefined,
           clock: this.clock,

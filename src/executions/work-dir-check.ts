@@ -14,7 +14,8 @@
  * numbers, under gVisor, are the sandbox's own).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { CONTAINER_WORK_DIR, type ContainerRuntime } from '../runtime/runtime.js';
+import type { KernelHandle } from '../kernels/kernel-handle.js';
+import { CONTAINER_WORK_DIR } from '../runtime/runtime.js';
 import { createExclusive, unlinkIn } from './no-follow.js';
 import type { NotebookRoot } from './paths.js';
 
@@ -24,8 +25,7 @@ const CHECK_TIMEOUT_S = 20;
 export async function workDirMismatch(
   root: NotebookRoot,
   realDir: string,
-  runtime: Pick<ContainerRuntime, 'exec'>,
-  containerId: string,
+  kernel: Pick<KernelHandle, 'exec'>,
 ): Promise<string | undefined> {
   let dir;
   try {
@@ -44,9 +44,8 @@ export async function workDirMismatch(
       await file.close();
     }
     let seen = '';
-    const { exitCode } = await runtime.exec(
-      containerId,
-      { cmd: ['timeout', '-s', 'KILL', String(CHECK_TIMEOUT_S), 'cat', `${CONTAINER_WORK_DIR}/${name}`], user: '0:0', workingDir: '/' },
+    const { exitCode } = await kernel.exec(
+      { cmd: ['timeout', '-s', 'KILL', String(CHECK_TIMEOUT_S), 'cat', `${CONTAINER_WORK_DIR}/${name}`], as: 'root', workingDir: '/' },
       (stream, chunk) => {
         if (stream === 'stdout' && seen.length < 4 * secret.length) seen += chunk.toString('utf8');
       },

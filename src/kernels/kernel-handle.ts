@@ -6,7 +6,7 @@
 import type { LiveKernel } from './live-kernel.js';
 import type { KernelSpecEntry } from './kernel-specs.js';
 import type { ResourceLimits } from './kernel-record.js';
-import type { CommandOutputListener, KernelCommand, ResourceUsage } from './provisioner.js';
+import type { CommandOutputListener, KernelCommand, KernelProvisioner, KernelRef, ResourceUsage } from './provisioner.js';
 
 export type { CommandOutputListener, KernelCommand };
 
@@ -28,4 +28,42 @@ export interface KernelHandle {
   usage(): Promise<ResourceUsage | undefined>;
   /** Removes the kernel (a run past its time limit); resolves once it is unreachable. */
   remove(reason: string): Promise<void>;
+}
+
+/** The handle of a kernel placed by a provisioner. */
+export class ProvisionedKernelHandle implements KernelHandle {
+  constructor(
+    readonly kernel: LiveKernel,
+    /** Where the provisioner placed it: never shown to runs. */
+    private readonly ref: KernelRef,
+    readonly spec: KernelSpecEntry | undefined,
+    readonly limits: ResourceLimits,
+    readonly owner: string | undefined,
+    private readonly provisioner: KernelProvisioner,
+    private readonly removeKernel: (id: string, reason: string) => Promise<void>,
+  ) {}
+
+  get id(): string {
+    return this.ref.id;
+  }
+
+  get lang(): string {
+    return this.ref.lang;
+  }
+
+  exec(command: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }> {
+    return this.provisioner.exec(this.ref, command, onOutput);
+  }
+
+  oomKills(): Promise<number | undefined> {
+    return this.provisioner.oomKills(this.ref);
+  }
+
+  usage(): Promise<ResourceUsage | undefined> {
+    return this.provisioner.usage(this.ref);
+  }
+
+  remove(reason: string): Promise<void> {
+    return this.removeKernel(this.ref.id, reason);
+  }
 }

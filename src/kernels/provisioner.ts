@@ -114,6 +114,8 @@ export interface KernelProvisioner {
   reap(keep: { containers: ReadonlySet<string>; kernels: (kernelId: string) => boolean }): Promise<void>;
   /** Whether the engine answers now. */
   ping(): Promise<boolean>;
-  /** Stops reporting deaths; with `removeState`, removes this instance's (then empty) state directory. */
-  stop(removeState: boolean): Promise<void>;
+  /** Stops reporting deaths and retrying removals: the service is shutting down. */
+  stop(): void;
+  /** Removes this instance's state once every kernel is gone (a failed removal leaves it to the next start's reap). */
+  removeState(): Promise<void>;
 }

@@ -401,7 +401,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (this.closed) return;
     try {
       const stream = (await this.docker.getEvents({
-        // Deaths while the engine was unreachable are not missed (issue #6); duplicates are harmless.
+        // Deaths while the engine was unreachable are not missed; duplicates are harmless.
         ...(this.eventsBrokeAt !== undefined ? { since: this.eventsBrokeAt } : {}),
         filters: {
           type: ['container'],
@@ -449,6 +449,8 @@ export class DockerRuntime implements ContainerRuntime {
     const labels = event.Actor?.Attributes ?? {};
     // The die event carries the exit code but not the OOM flag; inspect says which it was.
     const state = await this.inspect(event.id).catch(() => undefined);
+    // Started again since (a restart in place): the death is over and was its restarter's doing.
+    if (state?.running) return;
     const exitCode = Number(labels.exitCode ?? 0);
     const reason: DeathReason = state?.deathReason ?? deathReasonOf({ ExitCode: exitCode });
     for (const listener of this.deathListeners) listener(event.id, reason, labels);

@@ -4,12 +4,12 @@
  * checks that a decision is acted on and that CPU credit is cumulative and monotonic.
  */
 import test from 'ava';
-import type { KernelManager } from '../../src/kernels/kernel-manager.js';
+import type { KernelHandle } from '../../src/kernels/kernel-handle.js';
 import type { KernelRecord, KernelState } from '../../src/kernels/kernel-record.js';
+import { KernelRecords } from '../../src/kernels/kernel-records.js';
 import { IdleCpuBudget } from '../../src/kernels/idle-cpu.js';
-import { UsageMonitor } from '../../src/kernels/usage-monitor.js';
+import { UsageMonitor, type SampledKernels } from '../../src/kernels/usage-monitor.js';
 import { silentLogger } from '../../src/logger.js';
-import type { ContainerRuntime } from '../../src/runtime/runtime.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 
 const T0 = 1_700_000_000_000;
@@ -36,8 +36,8 @@ function record(overrides: Partial<KernelRecord> = {}, limits: Partial<KernelRec
   };
 }
 
-function monitorAt(clock: { now: number }, manager = {} as KernelManager, runtime = {} as ContainerRuntime, store = new MemoryStore()): UsageMonitor {
-  return new UsageMonitor(manager, runtime, store, silentLogger, 1000, () => clock.now);
+function monitorAt(clock: { now: number }, kernels = {} as SampledKernels): UsageMonitor {
+  return new UsageMonitor(kernels, silentLogger, 1000, () => clock.now);
 }
 
 test('an idle kernel is culled only once it has been inactive for longer than its idle timeout', (t) => {
@@ -90,22 +90,27 @@ interface FakeLive {
   lastActivity: number;
   state: KernelState;
   numQueriesExecuted: number;
+  executing?: boolean;
+}
+
+/** Kernels as the monitor sees them: the records in a memory store, one handle whose usage is `usage()`. */
+async function fakeKernels(stored: KernelRecord, live: FakeLive, usage: () => { memoryBytes: number; cpuMs: number }) {
+  const records = new KernelRecords(new MemoryStore());
+  await records.put(stored);
+  const deleted: [string, string | undefined][] = [];
+  const handle = { id: live.id, kernel: live, usage: async () => usage() } as unknown as KernelHandle;
+  const kernels: SampledKernels = {
+    records,
+    handles: () => [handle],
+    delete: async (id: string, reason?: string) => void deleted.push([id, reason]),
+  };
+  return { kernels, deleted, records };
 }
 
 async function sampleRound(stored: KernelRecord, live: FakeLive, cpuMs: number, now: number) {
-  const store = new MemoryStore();
-  await store.put('kernels', stored.id, stored);
-  const deleted: [string, string | undefined][] = [];
-  const manager = {
-    liveKernels: () => [live],
-    delete: async (id: string, reason?: string) => void deleted.push([id, reason]),
-  } as unknown as KernelManager;
-  const runtime = {
-    processIds: async () => [],
-    engineUsage: async () => ({ memoryBytes: 10 * 1024 * 1024, cpuMs }),
-  } as unknown as ContainerRuntime;
-  await monitorAt({ now }, manager, runtime, store).sampleOnce();
-  return { deleted, after: (await store.get<KernelRecord>('kernels', stored.id))! };
+  const { kernels, deleted, records } = await fakeKernels(stored, live, () => ({ memoryBytes: 10 * 1024 * 1024, cpuMs }));
+  await monitorAt({ now }, kernels).sampleOnce();
+  return { deleted, after: (await records.get(stored.id))! };
 }
 
 test('a sampling round stores usage, adds CPU of earlier incarnations, and culls a kernel past its credit', async (t) => {
@@ -135,19 +140,12 @@ test('a sampling round culls on idleness using the live kernel\'s latest activit
 
 test('idle-CPU budget: CPU used long after the last request, with no execution open, culls; an open execution spares', async (t) => {
   const run = async (executing: boolean) => {
-    const store = new MemoryStore();
     const stored = record({ lastActivity: T0 }, { idleTimeoutMs: 0, timeoutMs: 1000 });
-    await store.put('kernels', stored.id, stored);
-    const deleted: [string, string | undefined][] = [];
     const live = { id: 'k-1', lastActivity: T0, state: 'idle' as const, numQueriesExecuted: 0, executing };
-    const manager = {
-      liveKernels: () => [live],
-      delete: async (id: string, reason?: string) => void deleted.push([id, reason]),
-    } as unknown as KernelManager;
     let cpuMs = 0;
-    const runtime = { processIds: async () => [], engineUsage: async () => ({ memoryBytes: 0, cpuMs }) } as unknown as ContainerRuntime;
+    const { kernels, deleted } = await fakeKernels(stored, live, () => ({ memoryBytes: 0, cpuMs }));
     const clock = { now: T0 + 10_000 };
-    const monitor = new UsageMonitor(manager, runtime, store, silentLogger, 1000, () => clock.now, new IdleCpuBudget(1500, 10_000));
+    const monitor = new UsageMonitor(kernels, silentLogger, 1000, () => clock.now, new IdleCpuBudget(1500, 10_000));
     for (let i = 0; i < 4 && deleted.length === 0; i++) {
       await monitor.sampleOnce();
       clock.now += 1000;
