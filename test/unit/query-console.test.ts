@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { DomainError } from '../../src/errors.js';
-import { consoleItemsOf, QueryRun, stripAnsi, type QueryOptions } from '../../src/kernels/query.js';
+import { consoleItemsOf, QueryRun, stripAnsi, type QueryOptions } from '../../src/runs/query.js';
 import { IDLE_AFTER_REPLY_MS } from '../../src/kernels/request-future.js';
 import type { Channel, JsonObject, JupyterMessage } from '../../src/protocol/messages.js';
 import { FakeKernel } from '../helpers/fake-kernel.js';

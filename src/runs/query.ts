@@ -15,8 +15,8 @@ import type {
   StreamContent,
 } from '../protocol/messages.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
-import type { LiveKernel, RequestFuture } from './live-kernel.js';
-import type { RequestEnd } from './request-future.js';
+import type { LiveKernel, RequestFuture } from '../kernels/live-kernel.js';
+import type { RequestEnd } from '../kernels/request-future.js';
 import { RunBoundary } from './run-boundary.js';
 
 export type { ConsoleItem };
