@@ -33,7 +33,7 @@ const MAX_UNOWNED_REQUESTS = 1000;
 export class LiveKernel {
   /** The session id of messages the service itself sends (v1 queries, readiness probes). */
   readonly session = randomUUID();
-  state: KernelState = 'starting';
+  private current: KernelState = 'starting';
   /**
    * When a client last asked something of the kernel: a request sent to it, or the end (its idle status)
    * of an execution a client asked for. What the kernel publishes by itself (a detached thread printing,
@@ -87,9 +87,14 @@ export class LiveKernel {
     for (const listener of this.listeners) listener(channel, msg);
   }
 
+  /** The execution state as the kernel's status messages (and the manager's restarts) tell it. */
+  get state(): KernelState {
+    return this.current;
+  }
+
   /** Every change of state goes through `transition`, so an impossible one (dead -> busy) never happens. */
   setState(next: KernelState): void {
-    this.state = transition(this.state, next);
+    this.current = transition(this.current, next);
   }
 
   /**
