@@ -14,7 +14,7 @@ import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
-import type { QueryService } from './kernels/query-service.js';
+import type { QueryService } from './runs/query-service.js';
 import type { Logger } from './logger.js';
 import type { Store } from './store/store.js';
 import type { ContainerRuntime } from './runtime/runtime.js';

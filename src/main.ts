@@ -10,7 +10,7 @@ import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
-import { QueryService } from './kernels/query-service.js';
+import { QueryService } from './runs/query-service.js';
 import { IdleCpuBudget } from './kernels/idle-cpu.js';
 import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
@@ -31,7 +31,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
   const kernels = new KernelManager(config, new DockerProvisioner(config, runtime, log), store, specs, log);
   await kernels.start();
-  const queries = new QueryService(kernels, config, runtime, log);
+  const queries = new QueryService(kernels, config, log);
   const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
   // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.

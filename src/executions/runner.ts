@@ -6,18 +6,13 @@
  * ends the run at once; the caller then deletes the kernel. The notebook is updated in place, so whatever
  * ran before the end is in it.
  */
-import type { Channel, ExecuteReplyContent, JsonObject, JupyterMessage, StatusContent } from '../protocol/messages.js';
-import { parentMsgId } from '../protocol/messages.js';
-import type { MessageListener } from '../transport/kernel-connection.js';
+import type { LiveKernel } from '../kernels/live-kernel.js';
+import type { ExecuteReplyContent } from '../protocol/messages.js';
 import { codeCells, type CodeCell, type Notebook } from './notebook.js';
 import { OutputCollector } from './outputs.js';
 
 /** What the runner needs of a kernel (LiveKernel has it); a fake stands in for it in unit tests. */
-export interface KernelPort {
-  message(msgType: string, content: JsonObject): JupyterMessage;
-  send(channel: Channel, msg: JupyterMessage): Promise<void>;
-  onMessage(listener: MessageListener): () => void;
-}
+export type KernelPort = Pick<LiveKernel, 'message' | 'submit'>;
 
 export interface CellEvent {
   event: 'start' | 'end';
@@ -146,34 +141,33 @@ export class NotebookRunner {
       allow_stdin: false,
       stop_on_error: true,
     });
-    const requestId = request.header.msg_id;
     return new Promise<CellResult>((resolve) => {
-      let reply: ExecuteReplyContent | undefined;
-      let idle = false;
       let settled = false;
       const finish = (result: CellResult) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        unsubscribe();
+        future.detach();
         this.abortCell = undefined;
         resolve(result);
       };
-      const unsubscribe = this.kernel.onMessage((channel, msg) => {
-        if (parentMsgId(msg) !== requestId) return;
-        if (channel === 'iopub') {
-          if (msg.header.msg_type === 'status') idle ||= (msg.content as StatusContent).execution_state === 'idle';
-          else this.collector.handle(msg);
-        } else if (channel === 'shell' && msg.header.msg_type === 'execute_reply') {
+      let reply: ExecuteReplyContent | undefined;
+      const future = this.kernel.submit('shell', request, {
+        onIOPub: (msg) => {
+          if (msg.header.msg_type !== 'status') this.collector.handle(msg);
+        },
+        onReply: (msg) => {
+          if (msg.header.msg_type !== 'execute_reply') return;
           reply = msg.content as ExecuteReplyContent;
           if (typeof reply.execution_count === 'number' && cell.execution_count === null) cell.execution_count = reply.execution_count;
-        }
-        if (reply && idle) finish(reply.status === 'ok' ? { kind: 'ok' } : { kind: 'error', reply });
+        },
       });
+      // Done once both the execute_reply (shell) and the idle status (iopub) are in: no output is lost.
+      void future.done.then(() => finish(reply?.status === 'ok' ? { kind: 'ok' } : { kind: 'error', reply: reply ?? { status: 'error' } }));
       const timeoutS = this.options.cellTimeoutS;
       const timer = timeoutS ? setTimeout(() => finish({ kind: 'timeout' }), timeoutS * 1000) : undefined;
       this.abortCell = () => finish({ kind: 'aborted' });
-      this.kernel.send('shell', request).catch((error: Error) => {
+      future.sent.catch((error: Error) => {
         this.abort(`could not send the cell to the kernel: ${error.message}`);
       });
     });

@@ -1,7 +1,9 @@
 /**
  * A running kernel as this process sees it: its ZMQ connection, its execution state as the iopub status
- * messages tell it, and the time of its last activity. Everything that talks to a kernel (v1 queries, the
- * Jupyter channels bridge, notebook executions) goes through `send` and `onMessage`.
+ * messages tell it, the time of its last activity, and the requests it has not finished answering
+ * (request-future.ts). The service's own requests (v1 queries, notebook cells, readiness probes) are
+ * sent with `submit` and hear only their own messages; the Jupyter channels bridge sends with `send` and
+ * listens to everything with `onMessage`.
  */
 import { randomUUID } from 'node:crypto';
 import type { ConnectionInfo } from '../protocol/connection-file.js';
@@ -15,6 +17,9 @@ import {
 } from '../protocol/messages.js';
 import { KernelConnection, type MessageListener } from '../transport/kernel-connection.js';
 import { transition, type KernelState, type ResourceLimits } from './kernel-record.js';
+import { PendingRequests, type FutureHandlers, type RequestFuture } from './request-future.js';
+
+export type { FutureHandlers, RequestFuture };
 
 export class KernelNotReadyError extends Error {}
 
@@ -22,13 +27,13 @@ export class KernelNotReadyError extends Error {}
 const REPROBE_AFTER_REPLY_MS = 25;
 /** Client messages a held kernel keeps until it is released; more are refused, not buffered. */
 const MAX_HELD_SENDS = 256;
-/** Requests remembered until their end: a client queuing more than this many forgets the oldest. */
-const MAX_OPEN_EXECUTIONS = 1000;
+/** Client requests remembered until their end: a client queuing more than this many forgets the oldest. */
+const MAX_UNOWNED_REQUESTS = 1000;
 
 export class LiveKernel {
   /** The session id of messages the service itself sends (v1 queries, readiness probes). */
   readonly session = randomUUID();
-  state: KernelState = 'starting';
+  private current: KernelState = 'starting';
   /**
    * When a client last asked something of the kernel: a request sent to it, or the end (its idle status)
    * of an execution a client asked for. What the kernel publishes by itself (a detached thread printing,
@@ -45,12 +50,16 @@ export class LiveKernel {
   owner?: string;
   connection: KernelConnection;
   private readonly listeners = new Set<MessageListener>();
-  /** Readiness probes sent on control: their busy/idle status says nothing about the shell (see waitReady). */
-  private readonly controlProbes = new Set<string>();
   /** While set, client messages wait here instead of reaching the kernel (see hold). */
-  private held?: { sends: number; released: Promise<void>; release: () => void };
-  /** Shell requests sent and not yet seen ending (idle status), oldest first; bounded (MAX_OPEN_EXECUTIONS). */
-  private readonly openExecutions = new Set<string>();
+  private held?: { sends: number; waiting: Set<string>; released: Promise<void>; release: () => void };
+  /**
+   * Requests sent and not yet ended. An execution a client asked for ending is the kernel's last
+   * activity: idle time counts from there, not from its start. Each request ends once, so replaying its
+   * status cannot keep the kernel looking used.
+   */
+  private readonly pending = new PendingRequests(MAX_UNOWNED_REQUESTS, (ended) => {
+    if (ended.execution) this.lastActivity = this.clock();
+  });
 
   constructor(
     readonly id: string,
@@ -69,26 +78,35 @@ export class LiveKernel {
   }
 
   private dispatch(channel: Channel, msg: JupyterMessage): void {
+    const parentId = parentMsgId(msg);
     if (channel === 'iopub' && msg.header.msg_type === 'status') {
-      const parent = parentMsgId(msg) ?? '';
-      if (!this.controlProbes.has(parent)) this.state = transition(this.state, (msg.content as StatusContent).execution_state);
-      // An execution a client asked for ended: idle time counts from here, not from its start. Each
-      // request ends once, so replaying its status cannot keep the kernel looking used.
-      if ((msg.content as StatusContent).execution_state === 'idle' && this.openExecutions.delete(parent)) this.lastActivity = this.clock();
+      // A request on control is answered while the shell may be busy: its status says nothing about the shell.
+      if (parentId === undefined || this.pending.get(parentId)?.channel !== 'control') this.setState((msg.content as StatusContent).execution_state);
     }
+    this.pending.route(channel, msg, parentId);
     for (const listener of this.listeners) listener(channel, msg);
+  }
+
+  /** The execution state as the kernel's status messages (and the manager's restarts) tell it. */
+  get state(): KernelState {
+    return this.current;
   }
 
   /** Every change of state goes through `transition`, so an impossible one (dead -> busy) never happens. */
   setState(next: KernelState): void {
-    this.state = transition(this.state, next);
+    this.current = transition(this.current, next);
   }
 
-  /** Drops the old sockets and connects again (after the kernel process was restarted). */
+  /**
+   * Drops the old sockets and connects again (after the kernel process was restarted). Requests sent to
+   * the old process are forgotten (their answers never come); those still held go to the new one and
+   * stay pending.
+   */
   reconnect(): void {
     this.connection.close();
     this.connection = this.connect();
-    this.openExecutions.clear();
+    const waiting = this.held?.waiting;
+    this.pending.clear((future) => waiting?.has(future.msgId) === true);
   }
 
   onMessage(listener: MessageListener): () => void {
@@ -102,17 +120,39 @@ export class LiveKernel {
    * socket directory.
    */
   send(channel: Channel, msg: JupyterMessage): Promise<void> {
+    // A client's request ends at its idle: comm_msg and its kin have no reply.
+    if (!mayRunCode(channel, msg)) return this.deliver(channel, msg);
+    const future = this.pending.track(msg, channel, { expectReply: false, execution: true });
+    return this.deliver(channel, msg).catch((error: Error) => {
+      this.pending.cancel(future);
+      throw error;
+    });
+  }
+
+  /**
+   * Sends a request of the service's own and returns its future: the messages whose parent it is go to
+   * `handlers` only, and `done` resolves once its reply and its idle status are in (or IDLE_AFTER_REPLY_MS
+   * after the reply without the idle). `sent` rejects when the message could not be sent; the request is
+   * then forgotten. Goes through `hold` like a client's message.
+   */
+  submit(channel: 'shell' | 'control', msg: JupyterMessage, handlers: FutureHandlers): RequestFuture {
+    const future = this.pending.track(msg, channel, { expectReply: true, execution: mayRunCode(channel, msg), handlers });
+    future.sent = this.deliver(channel, msg).catch((error: Error) => {
+      this.pending.cancel(future);
+      throw error;
+    });
+    // Who needs to know awaits `sent`; nobody else should see an unhandled rejection.
+    future.sent.catch(() => undefined);
+    return future;
+  }
+
+  private deliver(channel: Channel, msg: JupyterMessage): Promise<void> {
     if (channel !== 'iopub') this.lastActivity = this.clock();
-    // Every shell request but kernel_info (the service's own readiness probes, answered at once) may run
-    // code: an execute, a widget's comm_msg, a completion.
-    if (channel === 'shell' && msg.header.msg_type !== 'kernel_info_request') {
-      this.openExecutions.add(msg.header.msg_id);
-      if (this.openExecutions.size > MAX_OPEN_EXECUTIONS) this.openExecutions.delete(this.openExecutions.values().next().value!);
-    }
     const held = this.held;
     if (!held) return this.connection.send(channel, msg);
     if (held.sends >= MAX_HELD_SENDS) return Promise.reject(new Error('the kernel is restarting; too many messages wait already'));
     held.sends++;
+    held.waiting.add(msg.header.msg_id);
     return held.released.then(() => this.connection.send(channel, msg));
   }
 
@@ -121,7 +161,7 @@ export class LiveKernel {
     if (this.held) return;
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
-    this.held = { sends: 0, released, release };
+    this.held = { sends: 0, waiting: new Set(), released, release };
   }
 
   /** Lets the waiting client messages through, in order, to the connection as it is now. */
@@ -133,7 +173,7 @@ export class LiveKernel {
 
   /** Whether an execution a client asked for has not ended yet (the idle-CPU budget spares such a kernel). */
   get executing(): boolean {
-    return this.openExecutions.size > 0;
+    return this.pending.executing > 0;
   }
 
   /** Builds a request in the service's own session. */
@@ -145,22 +185,21 @@ export class LiveKernel {
    * Sends a request and resolves with its reply (the message on `channel` whose parent is the request).
    * Rejects after `timeoutMs`.
    */
-  request(channel: Channel, msg: JupyterMessage, timeoutMs: number): Promise<JupyterMessage> {
+  request(channel: 'shell' | 'control', msg: JupyterMessage, timeoutMs: number): Promise<JupyterMessage> {
     return new Promise((resolve, reject) => {
+      const future = this.submit(channel, msg, {
+        onReply: (reply) => {
+          clearTimeout(timer);
+          future.detach();
+          resolve(reply);
+        },
+      });
       const timer = setTimeout(() => {
-        unsubscribe();
+        future.detach();
         reject(new KernelNotReadyError(`no ${msg.header.msg_type} reply within ${timeoutMs} ms`));
       }, timeoutMs);
-      const unsubscribe = this.onMessage((replyChannel, reply) => {
-        if (replyChannel === channel && parentMsgId(reply) === msg.header.msg_id) {
-          clearTimeout(timer);
-          unsubscribe();
-          resolve(reply);
-        }
-      });
-      this.send(channel, msg).catch((error: Error) => {
+      future.sent.catch((error: Error) => {
         clearTimeout(timer);
-        unsubscribe();
         reject(error);
       });
     });
@@ -171,29 +210,36 @@ export class LiveKernel {
    * only then is the SUB socket known to be subscribed (ZMQ's slow-joiner problem), so no output of the
    * first execution can be lost. Probes again every `probeMs` until `timeoutMs`.
    *
-   * On `control` (re-adoption after a restart of the service, issue #6), ipykernel answers even while a
-   * long computation holds its shell; the probe's status then leaves `state` alone.
+   * On `control` (re-adoption after a restart of the service), ipykernel answers even while a long
+   * computation holds its shell; the probe's status then leaves `state` alone.
    */
   async waitReady(timeoutMs: number, probeMs = 250, channel: 'shell' | 'control' = 'shell'): Promise<JupyterMessage> {
     // ZMQ queues what a DEALER sends before its peer has bound the socket, so one probe reaches a kernel
     // that is still booting. Another probe is sent only when the reply came but its iopub status did
     // not (the SUB was not subscribed yet), so no stray probe keeps a ready kernel busy afterwards.
-    const probedIds = new Set<string>();
+    const probes: RequestFuture[] = [];
     let kernelInfo: JupyterMessage | undefined;
     let sawIopub = false;
     let wake: () => void = () => undefined;
-    const unsubscribe = this.onMessage((replyChannel, msg) => {
-      const parent = parentMsgId(msg);
-      if (!parent || !probedIds.has(parent)) return;
-      if (replyChannel === 'iopub') sawIopub = true;
-      if (replyChannel === channel && msg.header.msg_type === 'kernel_info_reply') kernelInfo = msg;
-      wake();
-    });
+    const handlers: FutureHandlers = {
+      onIOPub: () => {
+        sawIopub = true;
+        wake();
+      },
+      onReply: (reply) => {
+        if (reply.header.msg_type === 'kernel_info_reply') kernelInfo = reply;
+        wake();
+      },
+    };
+    // Not `submit`: a probe bypasses `hold` (it is what a held kernel waits for) and is no client activity.
     const probe = async () => {
       const request = this.message('kernel_info_request', {});
-      probedIds.add(request.header.msg_id);
-      if (channel === 'control') this.controlProbes.add(request.header.msg_id);
-      await this.connection.send(channel, request);
+      const future = this.pending.track(request, channel, { expectReply: true, execution: false, handlers });
+      probes.push(future);
+      await this.connection.send(channel, request).catch((error: Error) => {
+        this.pending.cancel(future);
+        throw error;
+      });
     };
     /** Resolves on the next message of a probe or after `ms`. */
     const nextEvent = (ms: number) =>
@@ -209,7 +255,7 @@ export class LiveKernel {
       await probe();
       while (this.clock() < deadline) {
         if (kernelInfo && sawIopub) {
-          if (this.state === 'starting' || this.state === 'restarting') this.state = 'idle';
+          if (this.state === 'starting' || this.state === 'restarting') this.setState('idle');
           return kernelInfo;
         }
         // Once the kernel has answered, it is up and the SUB connects within milliseconds: probe again
@@ -221,15 +267,23 @@ export class LiveKernel {
       }
       throw new KernelNotReadyError(`kernel did not become ready within ${timeoutMs} ms`);
     } finally {
-      unsubscribe();
+      // Probes still in flight stay tracked until they end, so that a control probe's late status still
+      // leaves `state` alone.
+      for (const future of probes) future.detach();
     }
   }
 
   close(): void {
-    this.state = 'dead';
+    this.setState('dead');
     this.connection.close();
     this.listeners.clear();
+    this.pending.clear();
     // Waiting sends now reach the closed connection, which refuses them.
     this.release();
   }
+}
+
+/** Every shell request but kernel_info (answered at once) may run code: an execute, a widget's comm_msg, a completion. */
+function mayRunCode(channel: Channel, msg: JupyterMessage): boolean {
+  return channel === 'shell' && msg.header.msg_type !== 'kernel_info_request';
 }

@@ -15,7 +15,7 @@ import {
   MAX_BATCH_FILES,
   tarArchive,
   type BatchFile,
-} from '../../src/kernels/batch-files.js';
+} from '../../src/runs/batch-files.js';
 
 test('relative, normalised names inside the work directory are accepted', (t) => {
   for (const name of ['main.py', 'pkg/helper.py', 'a b/c-d_e.txt', 'ünï/cödé.py', '.hidden', '..foo', 'a/b..', 'x'.repeat(255), `${'d/'.repeat(300)}f`]) {

@@ -1,14 +1,14 @@
 /**
- * Batch mode's run as pure logic, against a fake container runtime whose `exec` plays scripted steps:
+ * Batch mode's run as pure logic, against a fake kernel handle whose `exec` plays scripted steps:
  * which commands run in which order under which time bound, the statuses a client sees (build-finished
  * then finished; 127 when the build failed; exec-timeout only for a kill at the deadline), clean's
  * output kept out of the console, the output limit across steps, and the "*" defaults.
  */
 import test from 'ava';
 import { DomainError } from '../../src/errors.js';
-import { BatchRun, resolveBatchCommands, type BatchCommands, type BatchRunOptions } from '../../src/kernels/batch.js';
-import type { RunResult } from '../../src/kernels/query.js';
-import type { ContainerRuntime, ExecOutputListener, ExecSpec } from '../../src/runtime/runtime.js';
+import { BatchRun, resolveBatchCommands, type BatchCommands, type BatchRunOptions } from '../../src/runs/batch.js';
+import type { RunResult } from '../../src/runs/query.js';
+import type { CommandOutputListener, KernelCommand } from '../../src/kernels/kernel-handle.js';
 
 interface Step {
   out?: ['stdout' | 'stderr', string | Buffer][];
@@ -19,11 +19,11 @@ interface Step {
   until?: Promise<void>;
 }
 
-class FakeRuntime {
-  readonly calls: ExecSpec[] = [];
+class FakeKernel {
+  readonly calls: KernelCommand[] = [];
   constructor(private readonly script: (cmd: string[]) => Step, private readonly clock: { now: number }) {}
 
-  async exec(_containerId: string, spec: ExecSpec, onOutput: ExecOutputListener): Promise<{ exitCode: number }> {
+  async exec(spec: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }> {
     this.calls.push(spec);
     const step = this.script(spec.cmd);
     for (const [stream, chunk] of step.out ?? []) onOutput(stream, Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
@@ -40,19 +40,18 @@ class FakeRuntime {
 
 interface Harness {
   run: BatchRun;
-  runtime: FakeRuntime;
+  kernel: FakeKernel;
   timeouts: { count: number };
   errors: Error[];
 }
 
 function harness(commands: Partial<BatchCommands>, script: (command: string) => Step, options: Partial<BatchRunOptions> & { stdin?: string; files?: { name: string; content: string }[] } = {}): Harness {
   const clock = { now: 1_000_000 };
-  const runtime = new FakeRuntime((cmd) => (cmd.includes('tar') ? {} : script(cmd[cmd.length - 1]!)), clock);
+  const kernel = new FakeKernel((cmd) => (cmd.includes('tar') ? {} : script(cmd[cmd.length - 1]!)), clock);
   const timeouts = { count: 0 };
   const errors: Error[] = [];
   const run = new BatchRun('run-1', { build: '', exec: '', clean: '', ...commands }, options.files ?? [], options.stdin, {
-    runtime: runtime as unknown as ContainerRuntime,
-    containerId: 'c1',
+    kernel: kernel,
     timeoutMs: 10_000,
     maxOutputBytes: 1 << 20,
     onActivity: () => undefined,
@@ -61,7 +60,7 @@ function harness(commands: Partial<BatchCommands>, script: (command: string) => 
     clock: () => clock.now,
     ...options,
   });
-  return { run, runtime, timeouts, errors };
+  return { run, kernel, timeouts, errors };
 }
 
 /** Every response of the run until its final one, as a client would see them. */
@@ -76,8 +75,8 @@ async function drive(run: BatchRun, flushWindowMs = 1000): Promise<RunResult[]> 
 
 const text = (result: RunResult) => result.console.map((item) => item[1]).join('');
 
-test('files go in with one tar exec, then build and exec run as the kernel user in the work directory', async (t) => {
-  const { run, runtime } = harness(
+test('files go in with one tar exec, then build and exec run beside the kernel as its user in its work directory', async (t) => {
+  const { run, kernel } = harness(
     { build: 'make', exec: './main' },
     (command) => (command === 'make' ? { out: [['stdout', 'compiling\n']] } : { out: [['stdout', 'hi Ada\n']], exitCode: 0 }),
     { stdin: 'Ada\n', files: [{ name: 'main.c', content: 'int main(){}' }] },
@@ -89,12 +88,12 @@ test('files go in with one tar exec, then build and exec run as the kernel user 
   t.deepEqual(results[1]!.console, [['stdout', 'hi Ada\n']]);
   t.is(results[1]!.exitCode, 0);
   t.is(results[0]!.exitCode, null);
-  const [tar, build, exec] = runtime.calls;
+  const [tar, build, exec] = kernel.calls;
   t.deepEqual(tar!.cmd.slice(4), ['tar', '-x', '-m', '--no-same-owner', '-f', '-']);
   t.true(Buffer.isBuffer(tar!.stdin) && (tar!.stdin as Buffer).subarray(0, 6).toString() === 'main.c');
-  for (const call of runtime.calls) {
-    t.is(call.user, '1000:1000');
-    t.is(call.workingDir, '/home/work');
+  for (const call of kernel.calls) {
+    t.is(call.as, undefined, "the kernel's user (the handle's default), never root");
+    t.is(call.workingDir, undefined, "the kernel's work directory (the handle's default)");
     t.deepEqual(call.cmd.slice(0, 3), ['timeout', '-s', 'KILL'], 'every exec is bounded inside the container');
   }
   t.deepEqual(build!.cmd.slice(3), ['10.000', 'sh', '-c', 'make']);
@@ -103,17 +102,17 @@ test('files go in with one tar exec, then build and exec run as the kernel user 
 });
 
 test('no build step still reports build-finished first; a program without options.stdin reads EOF', async (t) => {
-  const { run, runtime } = harness({ exec: 'python3 main.py' }, () => ({ out: [['stdout', 'ok\n']] }));
+  const { run, kernel } = harness({ exec: 'python3 main.py' }, () => ({ out: [['stdout', 'ok\n']] }));
   await run.start();
   const results = await drive(run);
   t.deepEqual(results.map((r) => r.status), ['build-finished', 'finished']);
   t.deepEqual(results[0]!.console, []);
-  t.deepEqual(runtime.commands, ['python3 main.py']);
-  t.is(runtime.calls[0]!.stdin, '');
+  t.deepEqual(kernel.commands, ['python3 main.py']);
+  t.is(kernel.calls[0]!.stdin, '');
 });
 
 test('a failing build finishes with exit code 127 and its output; exec never runs; clean still does', async (t) => {
-  const { run, runtime } = harness(
+  const { run, kernel } = harness(
     { build: 'gcc main.c', exec: './a.out', clean: 'rm -f a.out' },
     (command) => (command === 'gcc main.c' ? { out: [['stderr', 'main.c:1: error: expected ;\n']], exitCode: 1 } : { out: [['stdout', 'cleaned\n']] }),
   );
@@ -121,7 +120,7 @@ test('a failing build finishes with exit code 127 and its output; exec never run
   const results = await drive(run);
   t.deepEqual(results.map((r) => [r.status, r.exitCode]), [['finished', 127]]);
   t.deepEqual(results[0]!.console, [['stderr', 'main.c:1: error: expected ;\n']]);
-  t.deepEqual(runtime.commands, ['gcc main.c', 'rm -f a.out']);
+  t.deepEqual(kernel.commands, ['gcc main.c', 'rm -f a.out']);
 });
 
 test('a runtime error is the exec step\'s own non-zero exit code', async (t) => {
@@ -134,19 +133,19 @@ test('a runtime error is the exec step\'s own non-zero exit code', async (t) => 
 });
 
 test('clean runs after exec: its output stays out of the console, a failure adds a notice, the exit code is exec\'s', async (t) => {
-  const { run, runtime } = harness(
+  const { run, kernel } = harness(
     { exec: 'run', clean: 'cleanup' },
     (command) => (command === 'run' ? { out: [['stdout', 'result\n']], exitCode: 3 } : { out: [['stdout', 'noise\n']], exitCode: 2 }),
   );
   await run.start();
   const final = (await drive(run)).at(-1)!;
-  t.deepEqual(runtime.commands, ['run', 'cleanup']);
+  t.deepEqual(kernel.commands, ['run', 'cleanup']);
   t.is(final.exitCode, 3);
   t.deepEqual(final.console, [['stdout', 'result\n'], ['stderr', '\n[clean exited with 2]\n']]);
 });
 
 test('steps share one budget: exec gets what the build left; a kill at the deadline is exec-timeout, the kernel kept', async (t) => {
-  const { run, runtime, timeouts } = harness(
+  const { run, kernel, timeouts } = harness(
     { build: 'build', exec: 'loop', clean: 'cleanup' },
     (command) => (command === 'build' ? { takesMs: 4000 } : { out: [['stdout', 'partial\n']], takesMs: 6000, exitCode: 137 }),
   );
@@ -155,8 +154,8 @@ test('steps share one budget: exec gets what the build left; a kill at the deadl
   t.deepEqual(results.map((r) => r.status), ['build-finished', 'exec-timeout']);
   t.deepEqual(results[1]!.console, [['stdout', 'partial\n']]);
   t.is(results[1]!.exitCode, null);
-  t.is(runtime.calls[1]!.cmd[3], '6.000', 'exec is bounded by the remaining 6 s');
-  t.deepEqual(runtime.commands, ['build', 'loop'], 'no budget is left for clean');
+  t.is(kernel.calls[1]!.cmd[3], '6.000', 'exec is bounded by the remaining 6 s');
+  t.deepEqual(kernel.commands, ['build', 'loop'], 'no budget is left for clean');
   t.is(timeouts.count, 0, 'the in-container timeout did its job: the kernel is not destroyed');
 });
 
@@ -215,10 +214,9 @@ test('multi-byte characters split across output chunks arrive whole', async (t) 
 
 test('files that tar cannot write make start() fail with a 400 that quotes tar', async (t) => {
   const clock = { now: 0 };
-  const runtime = new FakeRuntime(() => ({ out: [['stderr', 'tar: main.py: Cannot open: No space left on device\n']], exitCode: 2 }), clock);
+  const kernel = new FakeKernel(() => ({ out: [['stderr', 'tar: main.py: Cannot open: No space left on device\n']], exitCode: 2 }), clock);
   const run = new BatchRun(undefined, { build: '', exec: 'x', clean: '' }, [{ name: 'main.py', content: '' }], undefined, {
-    runtime: runtime as unknown as ContainerRuntime,
-    containerId: 'c1',
+    kernel: kernel,
     timeoutMs: 1000,
     maxOutputBytes: 1000,
     onActivity: () => undefined,
@@ -228,7 +226,7 @@ test('files that tar cannot write make start() fail with a 400 that quotes tar',
   const error = await t.throwsAsync(run.start(), { instanceOf: DomainError });
   t.is(error?.code, 'invalid_input');
   t.regex(error?.message ?? '', /could not write options\.files into the work directory: tar: main\.py: Cannot open: No space left/);
-  t.is(runtime.calls.length, 1, 'no step ran');
+  t.is(kernel.calls.length, 1, 'no step ran');
 });
 
 test('the kernel going away ends the run with 137 and says why; mode "input" is refused', async (t) => {

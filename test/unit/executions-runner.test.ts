@@ -5,33 +5,23 @@
 import test from 'ava';
 import { parseNotebook, type CodeCell } from '../../src/executions/notebook.js';
 import { NotebookRunner, type CellEvent, type KernelPort } from '../../src/executions/runner.js';
-import { newMessage, type Channel, type JsonObject, type JupyterMessage } from '../../src/protocol/messages.js';
-import type { MessageListener } from '../../src/transport/kernel-connection.js';
+import type { Channel, JsonObject, JupyterMessage } from '../../src/protocol/messages.js';
+import { IDLE_AFTER_REPLY_MS } from '../../src/kernels/request-future.js';
+import { FakeKernel } from '../helpers/fake-kernel.js';
 
 /** Answers each execute_request like ipykernel: busy, execute_input, outputs, reply, idle. */
-class FakeKernel implements KernelPort {
-  readonly sent: string[] = [];
-  private readonly listeners = new Set<MessageListener>();
+class ScriptedKernel extends FakeKernel implements KernelPort {
+  readonly codes: string[] = [];
   private count = 0;
-  constructor(private readonly behaviour: (code: string) => 'ok' | 'error' | 'hang' = () => 'ok') {}
-
-  message(msgType: string, content: JsonObject): JupyterMessage {
-    return newMessage(msgType, content, { session: 'fake' });
+  constructor(private readonly behaviour: (code: string) => 'ok' | 'error' | 'hang' | 'lost-idle' = () => 'ok') {
+    super();
   }
 
-  onMessage(listener: MessageListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  async send(_channel: Channel, request: JupyterMessage): Promise<void> {
+  override async send(channel: Channel, request: JupyterMessage): Promise<void> {
+    await super.send(channel, request);
     const code = request.content.code as string;
-    this.sent.push(code);
-    const reply = (channel: Channel, type: string, content: JsonObject) =>
-      setImmediate(() => {
-        const msg = newMessage(type, content, { session: 'fake', parent: request });
-        for (const listener of [...this.listeners]) listener(channel, msg);
-      });
+    this.codes.push(code);
+    const reply = (replyChannel: Channel, type: string, content: JsonObject) => setImmediate(() => this.emit(replyChannel, type, content, request));
     const n = ++this.count;
     const how = this.behaviour(code);
     reply('iopub', 'status', { execution_state: 'busy' });
@@ -44,7 +34,7 @@ class FakeKernel implements KernelPort {
       reply('iopub', 'stream', { name: 'stdout', text: `ran ${code}\n` });
       reply('shell', 'execute_reply', { status: 'ok', execution_count: n });
     }
-    reply('iopub', 'status', { execution_state: 'idle' });
+    if (how !== 'lost-idle') reply('iopub', 'status', { execution_state: 'idle' });
   }
 }
 
@@ -67,10 +57,10 @@ function runner(kernel: KernelPort, sources: string[], cellTimeoutS?: number) {
 }
 
 test('every code cell runs in order with start/end events, progress i/n, timing and outputs', async (t) => {
-  const kernel = new FakeKernel();
+  const kernel = new ScriptedKernel();
   const { run, events, cells } = runner(kernel, ['a', 'b']);
   t.deepEqual(await run.run(), { ok: true });
-  t.deepEqual(kernel.sent, ['a', 'b']);
+  t.deepEqual(kernel.codes, ['a', 'b']);
   t.deepEqual(events.map((e) => `${e.event} ${e.progress}`), ['start 1/2', 'end 1/2', 'start 2/2', 'end 2/2']);
   t.deepEqual(events[0]!.cell.outputs, []);
   t.deepEqual(events[1]!.cell.outputs, [{ output_type: 'stream', name: 'stdout', text: 'ran a\n' }]);
@@ -84,7 +74,7 @@ test('every code cell runs in order with start/end events, progress i/n, timing 
 });
 
 test('the first failing cell ends the run with its error; later cells are not sent', async (t) => {
-  const kernel = new FakeKernel((code) => (code === 'bad' ? 'error' : 'ok'));
+  const kernel = new ScriptedKernel((code) => (code === 'bad' ? 'error' : 'ok'));
   const { run, cells } = runner(kernel, ['a', 'bad', 'c']);
   const outcome = await run.run();
   t.deepEqual(outcome, {
@@ -92,14 +82,14 @@ test('the first failing cell ends the run with its error; later cells are not se
     status: 'ValueError: boom',
     error: 'An error occurred while executing the following cell:\n------------------\nbad\n------------------\n\nValueError: boom\n',
   });
-  t.deepEqual(kernel.sent, ['a', 'bad']);
+  t.deepEqual(kernel.codes, ['a', 'bad']);
   t.is(cells()[1]!.outputs[0]!.output_type, 'error');
   t.deepEqual(cells()[2]!.outputs, []);
   t.is(run.progress, '2/3');
 });
 
 test('a cell over cell_timeout ends the whole run', async (t) => {
-  const kernel = new FakeKernel((code) => (code === 'slow' ? 'hang' : 'ok'));
+  const kernel = new ScriptedKernel((code) => (code === 'slow' ? 'hang' : 'ok'));
   const { run } = runner(kernel, ['a', 'slow', 'c'], 1);
   const began = Date.now();
   const outcome = await run.run();
@@ -109,11 +99,11 @@ test('a cell over cell_timeout ends the whole run', async (t) => {
     t.regex(outcome.error, /timed out while it was being executed, after 1 seconds:\n-+\nslow\n/);
   }
   t.true(Date.now() - began < 3000);
-  t.deepEqual(kernel.sent, ['a', 'slow']);
+  t.deepEqual(kernel.codes, ['a', 'slow']);
 });
 
 test('abort ends the cell in flight at once with the given reason', async (t) => {
-  const kernel = new FakeKernel(() => 'hang');
+  const kernel = new ScriptedKernel(() => 'hang');
   const { run, events } = runner(kernel, ['a', 'b']);
   const running = run.run();
   setTimeout(() => run.abort('shut down by request'), 20);
@@ -122,10 +112,20 @@ test('abort ends the cell in flight at once with the given reason', async (t) =>
 });
 
 test('an empty cell is not sent to the kernel but still reports start and end', async (t) => {
-  const kernel = new FakeKernel();
+  const kernel = new ScriptedKernel();
   const { run, events, cells } = runner(kernel, ['  \n', 'x']);
   t.deepEqual(await run.run(), { ok: true });
-  t.deepEqual(kernel.sent, ['x']);
+  t.deepEqual(kernel.codes, ['x']);
   t.is(events.length, 4);
   t.is(cells()[0]!.execution_count, null);
+});
+
+test('a cell whose idle status iopub lost ends IDLE_AFTER_REPLY_MS after its reply, and the run goes on', async (t) => {
+  const kernel = new ScriptedKernel((code) => (code === 'a' ? 'lost-idle' : 'ok'));
+  const { run, cells } = runner(kernel, ['a', 'b']);
+  const began = Date.now();
+  t.deepEqual(await run.run(), { ok: true });
+  t.true(Date.now() - began >= IDLE_AFTER_REPLY_MS - 50);
+  t.deepEqual(kernel.codes, ['a', 'b']);
+  t.is(cells()[0]!.execution_count, 1);
 });

@@ -2,40 +2,20 @@
  * v1 query mode as pure logic: how display bundles become console items, ANSI stripping, and how a
  * QueryRun turns the kernel's messages into the console (merging runs of a stream, cutting output past the
  * limit with a marker, boundaries finished / continued / waiting-input / exec-timeout). The kernel is a
- * fake with the surface QueryRun uses (message, send, onMessage), fed messages by hand.
+ * fake with the surface QueryRun uses (message, send, submit), fed messages by hand.
  */
 import test from 'ava';
 import { DomainError } from '../../src/errors.js';
-import type { LiveKernel } from '../../src/kernels/live-kernel.js';
-import { consoleItemsOf, QueryRun, stripAnsi, type QueryOptions } from '../../src/kernels/query.js';
-import { newMessage, type Channel, type JsonObject, type JupyterMessage } from '../../src/protocol/messages.js';
+import { consoleItemsOf, QueryRun, stripAnsi, type QueryOptions } from '../../src/runs/query.js';
+import { IDLE_AFTER_REPLY_MS } from '../../src/kernels/request-future.js';
+import type { Channel, JsonObject, JupyterMessage } from '../../src/protocol/messages.js';
+import { FakeKernel } from '../helpers/fake-kernel.js';
 
-class FakeKernel {
-  readonly session = 'fake-session';
-  readonly sent: { channel: Channel; msg: JupyterMessage }[] = [];
-  private readonly listeners = new Set<(channel: Channel, msg: JupyterMessage) => void>();
-
-  message(msgType: string, content: JsonObject, parent?: JupyterMessage): JupyterMessage {
-    return newMessage(msgType, content, { session: this.session, parent });
-  }
-
-  async send(channel: Channel, msg: JupyterMessage): Promise<void> {
-    this.sent.push({ channel, msg });
-  }
-
-  onMessage(listener: (channel: Channel, msg: JupyterMessage) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  get listenerCount(): number {
-    return this.listeners.size;
-  }
-
+/** The kernel a query run sees, answering its one request by hand. */
+class QueryKernel extends FakeKernel {
   /** Delivers a kernel message whose parent is `parent` (the run's request unless said otherwise; null for none). */
-  emit(channel: Channel, msgType: string, content: JsonObject, parent: JupyterMessage | null = this.sent[0]?.msg ?? null): void {
-    const msg = newMessage(msgType, content, { session: 'kernel-session', parent: parent ?? undefined });
-    for (const listener of this.listeners) listener(channel, msg);
+  override emit(channel: Channel, msgType: string, content: JsonObject, parent: JupyterMessage | null = this.sent[0]?.msg ?? null): void {
+    super.emit(channel, msgType, content, parent);
   }
 
   stream(text: string, name: 'stdout' | 'stderr' = 'stdout'): void {
@@ -49,15 +29,15 @@ class FakeKernel {
 }
 
 interface Started {
-  kernel: FakeKernel;
+  kernel: QueryKernel;
   run: QueryRun;
   timeouts: { count: number };
 }
 
 async function startRun(options: Partial<QueryOptions> = {}, code = 'print(1)'): Promise<Started> {
-  const kernel = new FakeKernel();
+  const kernel = new QueryKernel();
   const timeouts = { count: 0 };
-  const run = new QueryRun(kernel as unknown as LiveKernel, code, undefined, {
+  const run = new QueryRun(kernel, code, undefined, {
     timeoutMs: 60_000,
     maxOutputBytes: 1024,
     onTimeout: () => timeouts.count++,
@@ -144,7 +124,7 @@ test('consecutive output of one stream merges into one item; a change of stream 
     ['media', ['image/png', `data:image/png;base64,${PNG_B64}`]],
     ['stdout', 'd3\n'],
   ]);
-  t.is(kernel.listenerCount, 0, 'a finished run stops listening');
+  t.is(kernel.listening, 0, 'a finished run stops listening');
 });
 
 test('messages of another request are ignored', async (t) => {
@@ -309,7 +289,7 @@ test('past its timeout the run reports "exec-timeout" once and calls onTimeout o
   t.is(result.exitCode, null);
   t.deepEqual(result.console, [['stdout', 'slow']]);
   t.is(timeouts.count, 1);
-  t.is(kernel.listenerCount, 0);
+  t.is(kernel.listening, 0);
 });
 
 test('a kernel that dies under the run finishes it with exit code 137 and says why', async (t) => {
@@ -320,4 +300,17 @@ test('a kernel that dies under the run finishes it with exit code 137 and says w
   t.is(result.status, 'finished');
   t.is(result.exitCode, 137);
   t.deepEqual(result.console, [['stdout', 'partial'], ['stderr', '\n[kernel died: out of memory]\n']]);
+});
+
+test('when iopub loses the idle status, the run finishes IDLE_AFTER_REPLY_MS after its reply and says output may be missing', async (t) => {
+  const { kernel, run } = await startRun();
+  kernel.stream('kept');
+  kernel.emit('shell', 'execute_reply', { status: 'ok', execution_count: 1 });
+  const started = Date.now();
+  const result = await run.next(30_000);
+  t.true(Date.now() - started >= IDLE_AFTER_REPLY_MS - 50);
+  t.is(result.status, 'finished');
+  t.is(result.exitCode, 0);
+  t.deepEqual(result.console, [['stdout', 'kept'], ['stderr', "\n[output may be incomplete: the kernel's output channel dropped messages]\n"]]);
+  t.is(kernel.listening, 0);
 });

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import type { DomainError } from '../../src/errors.js';
-import { QueryRuns, type Run, type RunResult } from '../../src/kernels/query.js';
+import { QueryRuns, type Run, type RunResult } from '../../src/runs/query.js';
 
 class FakeRun implements Run {
   discarded = false;

@@ -5,10 +5,10 @@
 import Router from '@koa/router';
 import type { Config } from '../../config/index.js';
 import type { KernelManager } from '../../kernels/kernel-manager.js';
-import type { BatchOptions } from '../../kernels/batch.js';
-import { checkBatchFiles, MAX_BATCH_FILES, MAX_FILE_NAME_BYTES } from '../../kernels/batch-files.js';
+import type { BatchOptions } from '../../runs/batch.js';
+import { checkBatchFiles, MAX_BATCH_FILES, MAX_FILE_NAME_BYTES } from '../../runs/batch-files.js';
 import type { KernelRecord } from '../../kernels/kernel-record.js';
-import type { ExecuteRequest, QueryService } from '../../kernels/query-service.js';
+import type { ExecuteRequest, QueryService } from '../../runs/query-service.js';
 import { invalidInput } from '../../errors.js';
 import { tenantOf } from '../../auth/tenant.js';
 import { readJsonBody } from '../http.js';

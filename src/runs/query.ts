@@ -6,18 +6,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { invalidInput, notFound } from '../errors.js';
-import {
-  parentMsgId,
-  type DisplayDataContent,
-  type ErrorContent,
-  type ExecuteReplyContent,
-  type InputRequestContent,
-  type JupyterMessage,
-  type StatusContent,
-  type StreamContent,
+import type {
+  DisplayDataContent,
+  ErrorContent,
+  ExecuteReplyContent,
+  InputRequestContent,
+  JupyterMessage,
+  StreamContent,
 } from '../protocol/messages.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
-import type { LiveKernel } from './live-kernel.js';
+import type { LiveKernel, RequestFuture } from '../kernels/live-kernel.js';
+import type { RequestEnd } from '../kernels/request-future.js';
 import { RunBoundary } from './run-boundary.js';
 
 export type { ConsoleItem };
@@ -83,19 +82,15 @@ export interface QueryOptions {
   onTimeout: () => unknown;
 }
 
-/**
- * iopub is lossy (a PUB socket drops messages past its high-water mark, and a message too large for the
- * service drops the connection: see MAX_KERNEL_MESSAGE_BYTES), so the idle status that closes a run may
- * never come. Once the execute_reply is in, the run ends after this long without it.
- */
-export const IDLE_AFTER_REPLY_MS = 2000;
+/** What a query run needs of a kernel (LiveKernel has it). */
+export type QueryKernel = Pick<LiveKernel, 'message' | 'send' | 'submit'>;
 
 export class QueryRun implements Run {
   readonly runId: string;
   private readonly output: ConsoleOutput;
   private replyStatus?: ExecuteReplyContent['status'];
-  private idle = false;
-  private idleFallback?: NodeJS.Timeout;
+  /** The execute_request in flight: it ends with its reply and idle status (request-future.ts). */
+  private future?: RequestFuture;
   private inputRequest?: JupyterMessage;
   private timedOut = false;
   /** The time is up and the kernel is being destroyed: exec-timeout is due, not the removal's "died". */
@@ -105,12 +100,10 @@ export class QueryRun implements Run {
   private abortedBecause?: string;
   private readonly boundary = new RunBoundary();
   private readonly timer: NodeJS.Timeout;
-  private readonly unsubscribe: () => void;
   /** Sent once, then dropped: the code can be as large as a request body, the run outlives the call. */
   private request?: JupyterMessage;
-  private readonly requestMsgId: string;
 
-  constructor(private readonly kernel: LiveKernel, code: string, runId: string | undefined, private readonly options: QueryOptions) {
+  constructor(private readonly kernel: QueryKernel, code: string, runId: string | undefined, private readonly options: QueryOptions) {
     this.runId = runId ?? randomUUID();
     this.output = new ConsoleOutput(options.maxOutputBytes);
     this.request = kernel.message('execute_request', {
@@ -121,8 +114,6 @@ export class QueryRun implements Run {
       allow_stdin: true,
       stop_on_error: true,
     });
-    this.requestMsgId = this.request.header.msg_id;
-    this.unsubscribe = kernel.onMessage((_channel, msg) => this.onMessage(msg));
     this.timer = setTimeout(() => {
       this.expiring = true;
       void Promise.resolve()
@@ -139,7 +130,14 @@ export class QueryRun implements Run {
   async start(): Promise<void> {
     const request = this.request!;
     this.request = undefined;
-    await this.kernel.send('shell', request);
+    const future = this.kernel.submit('shell', request, {
+      onIOPub: (msg) => this.onOutput(msg),
+      onStdin: (msg) => this.onInputRequest(msg),
+      onReply: (msg) => this.onReply(msg),
+    });
+    this.future = future;
+    void future.done.then((end) => this.onEnd(end));
+    await future.sent;
   }
 
   get bufferedBytes(): number {
@@ -155,11 +153,10 @@ export class QueryRun implements Run {
   }
 
   get done(): boolean {
-    return this.timedOut || this.abortedBecause !== undefined || (this.replyStatus !== undefined && this.idle);
+    return this.timedOut || this.abortedBecause !== undefined || this.future?.ended === true;
   }
 
-  private onMessage(msg: JupyterMessage): void {
-    if (parentMsgId(msg) !== this.requestMsgId) return;
+  private onOutput(msg: JupyterMessage): void {
     const content = msg.content;
     switch (msg.header.msg_type) {
       case 'stream': {
@@ -177,28 +174,30 @@ export class QueryRun implements Run {
         this.output.push(['stderr', `${stripAnsi(text)}\n`]);
         break;
       }
-      case 'input_request': {
-        const { prompt } = content as InputRequestContent;
-        if (prompt) this.output.push(['stdout', prompt]);
-        this.inputRequest = msg;
-        break;
-      }
-      case 'execute_reply':
-        this.replyStatus = (content as ExecuteReplyContent).status;
-        this.idleFallback ??= setTimeout(() => {
-          if (this.done) return;
-          this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
-          this.idle = true;
-          this.notify();
-        }, IDLE_AFTER_REPLY_MS);
-        break;
-      case 'status':
-        if ((content as StatusContent).execution_state === 'idle') this.idle = true;
-        break;
       default:
         return;
     }
-    if (this.discarded && this.done) this.dispose();
+    this.notify();
+  }
+
+  private onInputRequest(msg: JupyterMessage): void {
+    if (msg.header.msg_type !== 'input_request') return;
+    const { prompt } = msg.content as InputRequestContent;
+    if (prompt) this.output.push(['stdout', prompt]);
+    this.inputRequest = msg;
+    this.notify();
+  }
+
+  private onReply(msg: JupyterMessage): void {
+    if (msg.header.msg_type !== 'execute_reply') return;
+    this.replyStatus = (msg.content as ExecuteReplyContent).status;
+  }
+
+  /** The request ended (reply and idle, or the reply alone once iopub lost the idle). */
+  private onEnd(end: RequestEnd): void {
+    const endedOtherwise = this.timedOut || this.expiring || this.abortedBecause !== undefined;
+    if (!end.idle && !endedOtherwise) this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
+    if (this.discarded) this.dispose();
     this.notify();
   }
 
@@ -248,8 +247,7 @@ export class QueryRun implements Run {
 
   dispose(): void {
     clearTimeout(this.timer);
-    clearTimeout(this.idleFallback);
-    this.unsubscribe();
+    this.future?.detach();
   }
 }
 

@@ -4,10 +4,10 @@
  */
 import type { Config } from '../config/index.js';
 import { conflict } from '../errors.js';
+import type { KernelHandle } from '../kernels/kernel-handle.js';
+import type { KernelEvents } from '../kernels/kernel-manager.js';
 import type { Logger } from '../logger.js';
-import type { ContainerRuntime } from '../runtime/runtime.js';
 import { BatchRun, resolveBatchCommands, type BatchOptions } from './batch.js';
-import type { KernelManager } from './kernel-manager.js';
 import { OomNotices } from './oom-notice.js';
 import { QueryRun, QueryRuns, type Run, type RunResult } from './query.js';
 
@@ -17,29 +17,33 @@ export type ExecuteRequest =
   | { mode: 'continue'; runId: string }
   | { mode: 'input'; runId: string; code: string };
 
+/** What the runs need of the kernel manager: a kernel resolved once per request, and the kernels' fates. */
+export interface RunKernels {
+  handle(id: string): Promise<KernelHandle>;
+  on<E extends keyof KernelEvents>(event: E, listener: (...args: KernelEvents[E]) => void): unknown;
+}
+
 const SWEEP_INTERVAL_MS = 1000;
 
 export class QueryService {
   private readonly runs: QueryRuns;
-  private readonly oom: OomNotices;
+  private readonly oom = new OomNotices();
   /** Runs abandoned or past the bounds are discarded by this sweep (see QueryRuns). */
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
-    private readonly manager: KernelManager,
+    private readonly kernels: RunKernels,
     private readonly config: Config,
-    private readonly runtime: ContainerRuntime,
     private readonly log: Logger,
   ) {
     this.runs = new QueryRuns({ ttlMs: config.runTtlMs, maxPerKernel: config.maxRunsPerKernel, maxBufferedBytes: config.maxRunBufferedBytes });
     this.sweeper = setInterval(() => this.runs.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
-    manager.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason, true));
+    kernels.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason, true));
     // Also when the kernel is restarted in place after its death (POLYKERNEL_RESTART_DEAD_KERNELS).
-    manager.on('died', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
-    this.oom = new OomNotices(runtime, async (kernelId) => (await manager.get(kernelId)).containerId);
-    manager.on('removed', (kernelId) => this.oom.forget(kernelId));
-    manager.on('state', (kernelId, state) => state === 'restarting' && this.oom.forget(kernelId));
+    kernels.on('died', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
+    kernels.on('removed', (kernelId) => this.oom.forget(kernelId));
+    kernels.on('state', (kernelId, state) => state === 'restarting' && this.oom.forget(kernelId));
   }
 
   close(): void {
@@ -56,8 +60,8 @@ export class QueryService {
     this.runs.settle(kernelId, result);
     if (result.status === 'finished' || result.status === 'exec-timeout') {
       // A program the kernel started killed by the memory cap, the kernel alive: say so (oom-notice.ts).
-      const limits = (await this.manager.liveKernel(kernelId).catch(() => undefined))?.limits;
-      await this.oom.end(kernelId, result, limits?.maxMemKB);
+      const kernel = await this.kernels.handle(kernelId).catch(() => undefined);
+      if (kernel) await this.oom.end(kernel, result);
     }
     return result;
   }
@@ -70,15 +74,15 @@ export class QueryService {
 
   private async startRun(kernelId: string, code: string, runId: string | undefined): Promise<QueryRun> {
     this.assertNewRun(kernelId, runId);
-    // No store round trip here: the kernel's limits and counters live on the LiveKernel.
-    const kernel = await this.manager.liveKernel(kernelId);
-    kernel.numQueriesExecuted++;
-    await this.oom.begin(kernelId);
-    const run = new QueryRun(kernel, code, runId, {
-      timeoutMs: kernel.limits?.timeoutMs ?? this.config.defaultTimeoutMs,
+    // No store round trip here: the handle carries the kernel's limits, its counters live on the LiveKernel.
+    const handle = await this.kernels.handle(kernelId);
+    handle.kernel.numQueriesExecuted++;
+    await this.oom.begin(handle);
+    const run = new QueryRun(handle.kernel, code, runId, {
+      timeoutMs: handle.limits.timeoutMs,
       maxOutputBytes: this.config.maxOutputBytes,
       // Awaited by the run: exec-timeout is answered once the kernel is gone (a GET then says 404).
-      onTimeout: () => this.manager.delete(kernelId, 'query timeout').catch(() => undefined),
+      onTimeout: () => handle.remove('query timeout').catch(() => undefined),
     });
     this.runs.add(kernelId, run);
     await run.start();
@@ -87,21 +91,19 @@ export class QueryService {
 
   private async startBatch(kernelId: string, options: BatchOptions, runId: string | undefined): Promise<BatchRun> {
     this.assertNewRun(kernelId, runId);
-    const kernel = await this.manager.liveKernel(kernelId);
-    await this.oom.begin(kernelId);
-    const record = await this.manager.get(kernelId);
-    const spec = await this.manager.specs.resolve(record.lang);
-    const commands = resolveBatchCommands(options, record.lang, spec);
+    const handle = await this.kernels.handle(kernelId);
+    const { kernel } = handle;
+    await this.oom.begin(handle);
+    const commands = resolveBatchCommands(options, handle.lang, handle.spec);
     const run: BatchRun = new BatchRun(runId, commands, options.files, options.stdin, {
-      runtime: this.runtime,
-      containerId: record.containerId,
-      timeoutMs: record.limits.timeoutMs,
+      kernel: handle,
+      timeoutMs: handle.limits.timeoutMs,
       maxOutputBytes: this.config.maxOutputBytes,
       // Steps run beside the kernel, not through its sockets: tell the idle culler it is in use.
       onActivity: () => {
         kernel.lastActivity = Date.now();
       },
-      onTimeout: () => this.manager.delete(kernelId, 'batch step outlived its timeout').catch(() => undefined),
+      onTimeout: () => handle.remove('batch step outlived its timeout').catch(() => undefined),
       onError: (error) => this.log.error('Batch step failed', { kernelId, runId: run.runId, error: error.stack ?? error.message }),
     });
     // A batch is a client's request even when it sends the kernel nothing: idle time counts from here.

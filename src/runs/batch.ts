@@ -1,16 +1,17 @@
 /**
  * v1 batch mode (Backend.AI's batch execute): writes files into the kernel's work directory, then runs a
- * `build` and an `exec` shell command beside the kernel (a Docker exec as the kernel's user, in its work
- * directory), so it works the same for every kernel: ipykernel, IRkernel, the runner.
+ * `build` and an `exec` shell command beside the kernel (KernelHandle.exec: as the kernel's user, in its
+ * work directory), so it works the same for every kernel: ipykernel, IRkernel, the runner.
  *
  * Statuses, as Backend.AI reports them: `continued` (flush window, like query mode), `build-finished` as a
  * response of its own once the build step succeeded (also when there was none), then `finished` with the
  * exec step's exit code; a failed build goes straight to `finished` with exit code 127 and the build's
  * output. Past the time budget: `exec-timeout`.
  *
- * Time: the steps share one budget, the kernel's query timeout. Docker has no API to kill an exec, so each
- * step runs under coreutils `timeout -s KILL <remaining>` in the container, which kills the step's whole
- * process group (and itself: exit code 137); the kernel lives on. Should a step outlive its budget anyway
+ * Time: the steps share one budget, the kernel's query timeout. A command run beside the kernel cannot be
+ * killed from outside (Docker has no API to kill an exec), so each step runs under coreutils
+ * `timeout -s KILL <remaining>` in the container, which kills the step's whole process group (and
+ * itself: exit code 137); the kernel lives on. Should a step outlive its budget anyway
  * (a process that left the group holds the output open), a backstop destroys the kernel as query mode does.
  *
  * `clean` runs after exec (and after a failed build) while budget remains, before `finished` is reported,
@@ -20,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { DomainError, invalidInput } from '../errors.js';
-import { CONTAINER_WORK_DIR, KERNEL_USER, type ContainerRuntime } from '../runtime/runtime.js';
+import type { KernelHandle } from '../kernels/kernel-handle.js';
 import { tarArchive, type BatchFile } from './batch-files.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
 import type { Run, RunResult, RunStatus } from './query.js';
@@ -78,8 +79,8 @@ function bounded(command: string[], ms: number): string[] {
 }
 
 export interface BatchRunOptions {
-  runtime: ContainerRuntime;
-  containerId: string;
+  /** Where the steps run: beside this kernel, as its user, in its work directory. */
+  kernel: Pick<KernelHandle, 'exec'>;
   timeoutMs: number;
   maxOutputBytes: number;
   /** Called as the run makes progress: the idle culler must see the kernel in use. */
@@ -155,15 +156,9 @@ export class BatchRun implements Run {
     if (this.files.length === 0) return;
     const errors = new StringDecoder('utf8');
     let message = '';
-    const { exitCode } = await this.options.runtime.exec(
-      this.options.containerId,
-      {
-        // -m: the files get the current time, so that make-style builds see them as new.
-        cmd: bounded(['tar', '-x', '-m', '--no-same-owner', '-f', '-'], FILE_WRITE_TIMEOUT_MS),
-        stdin: tarArchive(this.files),
-        user: KERNEL_USER,
-        workingDir: CONTAINER_WORK_DIR,
-      },
+    const { exitCode } = await this.options.kernel.exec(
+      // -m: the files get the current time, so that make-style builds see them as new.
+      { cmd: bounded(['tar', '-x', '-m', '--no-same-owner', '-f', '-'], FILE_WRITE_TIMEOUT_MS), stdin: tarArchive(this.files) },
       (stream, chunk) => {
         if (stream === 'stderr' && message.length < 2000) message += errors.write(chunk);
       },
@@ -209,9 +204,8 @@ export class BatchRun implements Run {
     const remainingMs = this.deadline - this.clock();
     if (remainingMs <= 0) return 'timeout';
     const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-    const { exitCode } = await this.options.runtime.exec(
-      this.options.containerId,
-      { cmd: bounded(['sh', '-c', command], remainingMs), stdin, user: KERNEL_USER, workingDir: CONTAINER_WORK_DIR },
+    const { exitCode } = await this.options.kernel.exec(
+      { cmd: bounded(['sh', '-c', command], remainingMs), stdin },
       (stream, chunk) => {
         this.options.onActivity();
         if (!report) return;
