@@ -39,7 +39,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
 
   // Jupyter channels WebSocket (issue #3): upgrades go to the bridge, the REST model reads its counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, runtime, executions, connectionCount: (id) => channels.connectionCount(id) });
+  const app = createApp({ config, log, kernels, queries, store, executions, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
       // Connections that never finish their request hold a file descriptor each: they are closed after

@@ -136,7 +136,7 @@ export function browserEdge(config: EdgeConfig): Middleware {
 }
 
 /** A request made by a browser: it names its origin or its fetch site (other clients send neither). */
-export function fromBrowser(headers: IncomingHttpHeaders): boolean {
+function fromBrowser(headers: IncomingHttpHeaders): boolean {
   return headers.origin !== undefined || headers['sec-fetch-site'] !== undefined;
 }
 

@@ -27,9 +27,9 @@ export type Resolution =
 const instances = new WeakMap<object, Tenancy>();
 
 export class Tenancy {
-  readonly keys?: KeyRegistry;
-  readonly limiter: FixedWindowLimiter;
-  readonly quota: KernelQuota;
+  private readonly keys?: KeyRegistry;
+  private readonly limiter: FixedWindowLimiter;
+  private readonly quota: KernelQuota;
 
   static of(config: TenancyConfig, kernels: TenancyKernels, log: Logger): Tenancy {
     let tenancy = instances.get(config);

@@ -79,7 +79,7 @@ function idParam(raw: string, what: 'kernel' | 'session'): string {
 }
 
 /** Only KERNEL_* variables and those KG_ENV_WHITELIST names reach the kernel, as in Kernel Gateway. */
-export function kernelEnv(env: Record<string, string> | undefined, whitelist: readonly string[]): Record<string, string> {
+function kernelEnv(env: Record<string, string> | undefined, whitelist: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(env ?? {})) {
     if (!ENV_NAME.test(name)) throw invalidInput(`env.${name.slice(0, 60)} is not a valid environment variable name`);
