@@ -17,7 +17,6 @@ import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
 import type { Logger } from './logger.js';
 import type { Store } from './store/store.js';
-import type { ContainerRuntime } from './runtime/runtime.js';
 
 export interface AppDeps {
   config: Config;
@@ -25,7 +24,6 @@ export interface AppDeps {
   kernels: KernelManager;
   queries: QueryService;
   store: Store;
-  runtime: ContainerRuntime;
   clock?: () => number;
   /** Notebook executions (issue #5); /api/executions is mounted only when given. */
   executions?: ExecutionManager;

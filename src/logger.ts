@@ -28,7 +28,7 @@ export interface LogRateLimit {
 }
 
 /** Ten lines of a kind per kernel every ten seconds: a real fault shows, a flood costs one line a second. */
-export const DEFAULT_LOG_RATE_LIMIT: LogRateLimit = { burst: 10, intervalMs: 10_000 };
+const DEFAULT_LOG_RATE_LIMIT: LogRateLimit = { burst: 10, intervalMs: 10_000 };
 
 /** Past this many tracked kinds, expired ones are swept (the table must not grow with kernels ever seen). */
 const SWEEP_AT_KINDS = 10_000;

@@ -40,7 +40,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, runtime, executions, connectionCount: (id) => channels.connectionCount(id) });
+  const app = createApp({ config, log, kernels, queries, store, executions, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
       // Connections that never finish their request hold a file descriptor each: they are closed after

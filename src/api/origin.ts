@@ -30,7 +30,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
 import type { Middleware } from 'koa';
 import type { Config } from '../config/index.js';
-import { sendError } from './http.js';
+import { forbidden } from '../errors.js';
 
 export type EdgeConfig = Pick<Config, 'ip' | 'allowOrigin' | 'allowRemoteAccess' | 'localHostnames'>;
 
@@ -127,16 +127,13 @@ export function browserEdge(config: EdgeConfig): Middleware {
   const check = edgeCheck(config);
   return async (ctx, next) => {
     const refusal = check(ctx.headers, ctx.method);
-    if (refusal) {
-      sendError(ctx, 403, refusal, 'forbidden');
-      return;
-    }
+    if (refusal) throw forbidden(refusal);
     await next();
   };
 }
 
 /** A request made by a browser: it names its origin or its fetch site (other clients send neither). */
-export function fromBrowser(headers: IncomingHttpHeaders): boolean {
+function fromBrowser(headers: IncomingHttpHeaders): boolean {
   return headers.origin !== undefined || headers['sec-fetch-site'] !== undefined;
 }
 

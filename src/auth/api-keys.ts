@@ -36,7 +36,7 @@ export interface ApiKey {
   readonly digest: string;
 }
 
-export const KEY_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const KEY_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 
 export const digestOf = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');

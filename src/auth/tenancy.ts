@@ -1,11 +1,14 @@
 /**
  * One service's authentication state: the admin token, the API keys, their rate-limit counters and
- * kernel quotas. Resolving a caller is the same for HTTP requests (auth middleware) and the channels
- * WebSocket handshake (channel bridge), which both get it through `Tenancy.of(config, …)`: one instance
- * per service configuration, so the two share keys and counters.
+ * kernel quotas, and `authenticate`, the one check of a request's credentials. HTTP requests (the auth
+ * middleware) and the channels WebSocket handshake (channel bridge, which never reaches koa) both call it
+ * through `Tenancy.of(config, …)`: one instance per service configuration, so the two share keys and
+ * counters.
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Config } from '../config/index.js';
+import { rateLimited, unauthorized, type DomainError } from '../errors.js';
 import type { KernelManager } from '../kernels/kernel-manager.js';
 import type { Logger } from '../logger.js';
 import { KeyRegistry, type KeyPolicy } from './api-keys.js';
@@ -19,17 +22,17 @@ export type TenancyConfig = Pick<
 >;
 type TenancyKernels = Pick<KernelManager, 'get' | 'create' | 'list' | 'resolveLimits' | 'removedKernel' | 'liveKernel'>;
 
-export type Resolution =
-  | { ok: true; caller: Caller; rate?: RateDecision }
-  | { ok: false; status: 401; message: string }
-  | { ok: false; status: 429; message: string; rate: RateDecision };
+/** A request's caller, or why it is refused; `headers` (the rate limit's) go on the answer either way. */
+export type Authentication =
+  | { ok: true; tenant: Tenant; headers: Record<string, string> }
+  | { ok: false; error: DomainError; headers: Record<string, string> };
 
 const instances = new WeakMap<object, Tenancy>();
 
 export class Tenancy {
-  readonly keys?: KeyRegistry;
-  readonly limiter: FixedWindowLimiter;
-  readonly quota: KernelQuota;
+  private readonly keys?: KeyRegistry;
+  private readonly limiter: FixedWindowLimiter;
+  private readonly quota: KernelQuota;
 
   static of(config: TenancyConfig, kernels: TenancyKernels, log: Logger): Tenancy {
     let tenancy = instances.get(config);
@@ -60,29 +63,32 @@ export class Tenancy {
   }
 
   /** No admin token and no keys: the open single-user mode, as before keys existed. */
-  get open(): boolean {
+  private get open(): boolean {
     return !this.config.authToken && !this.keys;
   }
 
   /**
-   * Who presents `token`. An unknown token is refused before any per-key state exists; a valid key's
-   * request is counted against its rate limit (the admin is not limited, as Backend.AI's admin API).
+   * Who sends this request, from the token it presents (`Authorization: token <t>` / `Bearer <t>`, or
+   * `?token=<t>`, the Jupyter forms). An unknown token is refused before any per-key state exists; a valid
+   * key's request is counted against its rate limit (the admin is not limited, as Backend.AI's admin API).
    */
-  resolve(token: string | undefined): Resolution {
-    if (this.open) return { ok: true, caller: { kind: 'open' } };
+  authenticate(headers: IncomingHttpHeaders, url: URL): Authentication {
+    if (this.open) return { ok: true, tenant: this.tenant({ kind: 'open' }), headers: {} };
+    const token = presentedToken(headers, url);
     if (token !== undefined && this.config.authToken && sameSecret(this.config.authToken, token)) {
-      return { ok: true, caller: { kind: 'admin' } };
+      return { ok: true, tenant: this.tenant({ kind: 'admin' }), headers: {} };
     }
     const key = token === undefined ? undefined : this.keys?.lookup(token);
     if (!key) {
       const how = this.keys ? 'an API key' : 'the KG_AUTH_TOKEN';
-      return { ok: false, status: 401, message: `authentication required: send "Authorization: token <${how}>" (or Bearer, or ?token=)` };
+      return { ok: false, error: unauthorized(`authentication required: send "Authorization: token <${how}>" (or Bearer, or ?token=)`), headers: {} };
     }
     const rate = this.limiter.hit(key.id, key.policy.rateLimit);
     if (!rate.allowed) {
-      return { ok: false, status: 429, rate, message: `rate limit of key "${key.id}" reached (${rate.limit} requests per ${rate.windowS} s); retry in ${rate.resetS} s` };
+      const message = `rate limit of key "${key.id}" reached (${rate.limit} requests per ${rate.windowS} s); retry in ${rate.resetS} s`;
+      return { ok: false, error: rateLimited(message), headers: rateHeaders(rate) };
     }
-    return { ok: true, caller: { kind: 'tenant', key }, rate };
+    return { ok: true, tenant: this.tenant({ kind: 'tenant', key }), headers: rateHeaders(rate) };
   }
 
   /** Whether a caller resolved earlier is still valid (its key not revoked since). */
@@ -90,13 +96,23 @@ export class Tenancy {
     return caller.kind !== 'tenant' || (this.keys?.isValid(caller.key) ?? false);
   }
 
-  tenant(caller: Caller): Tenant {
+  private tenant(caller: Caller): Tenant {
     return new Tenant(caller, this.kernels, this.quota);
   }
 }
 
+/** The token a request presents: `Authorization: token <t>` / `Bearer <t>`, or `?token=<t>`. */
+function presentedToken(headers: IncomingHttpHeaders, url: URL): string | undefined {
+  const header = headers.authorization;
+  if (typeof header === 'string') {
+    const match = /^(?:token|bearer)\s+(.+)$/i.exec(header.trim());
+    if (match) return match[1];
+  }
+  return url.searchParams.get('token') ?? undefined;
+}
+
 /** Headers of a rate decision, as Backend.AI sends them (Reset and Window in seconds). */
-export function rateHeaders(rate: RateDecision): Record<string, string> {
+function rateHeaders(rate: RateDecision): Record<string, string> {
   const headers: Record<string, string> = {
     'X-RateLimit-Limit': String(rate.limit),
     'X-RateLimit-Remaining': String(rate.remaining),

@@ -9,7 +9,7 @@
  * a foreign id answers exactly as an unknown one (404 with the same message): no existence oracle.
  */
 import type { Context } from 'koa';
-import { notFound } from '../errors.js';
+import { unknownKernel } from '../errors.js';
 import type { CreateKernelRequest, CreateKernelResult, KernelManager } from '../kernels/kernel-manager.js';
 import type { KernelRecord } from '../kernels/kernel-record.js';
 import type { ApiKey } from './api-keys.js';
@@ -49,10 +49,10 @@ export class Tenant implements Visibility {
     } catch (error) {
       // "gone (out of memory)" tells that the id existed: only its owner hears why.
       const removed = this.kernels.removedKernel(id);
-      if (removed && !this.sees(removed.owner)) throw notFound(`no kernel with id ${id}`);
+      if (removed && !this.sees(removed.owner)) throw unknownKernel(id);
       throw error;
     }
-    if (!this.sees(record.owner)) throw notFound(`no kernel with id ${id}`);
+    if (!this.sees(record.owner)) throw unknownKernel(id);
     return record;
   }
 
@@ -66,7 +66,7 @@ export class Tenant implements Visibility {
     const kernel = await this.kernels.liveKernel(id).catch(() => undefined);
     const owner = kernel ? kernel.owner : this.kernels.removedKernel(id)?.owner;
     if ((kernel || this.kernels.removedKernel(id)) && this.sees(owner)) return;
-    throw notFound(`no kernel with id ${id}`);
+    throw unknownKernel(id);
   }
 
   /** A kernel owned by this caller, within its key's policy. */

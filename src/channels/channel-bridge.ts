@@ -12,13 +12,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import { presentedToken } from '../api/http.js';
+import { answerOf, INTERNAL_ERROR, jupyterErrorBody, reasonPhrase } from '../api/error-bodies.js';
 import { edgeCheck, type EdgeConfig } from '../api/origin.js';
-import { rateHeaders, Tenancy, type TenancyConfig } from '../auth/tenancy.js';
+import { Tenancy, type TenancyConfig } from '../auth/tenancy.js';
 import type { Caller } from '../auth/tenant.js';
 import { UUID_PATTERN } from '../api/validate.js';
 import type { Config } from '../config/index.js';
-import { DomainError, httpStatusOf } from '../errors.js';
+import { forbidden, notFound, unknownKernel } from '../errors.js';
 import type { KernelManager } from '../kernels/kernel-manager.js';
 import type { LiveKernel } from '../kernels/live-kernel.js';
 import type { Logger } from '../logger.js';
@@ -29,26 +29,6 @@ const CHANNELS_PATH = /^\/api\/kernels\/([^/]+)\/channels\/?$/;
 
 /** Largest frame a client may send; larger ones close the connection with 1009, as RFC 6455 says. */
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
-
-const REASONS: Record<number, string> = {
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
-
-/** Answers a refused handshake the way the Jupyter APIs answer errors: `{message, reason}`. */
-function refuse(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
-  const reason = REASONS[status] ?? 'Error';
-  const body = JSON.stringify({ message, reason });
-  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `${extra}Connection: close\r\n\r\n${body}`,
-  );
-}
 
 export class ChannelBridge {
   private readonly wss: WebSocketServer;
@@ -105,18 +85,16 @@ export class ChannelBridge {
     socket.on('error', (error) => this.log.debug('WebSocket transport error', { error: error.message }));
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = CHANNELS_PATH.exec(url.pathname);
-    if (!match) return refuse(socket, 404, `no WebSocket endpoint at ${url.pathname.slice(0, 200)}`);
+    if (!match) return this.refuse(socket, notFound(`no WebSocket endpoint at ${url.pathname.slice(0, 200)}`));
     // A page elsewhere (CSRF) or a rebound name is refused before its token is even looked at.
-    if (!this.originAllowed(req)) return refuse(socket, 403, `origin ${String(req.headers.origin).slice(0, 200)} is not allowed`);
+    if (!this.originAllowed(req)) return this.refuse(socket, forbidden(`origin ${String(req.headers.origin).slice(0, 200)} is not allowed`));
     const edgeRefusal = (this.edge ??= edgeCheck(this.config))(req.headers, req.method);
-    if (edgeRefusal) return refuse(socket, 403, edgeRefusal);
-    // The same caller resolution as every HTTP request (src/auth): admin, tenant key or open mode.
-    const tenancy = Tenancy.of(this.config, this.kernels, this.log);
-    const resolution = tenancy.resolve(presentedToken(req.headers, url));
-    if (!resolution.ok) return refuse(socket, resolution.status, resolution.message, resolution.status === 429 ? rateHeaders(resolution.rate) : {});
-    const tenant = tenancy.tenant(resolution.caller);
+    if (edgeRefusal) return this.refuse(socket, forbidden(edgeRefusal));
+    const authentication = Tenancy.of(this.config, this.kernels, this.log).authenticate(req.headers, url);
+    if (!authentication.ok) return this.refuse(socket, authentication.error, authentication.headers);
+    const { tenant } = authentication;
     const kernelId = match[1]!.toLowerCase();
-    if (!UUID_PATTERN.test(kernelId)) return refuse(socket, 404, `no kernel with id ${kernelId.slice(0, 60)}`);
+    if (!UUID_PATTERN.test(kernelId)) return this.refuse(socket, unknownKernel(kernelId.slice(0, 60)));
     const sessionId = url.searchParams.get('session_id') ?? undefined;
     // A kernel of another owner is refused exactly as an unknown one.
     tenant.kernel(kernelId).then(() => this.kernels.liveKernel(kernelId)).then(
@@ -125,16 +103,30 @@ export class ChannelBridge {
         (socket as Socket).setNoDelay(true);
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           this.attach(kernel, ws, sessionId, socket);
-          if (resolution.caller.kind === 'tenant') this.watchKey(ws, resolution.caller);
+          if (tenant.caller.kind === 'tenant') this.watchKey(ws, tenant.caller);
         });
       },
-      (error: Error) => {
-        if (error instanceof DomainError) return refuse(socket, httpStatusOf(error), error.message);
-        this.log.error('WebSocket handshake failed', { kernelId, error: error.stack ?? error.message });
-        refuse(socket, 500, 'internal error; the service logged the details');
-      },
+      (error: Error) => this.refuse(socket, error, {}, kernelId),
     );
   };
+
+  /**
+   * Answers a refused handshake as the Jupyter REST APIs answer errors (`{message, reason}`, see
+   * src/api/error-bodies.ts): the upgrade request never reaches koa and its error boundary.
+   */
+  private refuse(socket: Duplex, error: unknown, headers: Record<string, string> = {}, kernelId?: string): void {
+    let answer = answerOf(error);
+    if (!answer) {
+      this.log.error('WebSocket handshake failed', { kernelId, error: (error as Error)?.stack ?? String(error) });
+      answer = INTERNAL_ERROR;
+    }
+    const body = JSON.stringify(jupyterErrorBody(answer));
+    const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    socket.end(
+      `HTTP/1.1 ${answer.status} ${reasonPhrase(answer.status)}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `${extra}Connection: close\r\n\r\n${body}`,
+    );
+  }
 
   /**
    * Browsers send Origin; other clients do not. As jupyter_server: no Origin, the same host, or the

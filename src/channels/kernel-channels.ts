@@ -47,7 +47,7 @@ const MAX_PENDING_SENDS = 100;
  * keep theirs. The close frame itself waits behind the unread queue, so the socket is cut after this
  * grace whether or not the client took it.
  */
-export const OVERFLOW_CLOSE_CODE = 1008;
+const OVERFLOW_CLOSE_CODE = 1008;
 const OVERFLOW_GRACE_MS = 1000;
 
 /** One open WebSocket and the sessions that have spoken through it. */

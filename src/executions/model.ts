@@ -38,7 +38,7 @@ export interface ExecutionRecord extends ExecutionModel {
   owner?: string;
 }
 
-export const MODEL_FIELDS = [
+const MODEL_FIELDS = [
   'exec_id',
   'path',
   'params',

@@ -16,7 +16,7 @@ import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 const codeOf = (error: unknown) => (error as NodeJS.ErrnoException)?.code;
 
 /** A name inside the directory held by `dir`, for a call that must act on that entry itself. */
-export function entryOf(dir: FileHandle, name: string): string {
+function entryOf(dir: FileHandle, name: string): string {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
     throw new Error(`not a single path component: ${JSON.stringify(name)}`);
   }

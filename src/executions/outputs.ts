@@ -19,7 +19,7 @@ import type { CodeCell, JsonMap, Output } from './notebook.js';
 type DisplayOutput = Extract<Output, { output_type: 'display_data' | 'execute_result' }>;
 
 /** Output kept per execution: plenty for plots and tables, not a service-sized memory leak. */
-export const MAX_OUTPUT_BYTES_PER_EXECUTION = 64 * 1024 * 1024;
+const MAX_OUTPUT_BYTES_PER_EXECUTION = 64 * 1024 * 1024;
 
 export class OutputCollector {
   private cell?: CodeCell;

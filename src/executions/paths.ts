@@ -34,7 +34,7 @@ export interface ResolvedNotebook {
 const codeOf = (error: unknown) => (error as NodeJS.ErrnoException)?.code;
 
 /** Whether `child` is `parent` or below it (both absolute, normalised). */
-export function isInside(parent: string, child: string): boolean {
+function isInside(parent: string, child: string): boolean {
   const relative = path.relative(parent, child);
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }

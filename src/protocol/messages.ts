@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 export const PROTOCOL_VERSION = '5.3';
 
 export type Channel = 'shell' | 'control' | 'stdin' | 'iopub';
-export const CHANNELS: readonly Channel[] = ['shell', 'control', 'stdin', 'iopub'];
+const CHANNELS: readonly Channel[] = ['shell', 'control', 'stdin', 'iopub'];
 
 export function isChannel(value: unknown): value is Channel {
   return typeof value === 'string' && (CHANNELS as readonly string[]).includes(value);
@@ -70,13 +70,6 @@ export interface ExecuteReplyContent extends JsonObject {
   traceback?: string[];
 }
 
-export function isMessageType<C extends JsonObject>(
-  msg: JupyterMessage,
-  msgType: string,
-): msg is JupyterMessage<C> {
-  return msg.header.msg_type === msgType;
-}
-
 export interface NewMessageOptions {
   session: string;
   username?: string;
@@ -114,13 +107,4 @@ export function newMessage<C extends JsonObject>(
 export function parentMsgId(msg: JupyterMessage): string | undefined {
   const parent = msg.parent_header as Partial<MessageHeader>;
   return typeof parent.msg_id === 'string' ? parent.msg_id : undefined;
-}
-
-/** Which channel a request of this type goes on (the spec: control for shutdown/interrupt/debug). */
-export function channelForRequest(msgType: string): Channel {
-  if (msgType === 'input_reply') return 'stdin';
-  if (msgType === 'shutdown_request' || msgType === 'interrupt_request' || msgType === 'debug_request') {
-    return 'control';
-  }
-  return 'shell';
 }

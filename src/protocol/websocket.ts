@@ -92,10 +92,6 @@ export function encodeLegacy(channel: Channel, msg: JupyterMessage): EncodedFram
   return { data: Buffer.concat([head, ...parts]), binary: true };
 }
 
-export function encodeFrame(framing: WsFraming, channel: Channel, msg: JupyterMessage): EncodedFrame {
-  return framing === 'v1' ? encodeV1(channel, msg) : encodeLegacy(channel, msg);
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Client -> kernel
 
@@ -164,7 +160,7 @@ function checkedOffsets(read: (i: number) => number, count: number, first: numbe
   return offsets;
 }
 
-export function decodeV1(frame: Buffer): ClientFrame {
+function decodeV1(frame: Buffer): ClientFrame {
   if (frame.length < 8) throw new WebSocketFrameError('v1 frame is shorter than its offset count');
   const bigCount = frame.readBigUInt64LE(0);
   // channel + the four JSON parts need 6 offsets; each offset takes 8 bytes of the frame.

@@ -9,7 +9,7 @@
  *   kernel down.
  */
 import { randomUUID } from 'node:crypto';
-import { DomainError, invalidInput, notFound } from '../errors.js';
+import { DomainError, invalidInput, notFound, notImplemented } from '../errors.js';
 import type { Visibility } from '../auth/tenant.js';
 import type { CreateKernelRequest, CreateKernelResult, KernelManager } from '../kernels/kernel-manager.js';
 import type { KernelRecord } from '../kernels/kernel-record.js';
@@ -58,17 +58,20 @@ export interface UpdateSessionRequest {
   kernel?: KernelChoice;
 }
 
-/** The kernelspec a session asked for does not exist (jupyter_server's NoSuchKernel; its API says 501). */
-export class NoSuchKernelSpecError extends DomainError {
-  constructor(readonly kernelName: string, available: string[]) {
-    super(
-      'invalid_input',
-      `The '${kernelName}' kernel is not available. Please pick another suitable kernel instead, or install that kernel. ` +
-        `Available: ${available.join(', ') || 'none'}`,
-      `${kernelName} not found`,
-    );
-  }
+/** The kernelspec a session asked for does not exist: jupyter_server's sessions API answers 501 with these words. */
+function noSuchKernelSpec(kernelName: string, available: string[]): DomainError {
+  return notImplemented(
+    `The '${kernelName}' kernel is not available. Please pick another suitable kernel instead, or install that kernel. ` +
+      `Available: ${available.join(', ') || 'none'}`,
+    { shortMessage: `${kernelName} not found` },
+  );
 }
+
+/**
+ * A session pointed at a kernel id that names no live kernel (of this caller): jupyter_server answers 400
+ * "No such kernel", a bad request rather than the 404 of `unknownKernel`, since the session exists.
+ */
+export const noSuchKernel = (id: string) => invalidInput(`No such kernel: ${id}`);
 
 type SessionKernels = Pick<KernelManager, 'get' | 'list' | 'create' | 'delete' | 'specs'>;
 
@@ -156,7 +159,7 @@ export class SessionManager {
     let started: KernelRecord | undefined;
     if (request.kernel?.id !== undefined) {
       const kernel = await this.liveKernel(request.kernel.id, scope);
-      if (!kernel) throw invalidInput(`No such kernel: ${request.kernel.id}`);
+      if (!kernel) throw noSuchKernel(request.kernel.id);
       patch.kernelId = kernel.id;
     } else if (request.kernel?.name !== undefined) {
       started = await this.startKernel(request.kernel.name, scope);
@@ -180,7 +183,7 @@ export class SessionManager {
 
   private async startKernel(name: string | undefined, scope: SessionScope): Promise<KernelRecord> {
     if (name !== undefined && !(await this.kernels.specs.resolve(name))) {
-      throw new NoSuchKernelSpecError(name, await this.kernels.specs.names());
+      throw noSuchKernelSpec(name, await this.kernels.specs.names());
     }
     return (await scope.createKernel({ lang: name })).record;
   }

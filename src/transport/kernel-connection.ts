@@ -1,6 +1,7 @@
 /**
  * The only importer of zeromq: one client connection to a kernel's five sockets.
- * shell, control and stdin are DEALERs, iopub a SUB subscribed to everything, heartbeat a REQ.
+ * shell, control and stdin are DEALERs, iopub a SUB subscribed to everything. The heartbeat socket is not
+ * used: a kernel dies with its container, whose death the runtime reports.
  *
  * Every message read from any channel goes to the listeners with its channel; replies are matched to
  * their request by `parent_header.msg_id` by whoever sent it. zeromq 6 rejects a send while another is
@@ -26,10 +27,8 @@ export type MessageListener = (channel: Channel, msg: JupyterMessage) => void;
  * (images, HTML tables); 64 frames, a message with dozens of binary buffers (widgets).
  */
 export const MAX_KERNEL_MESSAGE_BYTES = 16 * 1024 * 1024;
-export const MAX_KERNEL_MESSAGE_FRAMES = 64;
+const MAX_KERNEL_MESSAGE_FRAMES = 64;
 const MESSAGE_BOUNDS: MessageBounds = { maxFrames: MAX_KERNEL_MESSAGE_FRAMES, maxBytes: MAX_KERNEL_MESSAGE_BYTES };
-/** The heartbeat echoes a short ping: anything bigger is not a heartbeat. */
-const HEARTBEAT_BOUNDS: MessageBounds = { maxFrames: 4, maxBytes: 64 * 1024 };
 
 /**
  * A kernel binds its sockets only once it has booted: until then every connect is refused and libzmq
@@ -46,7 +45,7 @@ export class KernelConnection {
   private readonly sendChains = new Map<Channel, Promise<unknown>>();
   private readonly listeners = new Set<MessageListener>();
   /** What each ZMQ socket connects to: its relay (see ZmtpGuard), or the kernel's own endpoint when trusted. */
-  private readonly endpoints: Record<Channel | 'hb', string>;
+  private readonly endpoints: Record<Channel, string>;
   private readonly guards: ZmtpGuard[] = [];
   private closed = false;
 
@@ -61,7 +60,7 @@ export class KernelConnection {
     options: { trustedKernel?: boolean } = {},
   ) {
     this.signer = new MessageSigner(info.key, info.signature_scheme);
-    const reach = (channel: Channel | 'hb', bounds: MessageBounds): string => {
+    const reach = (channel: Channel, bounds: MessageBounds): string => {
       if (options.trustedKernel) return endpoint(info, channel);
       const guard = new ZmtpGuard(endpoint(info, channel), bounds, (why) =>
         this.onBadFrame?.(new Error(`${channel}: ${why}; message dropped, connection reset`)),
@@ -74,7 +73,6 @@ export class KernelConnection {
       control: reach('control', MESSAGE_BOUNDS),
       stdin: reach('stdin', MESSAGE_BOUNDS),
       iopub: reach('iopub', MESSAGE_BOUNDS),
-      hb: reach('hb', HEARTBEAT_BOUNDS),
     };
     // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
     // input_request on stdin to the identity that sent the execute_request on shell.
@@ -102,10 +100,6 @@ export class KernelConnection {
     return iopub;
   }
 
-  get key(): string {
-    return this.info.key;
-  }
-
   onMessage(listener: MessageListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -127,25 +121,6 @@ export class KernelConnection {
     const settled: Promise<void> = next.then(drained, drained);
     this.sendChains.set(channel, settled);
     return next;
-  }
-
-  /**
-   * Heartbeat: the kernel echoes what it receives. A fresh REQ socket per check, because a REQ that missed
-   * its reply cannot send again.
-   */
-  async heartbeat(timeoutMs: number): Promise<boolean> {
-    const socket = new zmq.Request({ linger: 0, receiveTimeout: timeoutMs, sendTimeout: timeoutMs, maxMessageSize: HEARTBEAT_BOUNDS.maxBytes });
-    try {
-      if (this.closed) return false;
-      socket.connect(this.endpoints.hb);
-      await socket.send('ping');
-      await socket.receive();
-      return true;
-    } catch {
-      return false;
-    } finally {
-      socket.close();
-    }
   }
 
   close(): void {

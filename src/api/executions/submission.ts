@@ -4,15 +4,13 @@
  * nbexec's own is a notebook parameter, kept as a string.
  */
 import type { Context } from 'koa';
-import { DomainError, invalidInput } from '../../errors.js';
+import { invalidInput, unsupportedMediaType } from '../../errors.js';
 import type { ExecutionRequest } from '../../executions/model.js';
 import { readRawBody } from '../http.js';
 
 const RESERVED = ['notebook', 'output_path', 'overwrite', 'jupyter_kernel', 'cell_timeout'] as const;
 const MAX_PARAMS = 1000;
 
-const unsupportedMediaType = (type: string) =>
-  new DomainError('unsupported_media_type', `send application/x-www-form-urlencoded or application/json, not ${type.slice(0, 80)}`, 'Unsupported Media Type');
 
 function scalar(name: string, value: unknown): string {
   if (typeof value === 'string') return value;
@@ -39,7 +37,7 @@ export function parseFields(raw: string, contentType: string | undefined): Recor
     // A repeated field keeps its last value, as tornado's get_argument does.
     return Object.fromEntries(new URLSearchParams(raw));
   }
-  throw unsupportedMediaType(type);
+  throw unsupportedMediaType(`send application/x-www-form-urlencoded or application/json, not ${type.slice(0, 80)}`);
 }
 
 export async function readFields(ctx: Context, limit: number): Promise<Record<string, string>> {

@@ -9,12 +9,12 @@ import { readFileSync } from 'node:fs';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Config } from '../../config/index.js';
-import { invalidInput, notFound } from '../../errors.js';
+import { forbidden, invalidInput, notFound, unknownKernel } from '../../errors.js';
 import type { KernelManager } from '../../kernels/kernel-manager.js';
 import type { KernelRecord } from '../../kernels/kernel-record.js';
-import { NoSuchKernelSpecError, type SessionManager } from '../../sessions/session-manager.js';
+import { noSuchKernel, type SessionManager } from '../../sessions/session-manager.js';
 import { tenantOf } from '../../auth/tenant.js';
-import { readJsonBody, sendError } from '../http.js';
+import { readJsonBody } from '../http.js';
 import { UUID_PATTERN, validateObject, type ObjectSchema } from '../validate.js';
 import { kernelModel, kernelSpecModel, sessionModel } from './models.js';
 
@@ -73,13 +73,18 @@ interface SessionBody {
 }
 
 /** Kernel and session ids are UUIDs; like jupyter_server's URL patterns, anything else names nothing. */
-function idParam(raw: string, what: 'kernel' | 'session'): string {
-  if (!UUID_PATTERN.test(raw)) throw notFound(`no ${what} with id ${raw.slice(0, 60)}`);
+function kernelIdParam(raw: string): string {
+  if (!UUID_PATTERN.test(raw)) throw unknownKernel(raw.slice(0, 60));
+  return raw.toLowerCase();
+}
+
+function sessionIdParam(raw: string): string {
+  if (!UUID_PATTERN.test(raw)) throw notFound(`no session with id ${raw.slice(0, 60)}`);
   return raw.toLowerCase();
 }
 
 /** Only KERNEL_* variables and those KG_ENV_WHITELIST names reach the kernel, as in Kernel Gateway. */
-export function kernelEnv(env: Record<string, string> | undefined, whitelist: readonly string[]): Record<string, string> {
+function kernelEnv(env: Record<string, string> | undefined, whitelist: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(env ?? {})) {
     if (!ENV_NAME.test(name)) throw invalidInput(`env.${name.slice(0, 60)} is not a valid environment variable name`);
@@ -158,10 +163,7 @@ export function jupyterRouter(deps: JupyterDeps): Router {
   // --- kernels -------------------------------------------------------------------------------------
 
   router.get('/api/kernels', async (ctx) => {
-    if (!config.listKernels) {
-      sendError(ctx, 403, 'listing kernels is disabled on this server (KG_LIST_KERNELS=false)');
-      return;
-    }
+    if (!config.listKernels) throw forbidden('listing kernels is disabled on this server (KG_LIST_KERNELS=false)');
     const tenant = tenantOf(ctx);
     const records = (await kernels.list()).filter((record) => tenant.sees(record.owner));
     ctx.body = records.sort((a, b) => a.createdAt - b.createdAt).map(model);
@@ -176,38 +178,32 @@ export function jupyterRouter(deps: JupyterDeps): Router {
   });
 
   router.get('/api/kernels/:id', async (ctx) => {
-    ctx.body = model(await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel')));
+    ctx.body = model(await tenantOf(ctx).kernel(kernelIdParam(ctx.params.id!)));
   });
 
   router.delete('/api/kernels/:id', async (ctx) => {
-    await kernels.delete((await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'))).id);
+    await kernels.delete((await tenantOf(ctx).kernel(kernelIdParam(ctx.params.id!))).id);
     ctx.status = 204;
   });
 
   router.post('/api/kernels/:id/interrupt', async (ctx) => {
-    await kernels.interrupt((await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'))).id);
+    await kernels.interrupt((await tenantOf(ctx).kernel(kernelIdParam(ctx.params.id!))).id);
     ctx.status = 204;
   });
 
   router.post('/api/kernels/:id/restart', async (ctx) => {
-    ctx.body = model(await kernels.restart((await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'))).id));
+    ctx.body = model(await kernels.restart((await tenantOf(ctx).kernel(kernelIdParam(ctx.params.id!))).id));
   });
 
   // A plain GET of the channels URL (no Upgrade header): what jupyter_server answers, in our style.
   router.get('/api/kernels/:id/channels', async (ctx) => {
-    await tenantOf(ctx).kernel(idParam(ctx.params.id!, 'kernel'));
-    sendError(ctx, 400, 'this endpoint is a WebSocket: send "Connection: Upgrade" and "Upgrade: websocket"');
+    await tenantOf(ctx).kernel(kernelIdParam(ctx.params.id!));
+    throw invalidInput('this endpoint is a WebSocket: send "Connection: Upgrade" and "Upgrade: websocket"');
   });
 
   // --- sessions ------------------------------------------------------------------------------------
 
   const sessionOut = (view: Parameters<typeof sessionModel>[0]) => sessionModel(view, deps.connectionCount?.(view.kernel.id));
-
-  /** jupyter_server answers 501 when a session asks for a kernelspec that is not installed. */
-  const noSuchKernel = (ctx: Context, error: NoSuchKernelSpecError) => {
-    ctx.status = 501;
-    ctx.body = { message: error.message, reason: 'Not Implemented', short_message: error.reason };
-  };
 
   router.get('/api/sessions', async (ctx) => {
     ctx.body = (await sessions.list(tenantOf(ctx))).map(sessionOut);
@@ -217,44 +213,32 @@ export function jupyterRouter(deps: JupyterDeps): Router {
     const body = normaliseSession(validateObject<SessionBody>(SESSION_FIELDS, await readJsonBody(ctx, config.maxBodyBytes)));
     if (body.path === undefined) throw invalidInput('Missing field in JSON data: path');
     if (body.type === undefined) throw invalidInput('Missing field in JSON data: type');
-    try {
-      const { view } = await sessions.create({ path: body.path, type: body.type, name: body.name, kernel: body.kernel }, tenantOf(ctx));
-      ctx.status = 201;
-      ctx.set('Location', `/api/sessions/${view.session.id}`);
-      ctx.body = sessionOut(view);
-    } catch (error) {
-      if (error instanceof NoSuchKernelSpecError) return noSuchKernel(ctx, error);
-      throw error;
-    }
+    const { view } = await sessions.create({ path: body.path, type: body.type, name: body.name, kernel: body.kernel }, tenantOf(ctx));
+    ctx.status = 201;
+    ctx.set('Location', `/api/sessions/${view.session.id}`);
+    ctx.body = sessionOut(view);
   });
 
   router.get('/api/sessions/:id', async (ctx) => {
-    ctx.body = sessionOut(await sessions.get(idParam(ctx.params.id!, 'session'), tenantOf(ctx)));
+    ctx.body = sessionOut(await sessions.get(sessionIdParam(ctx.params.id!), tenantOf(ctx)));
   });
 
   router.patch('/api/sessions/:id', async (ctx) => {
-    const id = idParam(ctx.params.id!, 'session');
+    const id = sessionIdParam(ctx.params.id!);
     const body = normaliseSession(validateObject<SessionBody>(PATCH_SESSION_SCHEMA, await readJsonBody(ctx, config.maxBodyBytes)));
-    if (body.kernel?.id !== undefined && !UUID_PATTERN.test(body.kernel.id)) {
-      throw invalidInput(`No such kernel: ${body.kernel.id.slice(0, 64)}`);
-    }
-    try {
-      ctx.body = sessionOut(
-        await sessions.update(id, {
-          path: body.path,
-          name: body.name,
-          type: body.type,
-          kernel: body.kernel && { id: body.kernel.id?.toLowerCase(), name: body.kernel.name },
-        }, tenantOf(ctx)),
-      );
-    } catch (error) {
-      if (error instanceof NoSuchKernelSpecError) return noSuchKernel(ctx, error);
-      throw error;
-    }
+    if (body.kernel?.id !== undefined && !UUID_PATTERN.test(body.kernel.id)) throw noSuchKernel(body.kernel.id.slice(0, 64));
+    ctx.body = sessionOut(
+      await sessions.update(id, {
+        path: body.path,
+        name: body.name,
+        type: body.type,
+        kernel: body.kernel && { id: body.kernel.id?.toLowerCase(), name: body.kernel.name },
+      }, tenantOf(ctx)),
+    );
   });
 
   router.delete('/api/sessions/:id', async (ctx) => {
-    await sessions.delete(idParam(ctx.params.id!, 'session'), tenantOf(ctx));
+    await sessions.delete(sessionIdParam(ctx.params.id!), tenantOf(ctx));
     ctx.status = 204;
   });
 
