@@ -20,7 +20,7 @@ export type TenancyConfig = Pick<
   Config,
   'authToken' | 'apiKeysFile' | 'apiKeysReloadMs' | 'keyMaxKernels' | 'keyMaxMemKB' | 'keyMaxCpuCreditMs' | 'rateLimit' | 'rateLimitWindowS'
 >;
-type TenancyKernels = Pick<KernelManager, 'get' | 'create' | 'list' | 'resolveLimits' | 'removedKernel' | 'liveKernel'>;
+type TenancyKernels = Pick<KernelManager, 'get' | 'create' | 'list' | 'resolveLimits' | 'removedKernel' | 'handle'>;
 
 /** A request's caller, or why it is refused; `headers` (the rate limit's) go on the answer either way. */
 export type Authentication =

@@ -31,7 +31,7 @@ export class Tenant implements Visibility {
 
   constructor(
     readonly caller: Caller,
-    private readonly kernels: Pick<KernelManager, 'get' | 'create' | 'removedKernel' | 'liveKernel'>,
+    private readonly kernels: Pick<KernelManager, 'get' | 'create' | 'removedKernel' | 'handle'>,
     private readonly quota: KernelQuota,
   ) {
     this.owner = caller.kind === 'tenant' ? caller.key.id : undefined;
@@ -63,7 +63,7 @@ export class Tenant implements Visibility {
    */
   async mayExecute(id: string): Promise<void> {
     if (this.caller.kind !== 'tenant') return;
-    const kernel = await this.kernels.liveKernel(id).catch(() => undefined);
+    const kernel = await this.kernels.handle(id).catch(() => undefined);
     const owner = kernel ? kernel.owner : this.kernels.removedKernel(id)?.owner;
     if ((kernel || this.kernels.removedKernel(id)) && this.sees(owner)) return;
     throw unknownKernel(id);

@@ -97,8 +97,8 @@ export class ChannelBridge {
     if (!UUID_PATTERN.test(kernelId)) return this.refuse(socket, unknownKernel(kernelId.slice(0, 60)));
     const sessionId = url.searchParams.get('session_id') ?? undefined;
     // A kernel of another owner is refused exactly as an unknown one.
-    tenant.kernel(kernelId).then(() => this.kernels.liveKernel(kernelId)).then(
-      (kernel) => {
+    tenant.kernel(kernelId).then(() => this.kernels.handle(kernelId)).then(
+      ({ kernel }) => {
         if (socket.destroyed) return;
         (socket as Socket).setNoDelay(true);
         this.wss.handleUpgrade(req, socket, head, (ws) => {

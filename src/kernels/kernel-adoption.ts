@@ -112,8 +112,6 @@ export class KernelAdoption {
 
   private async adopt(record: KernelRecord, kernel: LiveKernel): Promise<void> {
     kernel.numQueriesExecuted = record.numQueriesExecuted;
-    kernel.owner = record.owner;
-    kernel.limits = record.limits;
     // The last service may have stopped between a start and its seal: clients wait until it is sealed.
     kernel.hold();
     try {

@@ -208,8 +208,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 
   private register(ref: KernelRef, kernel: LiveKernel, spec: KernelSpecEntry | undefined, limits: ResourceLimits, owner: string | undefined): void {
-    kernel.limits = limits;
-    kernel.owner = owner;
     const placed: KernelRef = { id: ref.id, lang: ref.lang, key: ref.key, containerId: ref.containerId, connDir: ref.connDir, runtime: ref.runtime };
     this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)));
   }
@@ -252,11 +250,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   liveKernels(): LiveKernel[] {
     return this.registry.kernels();
-  }
-
-  /** @deprecated use handle(id).kernel */
-  async liveKernel(id: string): Promise<LiveKernel> {
-    return (await this.handle(id)).kernel;
   }
 
   /** Why a kernel that was removed went away, if it went recently. */

@@ -16,7 +16,7 @@ import {
   type StatusContent,
 } from '../protocol/messages.js';
 import { KernelConnection, type MessageListener } from '../transport/kernel-connection.js';
-import { transition, type KernelState, type ResourceLimits } from './kernel-record.js';
+import { transition, type KernelState } from './kernel-record.js';
 import { PendingRequests, type FutureHandlers, type RequestFuture } from './request-future.js';
 
 export type { FutureHandlers, RequestFuture };
@@ -40,14 +40,8 @@ export class LiveKernel {
    * forged status messages) does not count: that would keep a kernel nobody uses from being culled.
    */
   lastActivity: number;
-  /**
-   * Hot-path figures kept in memory and written to the store by the usage sampler, so that an execute
-   * costs no store round trip. `limits` never change after creation.
-   */
+  /** A hot-path figure kept in memory and written to the store by the usage sampler: an execute costs no store round trip. */
   numQueriesExecuted = 0;
-  limits?: ResourceLimits;
-  /** The API key that created it (undefined: admin or open mode), so the execute path checks it without the store. */
-  owner?: string;
   connection: KernelConnection;
   private readonly listeners = new Set<MessageListener>();
   /** While set, client messages wait here instead of reaching the kernel (see hold). */

@@ -103,7 +103,7 @@ export class QueryRun implements Run {
   /** Sent once, then dropped: the code can be as large as a request body, the run outlives the call. */
   private request?: JupyterMessage;
 
-  constructor(private readonly kernel: QueryKernel, code: string, runId: string | undefined, private readonly options: QueryOptions) {
+  constructor(private readonly kernel: QueryKernel, code: string, runId: string | undefined, options: QueryOptions) {
     this.runId = runId ?? randomUUID();
     this.output = new ConsoleOutput(options.maxOutputBytes);
     this.request = kernel.message('execute_request', {

@@ -55,7 +55,7 @@ export class KernelConnection {
    * that run strangers' code.
    */
   constructor(
-    private readonly info: ConnectionInfo,
+    info: ConnectionInfo,
     private readonly onBadFrame?: (error: Error) => void,
     options: { trustedKernel?: boolean } = {},
   ) {

@@ -72,7 +72,7 @@ function kernelFor(row: LanguageRow): Promise<string> {
  * `interrupt`, it is called once the program has printed `started`.
  */
 async function run(kernelId: string, code: string, inputs: string[] = [], interrupt?: () => Promise<void>): Promise<RunResult> {
-  const live = await svc.service.kernels.liveKernel(kernelId);
+  const live = (await svc.service.kernels.handle(kernelId)).kernel;
   const errors: ErrorContent[] = [];
   let replyStatus: string | undefined;
   const unsubscribe = live.onMessage((channel, msg: JupyterMessage) => {
@@ -157,7 +157,7 @@ for (const row of LANGUAGE_ROWS) {
   });
 
   test.serial(`${lang}: kernel_info reports its language_info`, async (t) => {
-    const live = await svc.service.kernels.liveKernel(await kernelFor(row));
+    const live = (await svc.service.kernels.handle(await kernelFor(row))).kernel;
     const reply = await live.request('shell', live.message('kernel_info_request', {}), 10_000);
     const info = reply.content.language_info as Record<string, unknown>;
     t.like(info, row.info);
