@@ -25,7 +25,7 @@ export interface AppDeps {
   queries: QueryService;
   store: Store;
   clock?: () => number;
-  /** Notebook executions (issue #5); /api/executions is mounted only when given. */
+  /** Notebook executions; /api/executions is mounted only when given. */
   executions?: ExecutionManager;
   /** Open WebSockets of a kernel in this process (src/channels), for the Jupyter kernel model. */
   connectionCount?: (kernelId: string) => number | undefined;
@@ -36,7 +36,7 @@ export function createApp(deps: AppDeps): Koa {
   // Errors are rendered by errorBoundary; koa's default handler would log them a second time.
   app.silent = true;
   app.use(errorBoundary(deps.log));
-  // Jupyter APIs (issue #3): CORS headers on every response, preflights answered before auth.
+  // CORS headers on every response, errors included; preflights answered before auth (they carry no token).
   app.use(cors(deps.config));
   // Web pages elsewhere (CSRF) and DNS rebinding are refused before anything else is looked at.
   app.use(browserEdge(deps.config));
@@ -44,11 +44,9 @@ export function createApp(deps: AppDeps): Koa {
   const v1 = v1Router(deps);
   app.use(v1.routes());
   app.use(v1.allowedMethods());
-  // Jupyter APIs (issue #3): kernels, kernelspecs and sessions over the same kernels and store.
   const jupyter = jupyterRouter({ ...deps, sessions: new SessionManager(deps.store, deps.kernels) });
   app.use(jupyter.routes());
   app.use(jupyter.allowedMethods());
-  // Notebook executions (issue #5): /api/executions.
   if (deps.executions) {
     const executions = executionsRouter({ ...deps, executions: deps.executions });
     app.use(executions.routes());

@@ -32,7 +32,7 @@ import {
 } from '../protocol/websocket.js';
 
 /**
- * Flow control per connection (issue #6): a client gets the service's work at most at these rates, so a
+ * Flow control per connection: a client gets the service's work at most at these rates, so a
  * flood on one connection cannot starve the others. Over budget, the service stops reading the client's
  * socket for a while (TCP pushes back on the client); nothing is dropped.
  */
@@ -212,7 +212,7 @@ export class KernelChannels {
     }
     // A session held by another open connection (or the service's own) is not this client's to speak
     // for: the replies would go to that connection, or claiming it would take that connection's replies
-    // away (issue #6). A session whose connection is gone may be taken up (a client reconnecting).
+    // away. A session whose connection is gone may be taken up (a client reconnecting).
     const holder = this.bySession.get(msg.header.session);
     if (msg.header.session === this.kernel.session || (holder && holder !== client && holder.ws.readyState === WebSocket.OPEN)) {
       this.log.debug('Dropped a message claiming another connection\'s session', { kernelId: this.kernel.id, session: msg.header.session });

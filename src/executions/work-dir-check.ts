@@ -5,7 +5,7 @@
  * The engine bind-mounts the directory by path when it creates the container, after the submission
  * checked that path. Code of any notebook running in a directory above it (its kernel writes there) can
  * swap the directory with a link to any host directory in between: the engine follows it, and the new
- * kernel would read (and, where uid 1000 may, write) a host directory outside the notebook root. No
+ * kernel would read (and, where the kernel's user may, write) a host directory outside the notebook root. No
  * check of the path before the mount can close that window, so the mount itself is checked before any
  * cell runs: the service puts a file with a random secret in the directory, walking to it without
  * following links (readable by root only, so no kernel can copy it elsewhere), and reads it back from

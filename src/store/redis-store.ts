@@ -44,7 +44,8 @@ export class RedisStore implements Store {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
-      // A Redis that accepts connections but never answers (frozen, partitioned) fails fast too (issue #6).
+      // A Redis that accepts connections but never answers (frozen, partitioned) fails fast too: a
+      // request waiting on it would otherwise hang without bound.
       commandTimeout: 2000,
       retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     });
