@@ -16,11 +16,9 @@ import type { FileHandle } from 'node:fs/promises';
 import { lstat, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DomainError, invalidInput, notFound } from '../errors.js';
-import { KERNEL_USER } from '../runtime/runtime.js';
+import { KERNEL_UID } from '../runtime/runtime.js';
 import { createExclusive, LinkInPathError, openDirBelow, openRegularFile, renameIn, unlinkIn } from './no-follow.js';
 
-/** The uid the kernels run as (KERNEL_USER is "uid:gid"): it must be able to enter the notebook's directory. */
-const KERNEL_UID = Number(KERNEL_USER.split(':')[0]);
 const MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024;
 
 export interface ResolvedNotebook {

@@ -22,10 +22,8 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CONNECTION_FILE_NAME } from '../protocol/connection-file.js';
+import { KERNEL_GID, KERNEL_UID } from '../runtime/runtime.js';
 
-/** The uid and gid the kernels run as (images/*, runtime KERNEL_USER). */
-const KERNEL_UID = 1000;
-const KERNEL_GID = 1000;
 /** What a kernel binds: k-1 … k-5 (protocol/connection-file). */
 const SOCKET_NAME = /^k-\d+$/;
 

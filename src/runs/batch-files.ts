@@ -6,6 +6,7 @@
  * a pax `path` record for names longer than the 100 bytes of the header's name field.
  */
 import { invalidInput } from '../errors.js';
+import { KERNEL_GID, KERNEL_UID } from '../runtime/runtime.js';
 
 export interface BatchFile {
   name: string;
@@ -71,8 +72,8 @@ function header(name: string, size: number, type: '0' | 'x', mtime: number): Buf
   if (nameBytes.length > 100) throw new Error(`tar header name longer than 100 bytes: ${name.slice(0, 40)}…`);
   nameBytes.copy(block, 0);
   block.write(octal(0o644, 8), 100, 'ascii');
-  block.write(octal(1000, 8), 108, 'ascii');
-  block.write(octal(1000, 8), 116, 'ascii');
+  block.write(octal(KERNEL_UID, 8), 108, 'ascii');
+  block.write(octal(KERNEL_GID, 8), 116, 'ascii');
   block.write(octal(size, 12), 124, 'ascii');
   block.write(octal(mtime, 12), 136, 'ascii');
   block.write(' '.repeat(8), 148, 'ascii');

@@ -12,9 +12,12 @@ import Docker from 'dockerode';
 import { conflict, unavailable } from '../errors.js';
 import { cgroupOomKills, cgroupProcessIds } from './cgroup-files.js';
 import type { Logger } from '../logger.js';
+import { CONTAINER_CONNECTION_DIR } from '../protocol/connection-file.js';
 import { GVISOR_SECCOMP_PROFILE, gvisorHostPidsLimit, isGvisorRuntime, underGvisorFilter } from './gvisor.js';
 import {
   CONTAINER_WORK_DIR,
+  KERNEL_GID,
+  KERNEL_UID,
   KERNEL_USER,
   LABELS,
   type ContainerRuntime,
@@ -102,10 +105,10 @@ export class DockerRuntime implements ContainerRuntime {
     const tmpfs: Record<string, string> = {
       '/tmp': `rw,nosuid,nodev,size=${spec.tmpSizeMB}m,mode=1777`,
     };
-    const binds = [`${spec.hostConnDir}:/conn`];
+    const binds = [`${spec.hostConnDir}:${CONTAINER_CONNECTION_DIR}`];
     if (spec.workDirBind) binds.push(`${spec.workDirBind}:${CONTAINER_WORK_DIR}`);
     // exec: compiled languages build and run their programs in the work directory.
-    else tmpfs[CONTAINER_WORK_DIR] = `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=1000,gid=1000,mode=0755`;
+    else tmpfs[CONTAINER_WORK_DIR] = `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=${KERNEL_UID},gid=${KERNEL_GID},mode=0755`;
     const gvisor = isGvisorRuntime(spec.runtime);
     const labels = {
       ...spec.labels,

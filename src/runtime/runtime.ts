@@ -20,7 +20,10 @@ export const LABELS = {
 
 /** Where a kernel works and as whom: the same for the kernel process and for commands run beside it. */
 export const CONTAINER_WORK_DIR = '/home/work';
-export const KERNEL_USER = '1000:1000';
+/** The one definition of the kernels' user; the images create it (images/base/Dockerfile) and must agree. */
+export const KERNEL_UID = 1000;
+export const KERNEL_GID = 1000;
+export const KERNEL_USER = `${KERNEL_UID}:${KERNEL_GID}`;
 
 export interface KernelContainerSpec {
   kernelId: string;
