@@ -124,7 +124,8 @@ test(`a kernel whose container keeps dying is restarted ${RESTART_LIMIT} times w
   for (let round = 0; round < RESTART_LIMIT; round++) {
     const restarted = new Promise<void>((resolve) => {
       const onState = (id: string, state: string) => {
-        if (id === record.id && state === 'idle') {
+        // The state once the restart is over: idle, or busy while the readiness probe's idle is under way.
+        if (id === record.id && state !== 'restarting') {
           manager.off('state', onState);
           resolve();
         }
