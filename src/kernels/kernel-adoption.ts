@@ -33,6 +33,11 @@ export class KernelAdoption {
   private pendingBecause?: string;
   private retryTimer?: NodeJS.Timeout;
   private stopped = false;
+  /**
+   * Kernels between their connection and their registration, with the death of their container if the
+   * engine reported one meanwhile: such a death reaches no registered kernel, and is noted here instead.
+   */
+  private readonly adopting = new Map<string, { diedBecause?: string }>();
 
   constructor(private readonly deps: AdoptionDeps) {}
 
@@ -52,6 +57,14 @@ export class KernelAdoption {
   /** Throws 503 while the kernels of an earlier run are not adopted. */
   assertDone(): void {
     if (this.pendingBecause) throw unavailable(`the kernels of an earlier run are not re-adopted yet: ${this.pendingBecause}`);
+  }
+
+  /** A container died whose kernel is being adopted: true when so, and the adoption will fail. */
+  diedWhileAdopted(kernelId: string, reason: string): boolean {
+    const adopting = this.adopting.get(kernelId);
+    if (!adopting) return false;
+    adopting.diedBecause = reason;
+    return true;
   }
 
   stop(): void {
@@ -92,6 +105,7 @@ export class KernelAdoption {
         }
         if (runningById.get(record.id) === record.containerId) {
           let kernel: LiveKernel | undefined;
+          this.adopting.set(record.id, {});
           try {
             kernel = this.deps.connect(record);
             await this.adopt(record, kernel);
@@ -101,6 +115,8 @@ export class KernelAdoption {
             kernel?.close();
             registry.take(record.id);
             log.warn('Could not re-adopt kernel', { kernelId: record.id, error: (error as Error).message });
+          } finally {
+            this.adopting.delete(record.id);
           }
         }
         await this.deps.destroy(record, 'not running after a restart of the service');
@@ -128,6 +144,9 @@ export class KernelAdoption {
     void kernel.send('shell', kernel.message('kernel_info_request', {})).catch(() => undefined);
     kernel.lastActivity = record.lastActivity;
     await this.deps.adopted(record, kernel);
+    // Registered from here on, so a later death goes to the restarter; an earlier one was noted.
+    const diedBecause = this.adopting.get(record.id)?.diedBecause;
+    if (diedBecause) throw new Error(`its container died while it was adopted (${diedBecause})`);
     this.deps.log.info('Re-adopted kernel', { kernelId: record.id, containerId: record.containerId.slice(0, 12), state: kernel.state });
   }
 }

@@ -92,6 +92,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
         restart: (id) => this.restart(id),
         remove: (id, containerId, reason) =>
           this.lifecycle.run(id, async () => {
+            // A kernel that died as its start ended: its record names its container once the start is over.
+            await this.registry.startOf(id);
             const record = await this.records.get(id);
             if (record && record.containerId === containerId) await this.destroy(record, reason);
           }),
@@ -336,7 +338,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private onDeath(id: string | undefined, containerId: string, reason: DeathReason): void {
     if (this.stopped || this.launcher.startDied(containerId, reason)) return;
     if (id && this.registry.has(id)) this.restarter.onDeath(id, containerId, reason);
-    else this.pool.forget(containerId);
+    else if (!(id && this.adoption.diedWhileAdopted(id, reason))) this.pool.forget(containerId);
   }
 
   /** Resolves when every container removal started so far has finished. */

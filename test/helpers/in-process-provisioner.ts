@@ -46,6 +46,8 @@ export class InProcessProvisioner implements KernelProvisioner {
   readonly restarts: string[] = [];
   /** Launches to fail before they start anything (e.g. an engine refusing). */
   failLaunches = 0;
+  /** Runs inside `seal`, before it: a test makes a kernel die at that moment. */
+  onSeal?: (ref: KernelRef) => Promise<void>;
   private onDeath?: KernelDeathListener;
   private count = 0;
   private root = '';
@@ -117,6 +119,7 @@ export class InProcessProvisioner implements KernelProvisioner {
   }
 
   async seal(ref: KernelRef): Promise<void> {
+    await this.onSeal?.(ref);
     this.sealed.add(ref.id);
   }
 

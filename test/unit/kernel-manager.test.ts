@@ -143,3 +143,46 @@ test(`a kernel whose container keeps dying is restarted ${RESTART_LIMIT} times w
   t.is(provisioner.restarts.length, RESTART_LIMIT);
   t.is(codeOf(await t.throwsAsync(manager.handle(record.id))), 'not_found');
 });
+
+test('a kernel whose container dies while it is adopted is removed, not served dead', async (t) => {
+  const store = new MemoryStore();
+  const first = await managerWith({}, undefined, store);
+  const provisioner = first.provisioner;
+  t.teardown(() => provisioner.dispose());
+  const { record } = await first.manager.create({});
+  await first.manager.stop(true);
+  // Dies after the second manager connected and found it answering, before it is registered.
+  provisioner.onSeal = async (ref) => {
+    if (ref.id === record.id) await provisioner.kill(ref.containerId);
+  };
+
+  const { manager } = await managerWith({}, provisioner, store);
+  t.teardown(() => manager.stop(false));
+  t.is(codeOf(await t.throwsAsync(manager.handle(record.id))), 'not_found');
+  t.is(await store.get('kernels', record.id), undefined, 'its record is gone');
+  t.false(provisioner.placed.has(record.containerId), 'its container is removed');
+  t.is(manager.memory.usedKB, 0, 'its memory is given back');
+});
+
+test('a kernel whose container dies while its start is being recorded is removed', async (t) => {
+  const store = new MemoryStore();
+  const { manager, provisioner } = await managerWith({}, undefined, store);
+  t.teardown(() => manager.stop(false).then(() => provisioner.dispose()));
+  // The record gets its container id in this update: the death is reported before it lands.
+  const update = store.update.bind(store);
+  let killed = false;
+  store.update = async (ns, id, patch) => {
+    const containerId = (patch as { containerId?: string }).containerId;
+    if (ns === 'kernels' && containerId && !killed) {
+      killed = true;
+      await provisioner.kill(containerId);
+    }
+    return update(ns, id, patch);
+  };
+  const removed = new Promise<string>((resolve) => manager.once('removed', (_id, reason) => resolve(reason)));
+  const { record } = await manager.create({});
+  t.is(await removed, 'killed');
+  t.is(codeOf(await t.throwsAsync(manager.handle(record.id))), 'not_found');
+  t.is(await store.get('kernels', record.id), undefined);
+  t.false(provisioner.placed.has(record.containerId));
+});
