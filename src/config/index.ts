@@ -66,6 +66,18 @@ const memoryBudget: Parser<number> = (raw, name) => {
   return Math.max(262144, totalKB - Math.max(2 * 1024 * 1024, Math.floor(totalKB / 10)));
 };
 
+/** Every limit of a judged run (src/judge/model.ts RunLimits), as `name=value` pairs. */
+export const RUN_LIMIT_NAMES = ['cpuTimeMs', 'extraCpuTimeMs', 'wallTimeMs', 'memoryKB', 'stackKB', 'maxProcesses', 'maxOutputBytes', 'maxFileSizeKB'] as const;
+export type RunLimitName = (typeof RUN_LIMIT_NAMES)[number];
+const judgeLimits: Parser<Record<RunLimitName, number>> = (raw, name) => {
+  const parsed = pairs(int(0))(raw, name);
+  const unknown = Object.keys(parsed).filter((key) => !(RUN_LIMIT_NAMES as readonly string[]).includes(key));
+  if (unknown.length) throw new ConfigError(`${name}: unknown limit ${unknown.join(', ')}; the limits are ${RUN_LIMIT_NAMES.join(', ')}`);
+  const missing = RUN_LIMIT_NAMES.filter((key) => parsed[key] === undefined);
+  if (missing.length) throw new ConfigError(`${name} must set every limit; missing ${missing.join(', ')}`);
+  return parsed as Record<RunLimitName, number>;
+};
+
 interface Option<T> {
   env: string;
   parse: Parser<T>;
@@ -137,6 +149,10 @@ export const OPTIONS = {
   keepKernelsOnShutdown: opt('POLYKERNEL_KEEP_KERNELS_ON_SHUTDOWN', bool, 'on SIGTERM leave kernels running for re-adoption instead of removing them'),
   logLevel: opt('POLYKERNEL_LOG_LEVEL', oneOf('debug', 'info', 'warn', 'error', 'silent'), 'log level'),
   notebookRoot: opt('KG_NOTEBOOK_ROOT', str, 'root directory of notebooks for /api/executions'),
+  judgeLimits: opt('POLYKERNEL_JUDGE_LIMITS', judgeLimits, 'limits of a judged run when the submission sets none (name=value pairs; names and units as src/judge/model.ts RunLimits)'),
+  judgeLimitCaps: opt('POLYKERNEL_JUDGE_LIMIT_CAPS', judgeLimits, 'largest limits a submission may ask for; more is 4xx naming the limit'),
+  judgeCompileLimits: opt('POLYKERNEL_JUDGE_COMPILE_LIMITS', judgeLimits, 'limits of a compile step when the submission sets none'),
+  judgeCompileLimitCaps: opt('POLYKERNEL_JUDGE_COMPILE_LIMIT_CAPS', judgeLimits, 'largest compile limits a submission may ask for'),
   maxConcurrentExecutions: opt('POLYKERNEL_MAX_CONCURRENT_EXECUTIONS', int(1), 'notebook executions run at once; more wait in a queue'),
 } as const;
 
