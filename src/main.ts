@@ -16,6 +16,8 @@ import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
+import type { JudgeEngine } from './judge/model.js';
+import { createJudge0Runtime } from './api/judge0/runtime.js';
 
 export interface RunningService {
   server: http.Server;
@@ -25,7 +27,13 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
+/** What a caller may hand the service instead of what it builds itself. */
+export interface ServiceParts {
+  /** The judge engine (the judging APIs are mounted only with one). */
+  judge?: JudgeEngine;
+}
+
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel), parts: ServiceParts = {}): Promise<RunningService> {
   const store = await createStore(config);
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
@@ -38,9 +46,14 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
 
+  // Judge0's API: submissions a restart left queued or processing run again from here on.
+  const judge = parts.judge;
+  const judge0 = judge ? createJudge0Runtime({ config, store, engine: judge, log }) : undefined;
+  await judge0?.start();
+
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, executions, connectionCount: (id) => channels.connectionCount(id) });
+  const app = createApp({ config, log, kernels, queries, store, executions, judge, judge0, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
       // Connections that never finish their request hold a file descriptor each: they are closed after
@@ -86,6 +99,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
+      // Running submissions are aborted and stay `processing` in the store: the next start runs them again.
+      await judge0?.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).

@@ -1,0 +1,355 @@
+/**
+ * Submissions waiting for the engine, persisted: each is a record in the store (Redis when configured)
+ * that goes queued -> processing -> finished, and a bounded pool of workers hands them to the engine in
+ * the order they came. A restart loses none: at start every record of this instance that is not finished
+ * (queued, or processing when the last process died) is queued again, oldest first, and run; a finished
+ * one is never run again. A finished record is kept for the configured TTL, and at most `maxKept` of
+ * them, then deleted.
+ *
+ * The queue knows nothing of any API's shapes: a record carries the engine's Submission and the API's own
+ * `meta` (Judge0's request fields as the client gave them), and `onFinished` hooks (callbacks) see each
+ * record as it finishes.
+ *
+ * What this process holds per submission is a small index entry (token, owner, times, state); the
+ * submission and its result are read from the store when needed, so the memory of the service does not
+ * grow with the sources and outputs it keeps.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config/index.js';
+import { DomainError, unavailable } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/store.js';
+import type { JudgeEngine, JudgeResult, Submission } from './model.js';
+import { fromWire, toWire } from './wire.js';
+
+export type JobState = 'queued' | 'processing' | 'finished';
+
+/** One submission as the store holds it. Times are ms since the epoch. */
+export interface JobRecord<M = unknown> {
+  token: string;
+  /** The API key that created it (undefined: admin or open mode). */
+  owner?: string;
+  /** The service instance that runs it (POLYKERNEL_INSTANCE): only it re-queues it after a restart. */
+  instance: string;
+  state: JobState;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** How many times a worker took it (more than 1 after a restart during its run). */
+  attempts: number;
+  /** The engine's Submission in wire form (src/judge/wire.ts). */
+  submission: unknown;
+  meta: M;
+  /** The engine's JudgeResult in wire form, once finished without an internal fault. */
+  result?: unknown;
+  /** Why the engine could not judge it (an internal error), once finished that way. */
+  failure?: string;
+}
+
+/** A finished record, decoded. */
+export interface FinishedJob<M = unknown> {
+  record: JobRecord<M>;
+  result?: JudgeResult;
+}
+
+export interface NewJob<M> {
+  submission: Submission;
+  meta: M;
+  owner?: string;
+}
+
+interface IndexEntry {
+  owner?: string;
+  createdAt: number;
+  state: JobState;
+  finishedAt?: number;
+}
+
+export type QueueConfig = Pick<Config, 'instance' | 'judge0Workers' | 'judge0MaxQueueSize' | 'judge0ResultTtlS' | 'judge0MaxKept'>;
+
+export interface SubmissionQueueDeps {
+  config: QueueConfig;
+  store: Store;
+  engine: JudgeEngine;
+  log: Logger;
+  clock?: () => number;
+  newToken?: () => string;
+  /** How long to wait before a submission the engine refused as busy (503) is offered again. */
+  busyRetryMs?: number;
+}
+
+const NS = 'submissions';
+
+export const decodeResult = (record: JobRecord): JudgeResult | undefined => (record.result === undefined ? undefined : fromWire<JudgeResult>(record.result));
+export const decodeSubmission = (record: JobRecord): Submission => fromWire<Submission>(record.submission);
+
+export class SubmissionQueue<M = unknown> {
+  private readonly index = new Map<string, IndexEntry>();
+  private readonly waiting: string[] = [];
+  private readonly running = new Map<string, AbortController>();
+  private readonly waiters = new Map<string, Set<(record: JobRecord<M>) => void>>();
+  private readonly finishedHooks: ((job: FinishedJob<M>) => void)[] = [];
+  private readonly clock: () => number;
+  private readonly newToken: () => string;
+  private sweeper?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private stopping = false;
+  /** The engine answered busy: nothing is taken from the line until the retry timer fires. */
+  private paused = false;
+
+  constructor(private readonly deps: SubmissionQueueDeps) {
+    this.clock = deps.clock ?? Date.now;
+    this.newToken = deps.newToken ?? randomUUID;
+  }
+
+  private get store(): Store {
+    return this.deps.store;
+  }
+
+  private get ttlMs(): number {
+    return this.deps.config.judge0ResultTtlS * 1000;
+  }
+
+  /** Called with every record as it finishes (after it is stored), with its decoded result. */
+  onFinished(hook: (job: FinishedJob<M>) => void): void {
+    this.finishedHooks.push(hook);
+  }
+
+  /**
+   * Reads this instance's records: unfinished ones are queued again (oldest first; one that was
+   * processing is run again from the start), finished ones are indexed for their TTL, expired ones deleted.
+   */
+  async start(): Promise<void> {
+    const records = await this.store.list<JobRecord<M>>(NS);
+    const now = this.clock();
+    const again: JobRecord<M>[] = [];
+    for (const record of records) {
+      if (record.instance !== this.deps.config.instance) continue;
+      if (record.state === 'finished') {
+        if ((record.finishedAt ?? 0) + this.ttlMs <= now) await this.store.delete(NS, record.token);
+        else this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, state: 'finished', finishedAt: record.finishedAt });
+        continue;
+      }
+      again.push(record);
+    }
+    again.sort((a, b) => a.createdAt - b.createdAt);
+    for (const record of again) {
+      if (record.state === 'processing') {
+        await this.store.update<JobRecord<M>>(NS, record.token, { state: 'queued' });
+        this.deps.log.warn('Submission was processing when the service stopped; it runs again', { token: record.token });
+      }
+      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, state: 'queued' });
+      this.waiting.push(record.token);
+    }
+    if (again.length) this.deps.log.info('Submissions queued again after a restart', { count: again.length });
+    const every = Math.max(1000, Math.min(60_000, Math.floor(this.ttlMs / 4)));
+    this.sweeper = setInterval(() => void this.sweep().catch((error: Error) => this.deps.log.error('Sweep of finished submissions failed', { error: error.message })), every);
+    this.sweeper.unref();
+    this.pump();
+  }
+
+  /** Submissions waiting and running in this process. */
+  stats(): { waiting: number; running: number; workers: number; kept: number } {
+    return { waiting: this.waiting.length, running: this.running.size, workers: this.deps.config.judge0Workers, kept: this.index.size };
+  }
+
+  /** Whether `count` more submissions fit in the queue now. */
+  hasRoomFor(count: number): boolean {
+    return this.waiting.length + count <= this.deps.config.judge0MaxQueueSize;
+  }
+
+  /**
+   * Stores and queues submissions, in order; the queue's room is checked for all of them first (a batch
+   * is taken whole or refused). Returns their tokens.
+   */
+  async submit(jobs: NewJob<M>[]): Promise<JobRecord<M>[]> {
+    if (this.stopping) throw unavailable('the service is shutting down');
+    if (!this.hasRoomFor(jobs.length)) throw unavailable('queue is full');
+    const records: JobRecord<M>[] = [];
+    for (const job of jobs) {
+      const record: JobRecord<M> = {
+        token: this.newToken(),
+        owner: job.owner,
+        instance: this.deps.config.instance,
+        state: 'queued',
+        createdAt: this.clock(),
+        attempts: 0,
+        submission: toWire(job.submission),
+        meta: job.meta,
+      };
+      await this.store.put(NS, record.token, record);
+      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, state: 'queued' });
+      this.waiting.push(record.token);
+      records.push(record);
+    }
+    this.pump();
+    return records;
+  }
+
+  /** The record, or undefined when there is none (never was, expired, deleted). */
+  async get(token: string): Promise<JobRecord<M> | undefined> {
+    const record = await this.store.get<JobRecord<M>>(NS, token);
+    if (!record) return undefined;
+    if (record.state === 'finished' && (record.finishedAt ?? 0) + this.ttlMs <= this.clock()) return undefined;
+    return record;
+  }
+
+  async getMany(tokens: string[]): Promise<(JobRecord<M> | undefined)[]> {
+    return Promise.all(tokens.map((token) => this.get(token)));
+  }
+
+  /**
+   * Resolves with the record once it is finished, or as it is after `timeoutMs` (still queued or
+   * processing); undefined when it does not exist.
+   */
+  async waitFor(token: string, timeoutMs: number): Promise<JobRecord<M> | undefined> {
+    const current = await this.get(token);
+    if (!current || current.state === 'finished') return current;
+    return new Promise((resolve) => {
+      let set = this.waiters.get(token);
+      if (!set) this.waiters.set(token, (set = new Set()));
+      const done = (record: JobRecord<M> | undefined) => {
+        clearTimeout(timer);
+        set!.delete(listener);
+        if (set!.size === 0) this.waiters.delete(token);
+        resolve(record);
+      };
+      const listener = (record: JobRecord<M>) => done(record);
+      const timer = setTimeout(() => void this.get(token).then(done, () => done(current)), timeoutMs);
+      set.add(listener);
+    });
+  }
+
+  /** Deletes a finished record; false when there is none. The caller checks it is finished. */
+  async delete(token: string): Promise<boolean> {
+    this.index.delete(token);
+    return this.store.delete(NS, token);
+  }
+
+  /**
+   * A page of this instance's submissions that `sees` lets through, newest first (as Judge0 lists), and
+   * how many there are in all.
+   */
+  async page(sees: (owner: string | undefined) => boolean, page: number, perPage: number): Promise<{ records: JobRecord<M>[]; total: number }> {
+    const tokens = [...this.index.entries()]
+      .filter(([, entry]) => sees(entry.owner))
+      .sort((a, b) => b[1].createdAt - a[1].createdAt)
+      .map(([token]) => token);
+    const slice = perPage === 0 ? [] : tokens.slice((page - 1) * perPage, page * perPage);
+    const records = (await this.getMany(slice)).filter((record): record is JobRecord<M> => record !== undefined);
+    return { records, total: tokens.length };
+  }
+
+  /** Stops taking work; running submissions are aborted and stay `processing`, to run again after a restart. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.sweeper);
+    clearTimeout(this.retryTimer);
+    for (const controller of this.running.values()) controller.abort(new Error('the service is shutting down'));
+    this.waiting.length = 0;
+  }
+
+  private pump(): void {
+    while (!this.stopping && !this.paused && this.running.size < this.deps.config.judge0Workers && this.waiting.length > 0) {
+      const token = this.waiting.shift()!;
+      const controller = new AbortController();
+      this.running.set(token, controller);
+      void this.run(token, controller.signal)
+        .catch((error: Error) => this.deps.log.error('Submission run failed unexpectedly', { token, error: error?.stack ?? String(error) }))
+        .finally(() => {
+          this.running.delete(token);
+          this.pump();
+        });
+    }
+  }
+
+  private async run(token: string, signal: AbortSignal): Promise<void> {
+    const record = await this.store.get<JobRecord<M>>(NS, token);
+    // Deleted meanwhile, or already finished (a duplicate in the line): nothing to do.
+    if (!record || record.state === 'finished') return;
+    const startedAt = this.clock();
+    const attempts = (record.attempts ?? 0) + 1;
+    await this.store.update<JobRecord<M>>(NS, token, { state: 'processing', startedAt, attempts });
+    this.setState(token, 'processing');
+    let result: JudgeResult | undefined;
+    let failure: string | undefined;
+    try {
+      result = await this.deps.engine.judge(decodeSubmission(record), signal);
+    } catch (error) {
+      if (signal.aborted) return; // the service stops: it stays processing and runs again after the restart
+      if (error instanceof DomainError && error.code === 'unavailable') {
+        // The engine's own line is full: offer it again shortly, ahead of newer ones.
+        await this.store.update<JobRecord<M>>(NS, token, { state: 'queued' });
+        this.setState(token, 'queued');
+        this.waiting.unshift(token);
+        this.retryLater();
+        return;
+      }
+      failure = error instanceof DomainError ? error.message : 'the judge failed; the service logged the details';
+      if (!(error instanceof DomainError)) this.deps.log.error('Judging failed', { token, error: (error as Error)?.stack ?? String(error) });
+    }
+    if (signal.aborted) return;
+    const finishedAt = this.clock();
+    const patch: Partial<JobRecord<M>> = { state: 'finished', finishedAt, ...(result ? { result: toWire(result) } : { failure }) };
+    const stored = await this.store.update<JobRecord<M>>(NS, token, patch);
+    if (!stored) {
+      // Deleted while it ran.
+      this.index.delete(token);
+      return;
+    }
+    const entry = this.index.get(token);
+    if (entry) Object.assign(entry, { state: 'finished', finishedAt });
+    const finished: JobRecord<M> = { ...record, startedAt, attempts, ...patch } as JobRecord<M>;
+    for (const waiter of this.waiters.get(token) ?? []) waiter(finished);
+    for (const hook of this.finishedHooks) {
+      try {
+        hook({ record: finished, result });
+      } catch (error) {
+        this.deps.log.error('A finished-submission hook failed', { token, error: (error as Error).message });
+      }
+    }
+    this.evictOverflow();
+  }
+
+  private setState(token: string, state: JobState): void {
+    const entry = this.index.get(token);
+    if (entry) entry.state = state;
+  }
+
+  /** Holds the line (the engine is busy) until a timer offers it again. */
+  private retryLater(): void {
+    this.paused = true;
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.paused = false;
+      this.pump();
+    }, this.deps.busyRetryMs ?? 250);
+    this.retryTimer.unref();
+  }
+
+  /** Deletes finished records past their TTL. */
+  async sweep(): Promise<void> {
+    const now = this.clock();
+    for (const [token, entry] of this.index) {
+      if (entry.state === 'finished' && (entry.finishedAt ?? 0) + this.ttlMs <= now) {
+        this.index.delete(token);
+        await this.store.delete(NS, token);
+      }
+    }
+    this.evictOverflow();
+  }
+
+  /** Past `maxKept` finished records, the oldest go before their TTL (the store must stay bounded). */
+  private evictOverflow(): void {
+    const finished = [...this.index.entries()].filter(([, e]) => e.state === 'finished');
+    const over = finished.length - this.deps.config.judge0MaxKept;
+    if (over <= 0) return;
+    finished.sort((a, b) => (a[1].finishedAt ?? 0) - (b[1].finishedAt ?? 0));
+    for (const [token] of finished.slice(0, over)) {
+      this.index.delete(token);
+      void this.store.delete(NS, token).catch(() => undefined);
+    }
+    this.deps.log.warn('Finished submissions dropped before their TTL: POLYKERNEL_JUDGE0_MAX_KEPT reached', { dropped: over });
+  }
+}
