@@ -33,6 +33,8 @@ export interface JobRecord<M = unknown> {
   instance: string;
   state: JobState;
   createdAt: number;
+  /** Order among submissions of the same millisecond (a batch). */
+  seq: number;
   startedAt?: number;
   finishedAt?: number;
   /** How many times a worker took it (more than 1 after a restart during its run). */
@@ -94,6 +96,7 @@ export class SubmissionQueue<M = unknown> {
   private sweeper?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
   private stopping = false;
+  private seq = 0;
   /** The engine answered busy: nothing is taken from the line until the retry timer fires. */
   private paused = false;
 
@@ -132,7 +135,7 @@ export class SubmissionQueue<M = unknown> {
       }
       again.push(record);
     }
-    again.sort((a, b) => a.createdAt - b.createdAt);
+    again.sort((a, b) => a.createdAt - b.createdAt || (a.seq ?? 0) - (b.seq ?? 0));
     for (const record of again) {
       if (record.state === 'processing') {
         await this.store.update<JobRecord<M>>(NS, record.token, { state: 'queued' });
@@ -173,6 +176,7 @@ export class SubmissionQueue<M = unknown> {
         instance: this.deps.config.instance,
         state: 'queued',
         createdAt: this.clock(),
+        seq: this.seq++,
         attempts: 0,
         submission: toWire(job.submission),
         meta: job.meta,
@@ -203,21 +207,27 @@ export class SubmissionQueue<M = unknown> {
    * processing); undefined when it does not exist.
    */
   async waitFor(token: string, timeoutMs: number): Promise<JobRecord<M> | undefined> {
-    const current = await this.get(token);
-    if (!current || current.state === 'finished') return current;
-    return new Promise((resolve) => {
-      let set = this.waiters.get(token);
-      if (!set) this.waiters.set(token, (set = new Set()));
-      const done = (record: JobRecord<M> | undefined) => {
-        clearTimeout(timer);
-        set!.delete(listener);
-        if (set!.size === 0) this.waiters.delete(token);
-        resolve(record);
-      };
-      const listener = (record: JobRecord<M>) => done(record);
-      const timer = setTimeout(() => void this.get(token).then(done, () => done(current)), timeoutMs);
-      set.add(listener);
+    // Listening before reading: a run that finishes between the read and the subscription is not missed.
+    let set = this.waiters.get(token);
+    if (!set) this.waiters.set(token, (set = new Set()));
+    const waiters = set;
+    let listener!: (record: JobRecord<M>) => void;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = new Promise<JobRecord<M> | undefined>((resolve) => {
+      listener = resolve;
+      waiters.add(listener);
     });
+    try {
+      const current = await this.get(token);
+      if (!current || current.state === 'finished') return current;
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      const outcome = await Promise.race([finished, timedOut]);
+      return outcome === 'timeout' ? ((await this.get(token).catch(() => current)) ?? current) : outcome;
+    } finally {
+      clearTimeout(timer);
+      waiters.delete(listener);
+      if (waiters.size === 0 && this.waiters.get(token) === waiters) this.waiters.delete(token);
+    }
   }
 
   /** Deletes a finished record; false when there is none. The caller checks it is finished. */
