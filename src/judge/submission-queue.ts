@@ -63,6 +63,7 @@ export interface NewJob<M> {
 interface IndexEntry {
   owner?: string;
   createdAt: number;
+  seq: number;
   state: JobState;
   finishedAt?: number;
 }
@@ -130,7 +131,7 @@ export class SubmissionQueue<M = unknown> {
       if (record.instance !== this.deps.config.instance) continue;
       if (record.state === 'finished') {
         if ((record.finishedAt ?? 0) + this.ttlMs <= now) await this.store.delete(NS, record.token);
-        else this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, state: 'finished', finishedAt: record.finishedAt });
+        else this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, seq: record.seq ?? 0, state: 'finished', finishedAt: record.finishedAt });
         continue;
       }
       again.push(record);
@@ -141,7 +142,7 @@ export class SubmissionQueue<M = unknown> {
         await this.store.update<JobRecord<M>>(NS, record.token, { state: 'queued' });
         this.deps.log.warn('Submission was processing when the service stopped; it runs again', { token: record.token });
       }
-      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, state: 'queued' });
+      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, seq: record.seq ?? 0, state: 'queued' });
       this.waiting.push(record.token);
     }
     if (again.length) this.deps.log.info('Submissions queued again after a restart', { count: again.length });
@@ -182,7 +183,7 @@ export class SubmissionQueue<M = unknown> {
         meta: job.meta,
       };
       await this.store.put(NS, record.token, record);
-      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, state: 'queued' });
+      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, seq: record.seq ?? 0, state: 'queued' });
       this.waiting.push(record.token);
       records.push(record);
     }
@@ -243,7 +244,7 @@ export class SubmissionQueue<M = unknown> {
   async page(sees: (owner: string | undefined) => boolean, page: number, perPage: number): Promise<{ records: JobRecord<M>[]; total: number }> {
     const tokens = [...this.index.entries()]
       .filter(([, entry]) => sees(entry.owner))
-      .sort((a, b) => b[1].createdAt - a[1].createdAt)
+      .sort((a, b) => b[1].createdAt - a[1].createdAt || b[1].seq - a[1].seq)
       .map(([token]) => token);
     const slice = perPage === 0 ? [] : tokens.slice((page - 1) * perPage, page * perPage);
     const records = (await this.getMany(slice)).filter((record): record is JobRecord<M> => record !== undefined);
