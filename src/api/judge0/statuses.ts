@@ -90,6 +90,8 @@ export function signalNumber(name: string | null): number | null {
 export function messageOf(test: TestResult): string | null {
   if (test.verdict === 'time_limit_exceeded') return test.timeLimit === 'wall' ? 'Time limit exceeded (wall clock)' : 'Time limit exceeded';
   if (test.verdict === 'runtime_error') {
+    // A kill of the supervisor's (too many processes) says why; a signal of the program's own, which.
+    if (test.killedFor && test.message) return test.message;
     const number = signalNumber(test.signal);
     if (number !== null) return `Caught fatal signal ${number}`;
     if (test.exitCode) return `Exited with error status ${test.exitCode}`;
