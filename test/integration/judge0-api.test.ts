@@ -151,7 +151,7 @@ test('a callback to a loopback listener: a PUT of the result, retried after the 
     });
   });
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise((resolve) => listener.close(resolve)));
+  t.teardown(() => new Promise<void>((resolve) => listener.close(() => resolve())));
   const url = `http://127.0.0.1:${(listener.address() as AddressInfo).port}/judged`;
   const created = await svc.call('POST', '/submissions', { language_id: PYTHON, source_code: 'print("called back")', callback_url: url });
   t.is(created.status, 201);
