@@ -157,6 +157,7 @@ export const OPTIONS = {
   judge0MaxQueueSize: opt('POLYKERNEL_JUDGE0_MAX_QUEUE_SIZE', int(1), 'Judge0 API: submissions that may wait in the queue (Judge0\'s MAX_QUEUE_SIZE); a create past it is 503 {"error": "queue is full"}'),
   judge0ResultTtlS: opt('POLYKERNEL_JUDGE0_RESULT_TTL_S', int(1), 'Judge0 API: a finished submission is kept this long (s), then it is gone (404)'),
   judge0MaxKept: opt('POLYKERNEL_JUDGE0_MAX_KEPT', int(1), 'Judge0 API: finished submissions kept at most; past it the oldest are dropped before their TTL'),
+  judge0MaxKeptMB: opt('POLYKERNEL_JUDGE0_MAX_KEPT_MB', int(1), 'Judge0 API: size of all kept submissions (sources, inputs, outputs) at most (MB); past it the oldest finished are dropped before their TTL'),
   judge0EnableWait: opt('POLYKERNEL_JUDGE0_ENABLE_WAIT_RESULT', bool, 'Judge0 API: whether ?wait=true is allowed (Judge0\'s ENABLE_WAIT_RESULT)'),
   judge0WaitTimeoutMs: opt('POLYKERNEL_JUDGE0_WAIT_TIMEOUT_MS', int(100, 600_000), 'Judge0 API: ?wait=true answers after this long at most (ms), with the submission as it is then (In Queue or Processing)'),
   judge0MaxBatchSize: opt('POLYKERNEL_JUDGE0_MAX_BATCH_SIZE', int(1, 1000), 'Judge0 API: submissions in one batch (Judge0\'s MAX_SUBMISSION_BATCH_SIZE)'),

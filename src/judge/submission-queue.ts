@@ -10,9 +10,11 @@
  * `meta` (Judge0's request fields as the client gave them), and `onFinished` hooks (callbacks) see each
  * record as it finishes.
  *
- * What this process holds per submission is a small index entry (token, owner, times, state); the
- * submission and its result are read from the store when needed, so the memory of the service does not
- * grow with the sources and outputs it keeps.
+ * Beside each record the store holds a small index entry (namespace `submission-index`: token, owner,
+ * times, state, size), and this process a copy of the entries of its instance: a start reads the entries,
+ * not the records, and listing, the TTL and the bounds work on entries. The submission and its result are
+ * read from the store only when needed, so the service's memory does not grow with what it keeps; the
+ * store's is bounded by `maxKept` records and `maxKeptMB` of them.
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/index.js';
@@ -60,15 +62,20 @@ export interface NewJob<M> {
   owner?: string;
 }
 
+/** What the index keeps of a record (the store's `submission-index`, and this process's copy). */
 interface IndexEntry {
+  token: string;
+  instance: string;
   owner?: string;
   createdAt: number;
   seq: number;
   state: JobState;
   finishedAt?: number;
+  /** Size of the stored record, bytes of JSON (about what the store holds for it). */
+  bytes: number;
 }
 
-export type QueueConfig = Pick<Config, 'instance' | 'judge0Workers' | 'judge0MaxQueueSize' | 'judge0ResultTtlS' | 'judge0MaxKept'>;
+export type QueueConfig = Pick<Config, 'instance' | 'judge0Workers' | 'judge0MaxQueueSize' | 'judge0ResultTtlS' | 'judge0MaxKept' | 'judge0MaxKeptMB'>;
 
 export interface SubmissionQueueDeps {
   config: QueueConfig;
@@ -82,6 +89,7 @@ export interface SubmissionQueueDeps {
 }
 
 const NS = 'submissions';
+const INDEX = 'submission-index';
 
 export const decodeResult = (record: JobRecord): JudgeResult | undefined => (record.result === undefined ? undefined : fromWire<JudgeResult>(record.result));
 export const decodeSubmission = (record: JobRecord): Submission => fromWire<Submission>(record.submission);
@@ -124,26 +132,25 @@ export class SubmissionQueue<M = unknown> {
    * processing is run again from the start), finished ones are indexed for their TTL, expired ones deleted.
    */
   async start(): Promise<void> {
-    const records = await this.store.list<JobRecord<M>>(NS);
+    const entries = (await this.store.list<IndexEntry>(INDEX)).filter((entry) => entry.instance === this.deps.config.instance);
     const now = this.clock();
-    const again: JobRecord<M>[] = [];
-    for (const record of records) {
-      if (record.instance !== this.deps.config.instance) continue;
-      if (record.state === 'finished') {
-        if ((record.finishedAt ?? 0) + this.ttlMs <= now) await this.store.delete(NS, record.token);
-        else this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, seq: record.seq ?? 0, state: 'finished', finishedAt: record.finishedAt });
+    const again: IndexEntry[] = [];
+    for (const entry of entries) {
+      if (entry.state === 'finished') {
+        if ((entry.finishedAt ?? 0) + this.ttlMs <= now) await this.forget(entry.token);
+        else this.index.set(entry.token, entry);
         continue;
       }
-      again.push(record);
+      again.push(entry);
     }
-    again.sort((a, b) => a.createdAt - b.createdAt || (a.seq ?? 0) - (b.seq ?? 0));
-    for (const record of again) {
-      if (record.state === 'processing') {
-        await this.store.update<JobRecord<M>>(NS, record.token, { state: 'queued' });
-        this.deps.log.warn('Submission was processing when the service stopped; it runs again', { token: record.token });
+    again.sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq);
+    for (const entry of again) {
+      if (entry.state === 'processing') {
+        await this.setState(entry.token, 'queued', entry);
+        this.deps.log.warn('Submission was processing when the service stopped; it runs again', { token: entry.token });
       }
-      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, seq: record.seq ?? 0, state: 'queued' });
-      this.waiting.push(record.token);
+      this.index.set(entry.token, { ...entry, state: 'queued' });
+      this.waiting.push(entry.token);
     }
     if (again.length) this.deps.log.info('Submissions queued again after a restart', { count: again.length });
     const every = Math.max(1000, Math.min(60_000, Math.floor(this.ttlMs / 4)));
@@ -182,8 +189,20 @@ export class SubmissionQueue<M = unknown> {
         submission: toWire(job.submission),
         meta: job.meta,
       };
+      const entry: IndexEntry = {
+        token: record.token,
+        instance: record.instance,
+        owner: record.owner,
+        createdAt: record.createdAt,
+        seq: record.seq,
+        state: 'queued',
+        bytes: JSON.stringify(record).length,
+      };
+      // The entry first: an entry without its record is dropped when its turn comes; a record without an
+      // entry would be kept for ever.
+      await this.store.put(INDEX, record.token, entry);
       await this.store.put(NS, record.token, record);
-      this.index.set(record.token, { owner: record.owner, createdAt: record.createdAt, seq: record.seq ?? 0, state: 'queued' });
+      this.index.set(record.token, entry);
       this.waiting.push(record.token);
       records.push(record);
     }
@@ -233,8 +252,14 @@ export class SubmissionQueue<M = unknown> {
 
   /** Deletes a finished record; false when there is none. The caller checks it is finished. */
   async delete(token: string): Promise<boolean> {
+    return this.forget(token);
+  }
+
+  /** Deletes a record and its index entry. */
+  private async forget(token: string): Promise<boolean> {
     this.index.delete(token);
-    return this.store.delete(NS, token);
+    const [deleted] = await Promise.all([this.store.delete(NS, token), this.store.delete(INDEX, token)]);
+    return deleted;
   }
 
   /**
@@ -276,12 +301,19 @@ export class SubmissionQueue<M = unknown> {
 
   private async run(token: string, signal: AbortSignal): Promise<void> {
     const record = await this.store.get<JobRecord<M>>(NS, token);
-    // Deleted meanwhile, or already finished (a duplicate in the line): nothing to do.
-    if (!record || record.state === 'finished') return;
+    if (!record) {
+      // Deleted meanwhile, or its record was never written (a crash between the two writes).
+      await this.forget(token);
+      return;
+    }
+    if (record.state === 'finished') {
+      await this.setState(token, 'finished', { finishedAt: record.finishedAt });
+      return;
+    }
     const startedAt = this.clock();
     const attempts = (record.attempts ?? 0) + 1;
     await this.store.update<JobRecord<M>>(NS, token, { state: 'processing', startedAt, attempts });
-    this.setState(token, 'processing');
+    await this.setState(token, 'processing');
     let result: JudgeResult | undefined;
     let failure: string | undefined;
     try {
@@ -291,7 +323,7 @@ export class SubmissionQueue<M = unknown> {
       if (error instanceof DomainError && error.code === 'unavailable') {
         // The engine's own line is full: offer it again shortly, ahead of newer ones.
         await this.store.update<JobRecord<M>>(NS, token, { state: 'queued' });
-        this.setState(token, 'queued');
+        await this.setState(token, 'queued');
         this.waiting.unshift(token);
         this.retryLater();
         return;
@@ -305,11 +337,11 @@ export class SubmissionQueue<M = unknown> {
     const stored = await this.store.update<JobRecord<M>>(NS, token, patch);
     if (!stored) {
       // Deleted while it ran.
-      this.index.delete(token);
+      await this.forget(token);
       return;
     }
-    const entry = this.index.get(token);
-    if (entry) Object.assign(entry, { state: 'finished', finishedAt });
+    const bytes = (this.index.get(token)?.bytes ?? 0) + JSON.stringify(patch).length;
+    await this.setState(token, 'finished', { finishedAt, bytes });
     const finished: JobRecord<M> = { ...record, startedAt, attempts, ...patch } as JobRecord<M>;
     for (const waiter of this.waiters.get(token) ?? []) waiter(finished);
     for (const hook of this.finishedHooks) {
@@ -322,9 +354,11 @@ export class SubmissionQueue<M = unknown> {
     this.evictOverflow();
   }
 
-  private setState(token: string, state: JobState): void {
+  /** Sets an index entry's state, here and in the store. */
+  private async setState(token: string, state: JobState, more: Partial<IndexEntry> = {}): Promise<void> {
     const entry = this.index.get(token);
-    if (entry) entry.state = state;
+    if (entry) Object.assign(entry, more, { state });
+    await this.store.update<IndexEntry>(INDEX, token, { ...more, state });
   }
 
   /** Holds the line (the engine is busy) until a timer offers it again. */
@@ -343,24 +377,28 @@ export class SubmissionQueue<M = unknown> {
   async sweep(): Promise<void> {
     const now = this.clock();
     for (const [token, entry] of this.index) {
-      if (entry.state === 'finished' && (entry.finishedAt ?? 0) + this.ttlMs <= now) {
-        this.index.delete(token);
-        await this.store.delete(NS, token);
-      }
+      if (entry.state === 'finished' && (entry.finishedAt ?? 0) + this.ttlMs <= now) await this.forget(token);
     }
     this.evictOverflow();
   }
 
-  /** Past `maxKept` finished records, the oldest go before their TTL (the store must stay bounded). */
+  /**
+   * Past `maxKept` finished records or `maxKeptMB` of all records, the oldest finished ones go before
+   * their TTL: the store must stay bounded whatever clients send and never fetch.
+   */
   private evictOverflow(): void {
-    const finished = [...this.index.entries()].filter(([, e]) => e.state === 'finished');
-    const over = finished.length - this.deps.config.judge0MaxKept;
-    if (over <= 0) return;
-    finished.sort((a, b) => (a[1].finishedAt ?? 0) - (b[1].finishedAt ?? 0));
-    for (const [token] of finished.slice(0, over)) {
-      this.index.delete(token);
-      void this.store.delete(NS, token).catch(() => undefined);
+    const finished = [...this.index.values()].filter((e) => e.state === 'finished').sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0));
+    let count = finished.length;
+    let bytes = [...this.index.values()].reduce((sum, e) => sum + e.bytes, 0);
+    const maxBytes = this.deps.config.judge0MaxKeptMB * 1024 * 1024;
+    let dropped = 0;
+    for (const entry of finished) {
+      if (count <= this.deps.config.judge0MaxKept && bytes <= maxBytes) break;
+      count--;
+      bytes -= entry.bytes;
+      dropped++;
+      void this.forget(entry.token).catch(() => undefined);
     }
-    this.deps.log.warn('Finished submissions dropped before their TTL: POLYKERNEL_JUDGE0_MAX_KEPT reached', { dropped: over });
+    if (dropped) this.deps.log.warn('Finished submissions dropped before their TTL: POLYKERNEL_JUDGE0_MAX_KEPT or _MAX_KEPT_MB reached', { dropped });
   }
 }

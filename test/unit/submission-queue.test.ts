@@ -25,6 +25,7 @@ const queueConfig = (over: Partial<QueueConfig> = {}): QueueConfig => ({
   judge0MaxQueueSize: 100,
   judge0ResultTtlS: 3600,
   judge0MaxKept: 1000,
+  judge0MaxKeptMB: 64,
   ...over,
 });
 
@@ -64,7 +65,9 @@ for (const [kind, makeStore] of stores) {
   test(`${kind}: runs at most judge0Workers at once, oldest first, and stores each result`, async (t) => {
     const store = await makeStore();
     t.teardown(async () => {
-      for (const record of await store.list<{ token: string }>('submissions')) await store.delete('submissions', record.token);
+      for (const ns of ['submissions', 'submission-index'] as const) {
+        for (const record of await store.list<{ token: string }>(ns)) await store.delete(ns, record.token);
+      }
       await store.close();
     });
     const gates = new Map<string, ReturnType<typeof deferred<void>>>();
@@ -100,7 +103,9 @@ for (const [kind, makeStore] of stores) {
   test(`${kind}: a restart runs again what was queued or processing, never what had finished`, async (t) => {
     const store = await makeStore();
     t.teardown(async () => {
-      for (const record of await store.list<{ token: string }>('submissions')) await store.delete('submissions', record.token);
+      for (const ns of ['submissions', 'submission-index'] as const) {
+        for (const record of await store.list<{ token: string }>(ns)) await store.delete(ns, record.token);
+      }
       await store.close();
     });
     const config = queueConfig({ judge0Workers: 1 });
@@ -162,6 +167,7 @@ test('results go after their TTL and past maxKept, oldest first', async (t) => {
   t.is(await queue.get(a!.token), undefined);
   await queue.sweep();
   t.is((await store.list('submissions')).length, 1);
+  t.is((await store.list('submission-index')).length, 1);
   const [c] = await queue.submit([job('c')]);
   await queue.waitFor(c!.token, 5000);
   const [d] = await queue.submit([job('d')]);
@@ -170,6 +176,24 @@ test('results go after their TTL and past maxKept, oldest first', async (t) => {
   t.is(await queue.get(b!.token), undefined);
   t.truthy(await queue.get(c!.token));
   t.truthy(await queue.get(d!.token));
+  await queue.stop();
+});
+
+test('past maxKeptMB the oldest finished go, whatever their count', async (t) => {
+  const store = new MemoryStore();
+  const queue = new SubmissionQueue<{ text: string }>({ config: queueConfig({ judge0MaxKeptMB: 1 }), store, engine: new FakeJudge((s) => accepted(sourceOf(s))), log: silentLogger });
+  await queue.start();
+  const tokens: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    // About 0.4 MB stored per record (source as Base64, output as Base64 again).
+    const [r] = await queue.submit([{ submission: submissionOf(`${i}`.repeat(150_000)), meta: { text: 'big' } }]);
+    await queue.waitFor(r!.token, 5000);
+    tokens.push(r!.token);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const kept = (await Promise.all(tokens.map((token) => queue.get(token)))).map(Boolean);
+  t.deepEqual(kept, [false, false, true, true]);
+  t.is((await store.list('submission-index')).length, 2);
   await queue.stop();
 });
 
