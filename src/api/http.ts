@@ -1,8 +1,8 @@
 /**
  * What every API surface shares at the HTTP edge: reading bodies within a size limit, and answering errors
  * in the surface's dialect (v1: a problem document; Judge0's API: `{error}`; the Jupyter APIs:
- * `{message, reason}`), chosen by path in one place. A fault that is not a DomainError is logged with its stack and answered with a
- * generic 500: clients never see internals.
+ * `{message, reason}`), chosen by path in one place. A fault that is not a DomainError is logged with its
+ * stack and answered with a generic 500: clients never see internals.
  */
 import type { Context, Middleware, Next } from 'koa';
 import { invalidInput, payloadTooLarge, unsupportedMediaType } from '../errors.js';
