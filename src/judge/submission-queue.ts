@@ -105,6 +105,9 @@ export class SubmissionQueue<M = unknown> {
   private sweeper?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
   private stopping = false;
+  /** Resolves at stop: requests waiting for a result answer then instead of holding the shutdown. */
+  private readonly stopped: Promise<'stopped'>;
+  private markStopped!: () => void;
   private seq = 0;
   /** The engine answered busy: nothing is taken from the line until the retry timer fires. */
   private paused = false;
@@ -112,6 +115,7 @@ export class SubmissionQueue<M = unknown> {
   constructor(private readonly deps: SubmissionQueueDeps) {
     this.clock = deps.clock ?? Date.now;
     this.newToken = deps.newToken ?? randomUUID;
+    this.stopped = new Promise((resolve) => (this.markStopped = () => resolve('stopped')));
   }
 
   private get store(): Store {
@@ -241,8 +245,9 @@ export class SubmissionQueue<M = unknown> {
       const current = await this.get(token);
       if (!current || current.state === 'finished') return current;
       const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      const outcome = await Promise.race([finished, timedOut]);
-      return outcome === 'timeout' ? ((await this.get(token).catch(() => current)) ?? current) : outcome;
+      const outcome = await Promise.race([finished, timedOut, this.stopped]);
+      if (outcome === 'timeout' || outcome === 'stopped') return (await this.get(token).catch(() => current)) ?? current;
+      return outcome;
     } finally {
       clearTimeout(timer);
       waiters.delete(listener);
@@ -279,6 +284,7 @@ export class SubmissionQueue<M = unknown> {
   /** Stops taking work; running submissions are aborted and stay `processing`, to run again after a restart. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.markStopped();
     clearInterval(this.sweeper);
     clearTimeout(this.retryTimer);
     for (const controller of this.running.values()) controller.abort(new Error('the service is shutting down'));
