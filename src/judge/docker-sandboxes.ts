@@ -258,7 +258,10 @@ class SupervisedSandbox implements JudgeSandbox {
     this.id = connection.containerId;
     connection.onStdout((chunk) => this.received(chunk));
     connection.onStderr((chunk) => {
-      if (this.diagnostics.length < DIAGNOSTICS_BYTES) this.diagnostics += chunk.toString('utf8').slice(0, DIAGNOSTICS_BYTES - this.diagnostics.length);
+      if (this.diagnostics.length >= DIAGNOSTICS_BYTES) return;
+      const text = chunk.toString('utf8').slice(0, DIAGNOSTICS_BYTES - this.diagnostics.length);
+      this.diagnostics += text;
+      this.log.debug('Judge supervisor diagnostics', { containerId: this.id.slice(0, 12), text: text.trim() });
     });
     connection.onEnd((error) => this.fail(new Error(`the judge sandbox ended${error ? ` (${error.message})` : ''}${this.diagnostics ? `: ${this.diagnostics.trim()}` : ''}`)));
   }

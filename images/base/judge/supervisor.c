@@ -821,7 +821,15 @@ static int deep_counter;
  * world-writable directory of someone else to remove what belongs to `uid` there. Deeper than a bound, a
  * directory is moved up to `topfd` instead and removed from there on a later pass (no depth limit).
  */
+static int remove_entry_(int dirfd, const char *name, uid_t uid, int topfd, int depth);
+
 static int remove_entry(int dirfd, const char *name, uid_t uid, int topfd, int depth) {
+  int r = remove_entry_(dirfd, name, uid, topfd, depth);
+  if (r < 0) fprintf(stderr, "supervisor: clean-up of %s (depth %d): %s\n", name, depth, strerror(errno));
+  return r;
+}
+
+static int remove_entry_(int dirfd, const char *name, uid_t uid, int topfd, int depth) {
   struct stat st;
   if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT ? 0 : -1;
   int owned = st.st_uid == uid;
@@ -831,10 +839,14 @@ static int remove_entry(int dirfd, const char *name, uid_t uid, int topfd, int d
   }
   if (!owned && !(st.st_mode & S_IWOTH)) return 0;
   if (owned && depth > 64) {
-    char moved[64];
-    snprintf(moved, sizeof moved, ".judge-deep-%d", ++deep_counter);
-    if (renameat(dirfd, name, topfd, moved) != 0) return -1;
-    return 1; /* the caller's pass goes on; the top is scanned again */
+    /* A fresh name at the top (a name the program chose may be taken: try the next). */
+    for (int attempt = 0; attempt < 1000; attempt++) {
+      char moved[64];
+      snprintf(moved, sizeof moved, ".judge-deep-%d", ++deep_counter);
+      if (renameat(dirfd, name, topfd, moved) == 0) return 1; /* the top is scanned again */
+      if (errno != EEXIST && errno != ENOTEMPTY) return -1;
+    }
+    return -1;
   }
   if (owned && (st.st_mode & 0700) != 0700) fchmodat(dirfd, name, 0700, 0);
   int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -863,7 +875,9 @@ static int empty_dir(const char *path, uid_t uid) {
   if (top < 0) return errno == ENOENT ? 0 : -1;
   int result = 0;
   for (int pass = 0; pass < 100000; pass++) {
+    /* A duplicate shares the directory's offset: back to its start for every pass. */
     int fd = dup(top);
+    if (fd >= 0) lseek(fd, 0, SEEK_SET);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
       result = -1;
