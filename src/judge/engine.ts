@@ -80,7 +80,20 @@ interface PreparedChecker {
   language: JudgedLanguage;
   /** Set when the checker could not be made ready: every checked test is an internal error with it. */
   failure?: string;
+  /** Bytes of test files written into the sandbox so far, and how many it may hold. */
+  written: number;
+  budget: number;
+  /** A fresh checker sandbox, compiled, for when this one is full. */
+  renew(): Promise<PreparedChecker>;
+  /** Tests checked so far: each gets a directory of its own (a builder's file is never overwritten). */
+  checked: number;
 }
+
+/**
+ * Test files a checker's sandbox holds before it is replaced by a fresh one: the sandbox never overwrites
+ * or removes what its builder wrote, and the files live in its memory (tmpfs), so they are bounded.
+ */
+const CHECKER_FILES_BUDGET_BYTES = 16 * 1024 * 1024;
 
 export class SandboxJudgeEngine implements JudgeEngine {
   private readonly table: JudgeLanguages;
@@ -232,8 +245,13 @@ export class SandboxJudgeEngine implements JudgeEngine {
         if (signal.aborted || finished) await sandbox.close().catch(() => undefined);
         return sandbox;
       };
-      // The checker's sandbox starts while the program's compiles.
-      const checkerPending = checkerFiles ? this.prepareChecker(checkerFiles, open) : undefined;
+      // The checker's sandbox starts while the program's compiles. It holds the test files of as many tests
+      // as fit its budget (at least one test's: input, expected output, the largest output allowed).
+      const budget = Math.max(
+        CHECKER_FILES_BUDGET_BYTES,
+        ...submission.tests.map((test, index) => test.stdin.length + (test.expectedOutput?.length ?? 0) + limits[index].maxOutputBytes),
+      );
+      const checkerPending = checkerFiles ? this.prepareChecker(checkerFiles, open, budget) : undefined;
       checkerPending?.catch(() => undefined);
 
       let program: JudgeSandbox;
@@ -257,7 +275,7 @@ export class SandboxJudgeEngine implements JudgeEngine {
       }
       if (compile && !compile.ok) return { compile, tests: [], verdict: 'compilation_error', compilations: 1 };
 
-      const checker = checkerPending ? await checkerPending : undefined;
+      const checker = checkerPending ? { current: await checkerPending } : undefined;
       const tests: TestResult[] = [];
       let broken: string | undefined;
       for (const [index, test] of submission.tests.entries()) {
@@ -297,7 +315,7 @@ export class SandboxJudgeEngine implements JudgeEngine {
     submission: Submission,
     test: Submission['tests'][number],
     limits: RunLimits,
-    checker: PreparedChecker | undefined,
+    checker: { current: PreparedChecker } | undefined,
   ): Promise<TestResult> {
     const runs: RunMeasurement[] = [];
     let ending: ReturnType<typeof endingVerdict>;
@@ -325,45 +343,67 @@ export class SandboxJudgeEngine implements JudgeEngine {
   }
 
   private async prepareChecker(
-    { files, source, language }: ProgramFiles & { language: JudgedLanguage },
+    checker: ProgramFiles & { language: JudgedLanguage },
     open: (language: JudgedLanguage, spec: SandboxSpec) => Promise<JudgeSandbox>,
+    budget: number,
   ): Promise<PreparedChecker> {
+    const { files, source, language } = checker;
     const limits = this.deps.config.judgeLimits;
     const compileLimits = this.deps.config.judgeCompileLimits;
-    const sandbox = await open(language, this.specOf(language, [limits], compileLimits)).catch((error: Error) => {
+    const spec = this.specOf(language, [limits], compileLimits);
+    // The test files live in the sandbox's tmpfs, which its memory cap counts.
+    spec.memoryKB += Math.ceil(budget / 1024);
+    spec.diskMB = Math.max(spec.diskMB, Math.ceil(budget / (1024 * 1024)) + 16);
+    const prepared: PreparedChecker = { language, written: 0, budget, checked: 0, renew: () => this.prepareChecker(checker, open, budget) };
+    const sandbox = await open(language, spec).catch((error: Error) => {
       this.deps.log.error('Could not start a checker sandbox', { lang: language.name, error: error.message });
       return undefined;
     });
-    if (!sandbox) return { language, failure: 'Internal error: the checker sandbox could not be started' };
+    if (!sandbox) return { ...prepared, failure: 'Internal error: the checker sandbox could not be started' };
+    prepared.sandbox = sandbox;
     try {
       await sandbox.writeFiles(files);
       const compile = await this.guarded(sandbox, compileLimits, () => this.compile(sandbox, language, source, undefined, compileLimits));
       if (compile && !compile.ok) {
         const output = Buffer.concat([compile.stdout, compile.stderr]).subarray(0, MAX_CHECKER_MESSAGE_BYTES).toString('utf8').trim();
-        return { sandbox, language, failure: `Internal error: the checker did not compile${output ? `: ${output}` : ''}` };
+        return { ...prepared, failure: `Internal error: the checker did not compile${output ? `: ${output}` : ''}` };
       }
-      return { sandbox, language };
+      return prepared;
     } catch (error) {
       this.deps.log.error('Checker sandbox failed', { lang: language.name, sandbox: sandbox.id, error: (error as Error).message });
-      return { sandbox, language, failure: 'Internal error: the checker sandbox failed' };
+      return { ...prepared, failure: 'Internal error: the checker sandbox failed' };
     }
   }
 
-  /** testlib's `checker input output answer`: 0 accepts, 1 or 2 is a wrong answer, anything else is our fault. */
-  private async check(checker: PreparedChecker, input: Buffer, output: Buffer, answer: Buffer): Promise<{ verdict: Verdict; message?: string }> {
+  /**
+   * testlib's `checker input output answer`: 0 accepts, 1 or 2 is a wrong answer, anything else is our
+   * fault. `holder` is the submission's current checker; a full one is replaced by a fresh one first.
+   */
+  private async check(holder: { current: PreparedChecker }, input: Buffer, output: Buffer, answer: Buffer): Promise<{ verdict: Verdict; message?: string }> {
+    const size = input.length + output.length + answer.length;
+    if (holder.current.sandbox && !holder.current.failure && holder.current.written > 0 && holder.current.written + size > holder.current.budget) {
+      const full = holder.current;
+      holder.current = await full.renew();
+      await full.sandbox?.close().catch(() => undefined);
+    }
+    const checker = holder.current;
     const sandbox = checker.sandbox;
     if (checker.failure || !sandbox) return { verdict: 'internal_error', message: checker.failure };
     const limits = this.deps.config.judgeLimits;
+    checker.checked += 1;
+    checker.written += size;
+    const dir = `test-${checker.checked}`;
+    const paths = [`${dir}/${CHECKER_FILES.input}`, `${dir}/${CHECKER_FILES.output}`, `${dir}/${CHECKER_FILES.answer}`];
     let ran: RunMeasurement;
     try {
       await sandbox.writeFiles([
-        { name: CHECKER_FILES.input, content: input },
-        { name: CHECKER_FILES.output, content: output },
-        { name: CHECKER_FILES.answer, content: answer },
+        { name: paths[0], content: input },
+        { name: paths[1], content: output },
+        { name: paths[2], content: answer },
       ]);
       ran = await this.guarded(sandbox, limits, () =>
         sandbox.run({
-          argv: commandArgv(checker.language.runCommand, [CHECKER_FILES.input, CHECKER_FILES.output, CHECKER_FILES.answer]),
+          argv: commandArgv(checker.language.runCommand, paths),
           stdin: Buffer.alloc(0),
           limits,
           as: 'program',

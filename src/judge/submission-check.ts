@@ -15,8 +15,10 @@ export type JudgeBounds = Pick<
   'judgeMaxTests' | 'judgeMaxFiles' | 'judgeMaxBytes' | 'judgeMaxRunsPerTest' | 'judgeLimitCaps' | 'judgeCompileLimitCaps'
 >;
 
-/** The names a checker's sandbox gives testlib's three files. */
+/** The names a checker's sandbox gives testlib's three files, in a directory per test (test-<n>/). */
 export const CHECKER_FILES = { input: 'input.txt', output: 'output.txt', answer: 'answer.txt' } as const;
+/** The per-test directories of a checker's sandbox: a checker's own files may not start so. */
+export const CHECKER_TEST_DIR_PREFIX = 'test-';
 
 /** One path segment: letters, digits, `_`, `-`, `+`, `.`, not starting with a dot or a dash (no option look-alikes). */
 const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$/;
@@ -43,7 +45,9 @@ function checkFiles(files: SourceFile[], what: string, maxFiles: number, reserve
     if (index === 0 && file.name === '') return;
     const problem = fileNameProblem(file.name);
     if (problem) throw invalidInput(`${what}: file name ${JSON.stringify(file.name.slice(0, 100))} ${problem}`);
-    if (reserved.includes(file.name)) throw invalidInput(`${what}: ${file.name} is a name the checker's sandbox uses for its own files`);
+    if (reserved.some((prefix) => file.name.startsWith(prefix))) {
+      throw invalidInput(`${what}: ${file.name} is a name the checker's sandbox uses for the tests' files (names starting with ${reserved.join(', ')})`);
+    }
     if (seen.has(file.name)) throw invalidInput(`${what}: two files are named ${file.name}`);
     seen.add(file.name);
   });
@@ -86,7 +90,7 @@ export function checkSubmission(submission: Submission, bounds: JudgeBounds): vo
     throw invalidInput(`number of runs per test must be a whole number from 1 to ${bounds.judgeMaxRunsPerTest}, got ${runs}`);
   }
   submission.tests.forEach((_, index) => checkLimits(testLimits(submission, index), bounds.judgeLimitCaps, `test ${index + 1}`));
-  if (submission.checker) checkFiles(submission.checker.files, 'the checker', bounds.judgeMaxFiles, Object.values(CHECKER_FILES));
+  if (submission.checker) checkFiles(submission.checker.files, 'the checker', bounds.judgeMaxFiles, [CHECKER_TEST_DIR_PREFIX]);
 }
 
 /** What an interactive run and a judged one share: files, bytes, limits. */

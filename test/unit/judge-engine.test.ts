@@ -55,6 +55,8 @@ class FakeSandbox implements JudgeSandbox {
   ) {}
   async writeFiles(files: SourceFile[]): Promise<void> {
     if (this.closed) throw new Error('closed');
+    // As the real supervisor: a file the builder wrote is never overwritten.
+    for (const file of files) if (this.files.has(file.name)) throw new Error(`file ${file.name}: File exists`);
     for (const file of files) this.files.set(file.name, Buffer.from(file.content));
   }
   async run(request: RunRequest): Promise<RunMeasurement> {
@@ -95,8 +97,9 @@ const arithmetic: Script = (request, sandbox) => {
     const source = sandbox.files.get('main.c') ?? sandbox.files.get('Main.java') ?? Buffer.alloc(0);
     return source.includes('syntax error') ? { exitCode: 1, stderr: Buffer.from('main.c:1: error') } : {};
   }
-  if (request.argv.includes('input.txt')) {
-    const output = Number(sandbox.files.get('output.txt')?.toString());
+  const checked = request.argv.find((arg) => arg.endsWith('/input.txt'));
+  if (checked) {
+    const output = Number(sandbox.files.get(checked.replace('input.txt', 'output.txt'))?.toString());
     if (Number.isNaN(output)) return { exitCode: 3, stdout: Buffer.from('FAIL unreadable') };
     return output % 2 === 0 ? { stdout: Buffer.from('ok even') } : { exitCode: 1, stdout: Buffer.from('wrong answer: odd') };
   }
@@ -104,6 +107,9 @@ const arithmetic: Script = (request, sandbox) => {
   if (a < 0) return { exitCode: null, signal: 'SIGSEGV' };
   return { stdout: Buffer.from(`${a + b}\n`) };
 };
+
+/** A checker's sandbox is the one that was given the tests' files. */
+const isChecker = (sandbox: FakeSandbox) => [...sandbox.files.keys()].some((name) => name.startsWith('test-'));
 
 const config = (env: Record<string, string> = {}) => loadConfig({ POLYKERNEL_JUDGE_CONCURRENCY: '2', POLYKERNEL_JUDGE_QUEUE_SIZE: '2', ...env });
 
@@ -208,13 +214,13 @@ test('a checker runs in a sandbox of its own with input, output and answer; exit
   ]);
   t.is(result.compilations, 1, 'the checker\'s compile is not the program\'s');
   t.is(sandboxes.made.length, 2);
-  const program = sandboxes.made.find((sandbox) => sandbox.files.has('main.c') && !sandbox.files.has('answer.txt'))!;
+  const program = sandboxes.made.find((sandbox) => !isChecker(sandbox))!;
   const checker = sandboxes.made.find((sandbox) => sandbox !== program)!;
   t.false([...program.files.values()].some((content) => content.includes('secret')), 'the expected output never enters the program\'s sandbox');
-  t.is(checker.files.get('answer.txt')?.toString(), 'secret answer');
-  t.is(checker.files.get('input.txt')?.toString(), '1 2');
-  t.is(checker.files.get('output.txt')?.toString(), '3\n');
-  t.deepEqual(checker.runs.at(-1)?.argv, ['./main', 'input.txt', 'output.txt', 'answer.txt']);
+  t.is(checker.files.get('test-2/answer.txt')?.toString(), 'secret answer');
+  t.is(checker.files.get('test-2/input.txt')?.toString(), '1 2');
+  t.is(checker.files.get('test-2/output.txt')?.toString(), '3\n');
+  t.deepEqual(checker.runs.at(-1)?.argv, ['./main', 'test-2/input.txt', 'test-2/output.txt', 'test-2/answer.txt']);
   t.true(sandboxes.made.every((sandbox) => sandbox.closed));
 
   const failing = await engine.judge(submission({ checker: { lang: 'c', files: [{ name: 'checker.c', content: Buffer.from('x') }] }, tests: [{ stdin: Buffer.from('1 1 '), expectedOutput: Buffer.from('') }] }));
@@ -223,7 +229,7 @@ test('a checker runs in a sandbox of its own with input, output and answer; exit
 
 test('a checker that fails (exit 3) or does not compile makes the tests internal errors, not verdicts', async (t) => {
   const { engine, submission } = setup((request, sandbox) =>
-    request.argv.includes('input.txt') ? { exitCode: 3, stdout: Buffer.from('FAIL bad answer file') } : arithmetic(request, sandbox),
+    request.argv.some((arg) => arg.endsWith('input.txt')) ? { exitCode: 3, stdout: Buffer.from('FAIL bad answer file') } : arithmetic(request, sandbox),
   );
   const failing = await engine.judge(submission({ checker: { lang: 'c', files: [{ name: 'checker.c', content: Buffer.from('x') }] } }));
   t.is(failing.tests[0].verdict, 'internal_error');
@@ -343,7 +349,7 @@ test('bounds and names: too many tests, too many bytes, a path outside the work 
   t.is(await codeOf(engine.judge(submission({ lang: 'cobol' }))), 'invalid_input');
   t.is(await codeOf(engine.judge(submission({ tests: [{ stdin: Buffer.from(''), limits: { cpuTimeMs: cfg.judgeLimitCaps.cpuTimeMs + 1 } }] }))), 'invalid_input');
   t.is(await codeOf(engine.judge(submission({ runsPerTest: 21 }))), 'invalid_input');
-  t.is(await codeOf(engine.judge(submission({ checker: { lang: 'c', files: [{ name: 'answer.txt', content: Buffer.from('') }] } }))), 'invalid_input');
+  t.is(await codeOf(engine.judge(submission({ checker: { lang: 'c', files: [{ name: 'checker.c', content: Buffer.from('') }, { name: 'test-1/x.c', content: Buffer.from('') }] } }))), 'invalid_input');
 });
 
 test('languages: one per image with an exec label, version from the image\'s version file', async (t) => {
@@ -352,4 +358,24 @@ test('languages: one per image with an exec label, version from the image\'s ver
   t.deepEqual(languages.map((language) => language.name), ['c', 'java', 'python3']);
   t.like(languages[0], { version: '1.2.3', displayName: 'c (tool 1.2.3)', sourceFile: 'main.c', runCommand: './main' });
   t.false('image' in languages[0]);
+});
+
+test('a checker sandbox full of test files is replaced by a fresh one, compiled again; the files are never overwritten', async (t) => {
+  const { engine, sandboxes, submission, cfg } = setup(arithmetic, { POLYKERNEL_JUDGE_MAX_BYTES: String(64 * 1024 * 1024) });
+  // Each test's files take a third of the budget (16 MiB): three tests per checker sandbox at most.
+  const big = Buffer.alloc(5 * 1024 * 1024, 0x20);
+  const tests = Array.from({ length: 4 }, () => ({ stdin: Buffer.concat([Buffer.from('1 1'), big]), expectedOutput: Buffer.from('2') }));
+  const result = await engine.judge(
+    submission({ tests, limits: { ...cfg.judgeLimits, maxOutputBytes: 1024 }, checker: { lang: 'c', files: [{ name: 'checker.c', content: Buffer.from('x') }] } }),
+  );
+  t.deepEqual(result.tests.map((test) => test.verdict), ['accepted', 'accepted', 'accepted', 'accepted']);
+  const checkers = sandboxes.made.filter(isChecker);
+  t.is(checkers.length, 2);
+  t.deepEqual(checkers.map((sandbox) => sandbox.runs.filter((run) => run.as === 'builder').length), [1, 1]);
+  t.deepEqual(checkers.map((sandbox) => [...sandbox.files.keys()].filter((name) => name.endsWith('input.txt'))), [
+    ['test-1/input.txt', 'test-2/input.txt', 'test-3/input.txt'],
+    ['test-1/input.txt'],
+  ]);
+  t.true(checkers[0].spec.memoryKB >= cfg.judgeLimits.memoryKB + 16 * 1024, 'the files count in the checker sandbox\'s memory');
+  t.true(sandboxes.made.every((sandbox) => sandbox.closed));
 });
