@@ -166,6 +166,7 @@ export const OPTIONS = {
   judgeMaxFiles: opt('POLYKERNEL_JUDGE_MAX_FILES', int(1, 10_000), 'most source files in one submission (its checker\'s counted apart); more is 400'),
   judgeMaxBytes: opt('POLYKERNEL_JUDGE_MAX_BYTES', int(1024), 'most bytes of one submission: its files, every test\'s input and expected output, its checker; more is 413'),
   judgeMaxRunsPerTest: opt('POLYKERNEL_JUDGE_MAX_RUNS_PER_TEST', int(1, 1000), 'most runs of each test a submission may ask for (Judge0\'s number_of_runs, whose cap is 20)'),
+  judgeMaxResultBytes: opt('POLYKERNEL_JUDGE_MAX_RESULT_BYTES', int(1024), 'most bytes of program output (stdout and stderr of every test together) a submission\'s result keeps; each test is judged on its whole output, what is kept past this is cut'),
   maxConcurrentExecutions: opt('POLYKERNEL_MAX_CONCURRENT_EXECUTIONS', int(1), 'notebook executions run at once; more wait in a queue'),
 } as const;
 

@@ -51,6 +51,7 @@ export type JudgeEngineConfig = Pick<
   | 'judgeMaxFiles'
   | 'judgeMaxBytes'
   | 'judgeMaxRunsPerTest'
+  | 'judgeMaxResultBytes'
 >;
 
 export interface JudgeEngineDeps {
@@ -264,7 +265,7 @@ export class SandboxJudgeEngine implements JudgeEngine {
       }
       let compile: CompileResult | undefined;
       try {
-        await program.writeFiles(files);
+        await this.guarded(program, undefined, () => program.writeFiles(files));
         compile = await this.guarded(program, submission.compileLimits, () =>
           this.compile(program, language, source, submission.compilerOptions, submission.compileLimits),
         );
@@ -278,6 +279,8 @@ export class SandboxJudgeEngine implements JudgeEngine {
       const checker = checkerPending ? { current: await checkerPending } : undefined;
       const tests: TestResult[] = [];
       let broken: string | undefined;
+      // What the result holds of the programs' output, all tests together (each test's output was judged whole).
+      let keep = this.deps.config.judgeMaxResultBytes;
       for (const [index, test] of submission.tests.entries()) {
         if (signal.aborted) throw abortReason(signal);
         if (broken) {
@@ -285,7 +288,12 @@ export class SandboxJudgeEngine implements JudgeEngine {
           continue;
         }
         try {
-          tests.push(await this.runTest(program, language, source, submission, test, limits[index], checker));
+          const judged = await this.runTest(program, language, source, submission, test, limits[index], checker);
+          judged.stdout = cut(judged.stdout, keep);
+          keep -= judged.stdout.length;
+          judged.stderr = cut(judged.stderr, keep);
+          keep -= judged.stderr.length;
+          tests.push(judged);
         } catch (error) {
           if (signal.aborted) throw abortReason(signal);
           this.deps.log.error('Judge sandbox failed during a test', { lang: language.name, sandbox: program.id, test: index + 1, error: (error as Error).message });
@@ -362,7 +370,7 @@ export class SandboxJudgeEngine implements JudgeEngine {
     if (!sandbox) return { ...prepared, failure: 'Internal error: the checker sandbox could not be started' };
     prepared.sandbox = sandbox;
     try {
-      await sandbox.writeFiles(files);
+      await this.guarded(sandbox, undefined, () => sandbox.writeFiles(files));
       const compile = await this.guarded(sandbox, compileLimits, () => this.compile(sandbox, language, source, undefined, compileLimits));
       if (compile && !compile.ok) {
         const output = Buffer.concat([compile.stdout, compile.stderr]).subarray(0, MAX_CHECKER_MESSAGE_BYTES).toString('utf8').trim();
@@ -396,11 +404,13 @@ export class SandboxJudgeEngine implements JudgeEngine {
     const paths = [`${dir}/${CHECKER_FILES.input}`, `${dir}/${CHECKER_FILES.output}`, `${dir}/${CHECKER_FILES.answer}`];
     let ran: RunMeasurement;
     try {
-      await sandbox.writeFiles([
-        { name: paths[0], content: input },
-        { name: paths[1], content: output },
-        { name: paths[2], content: answer },
-      ]);
+      await this.guarded(sandbox, undefined, () =>
+        sandbox.writeFiles([
+          { name: paths[0], content: input },
+          { name: paths[1], content: output },
+          { name: paths[2], content: answer },
+        ]),
+      );
       ran = await this.guarded(sandbox, limits, () =>
         sandbox.run({
           argv: commandArgv(checker.language.runCommand, paths),
@@ -444,16 +454,17 @@ export class SandboxJudgeEngine implements JudgeEngine {
 
   /**
    * A sandbox call that must come back: the supervisor ends a run at its wall-time limit, so a run that
-   * has not come back well after it means the sandbox broke. It is closed (which ends the call) and the
+   * has not come back well after it (a file write: after the grace alone) means the sandbox broke. It is closed (which ends the call) and the
    * call fails, instead of the submission waiting for ever.
    */
-  private async guarded<T>(sandbox: JudgeSandbox, limits: RunLimits, call: () => Promise<T>): Promise<T> {
+  private async guarded<T>(sandbox: JudgeSandbox, limits: RunLimits | undefined, call: () => Promise<T>): Promise<T> {
+    const ms = (limits?.wallTimeMs ?? 0) + this.runGraceMs;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         void sandbox.close().catch(() => undefined);
-        reject(new SandboxFailed(`sandbox ${sandbox.id} did not answer within ${limits.wallTimeMs + this.runGraceMs} ms`));
-      }, limits.wallTimeMs + this.runGraceMs);
+        reject(new SandboxFailed(`sandbox ${sandbox.id} did not answer within ${ms} ms`));
+      }, ms);
     });
     try {
       return await Promise.race([call(), deadline]);
@@ -497,6 +508,11 @@ function programFiles(language: JudgedLanguage, files: SourceFile[]): ProgramFil
     throw invalidInput(`a file besides the main one is named ${source}, which is the name the main ${language.name} file is given; rename it`);
   }
   return { files: [{ name: source, content: main.content }, ...rest], source };
+}
+
+/** The first `bytes` of `data`, copied when cut (a slice would hold on to the whole output). */
+function cut(data: Buffer, bytes: number): Buffer {
+  return data.length <= bytes ? data : Buffer.from(data.subarray(0, Math.max(0, bytes)));
 }
 
 function runEnv(source: string, limits: RunLimits): Record<string, string> {

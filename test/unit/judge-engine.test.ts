@@ -379,3 +379,11 @@ test('a checker sandbox full of test files is replaced by a fresh one, compiled 
   t.true(checkers[0].spec.memoryKB >= cfg.judgeLimits.memoryKB + 16 * 1024, 'the files count in the checker sandbox\'s memory');
   t.true(sandboxes.made.every((sandbox) => sandbox.closed));
 });
+
+test('a result keeps at most POLYKERNEL_JUDGE_MAX_RESULT_BYTES of output over all tests; each test is judged on its whole output', async (t) => {
+  const { engine, submission } = setup((request) => (request.as === 'program' ? { stdout: Buffer.alloc(1500, 0x61) } : {}), { POLYKERNEL_JUDGE_MAX_RESULT_BYTES: '4000' });
+  const whole = Buffer.alloc(1500, 0x61);
+  const result = await engine.judge(submission({ tests: [0, 1, 2, 3].map(() => ({ stdin: Buffer.alloc(0), expectedOutput: whole })) }));
+  t.deepEqual(result.tests.map((test) => test.verdict), ['accepted', 'accepted', 'accepted', 'accepted']);
+  t.deepEqual(result.tests.map((test) => test.stdout.length), [1500, 1500, 1000, 0]);
+});
