@@ -167,12 +167,13 @@ export class SandboxJudgeEngine implements JudgeEngine {
 
   async interactive(
     submission: Omit<Submission, 'tests' | 'comparison' | 'checker'>,
+    signal?: AbortSignal,
   ): Promise<{ compile?: CompileResult; run?: InteractiveRun; close(): Promise<void> }> {
     checkShape(submission, this.deps.config);
     const language = await this.language(submission.lang);
     const { files, source } = programFiles(language, submission.files);
-    const release = await this.admission.acquire();
-    const controller = new AbortController();
+    const release = await this.admission.acquire(signal);
+    const { controller, unlink } = linkedController(signal);
     let sandbox: JudgeSandbox | undefined;
     let ended!: () => void;
     const job = { controller, settled: new Promise<void>((resolve) => (ended = resolve)) };
@@ -184,20 +185,29 @@ export class SandboxJudgeEngine implements JudgeEngine {
           await sandbox?.close().catch(() => undefined);
         } finally {
           this.jobs.delete(job);
+          unlink();
           release();
           ended();
         }
       })());
     controller.signal.addEventListener('abort', () => void close(), { once: true });
     try {
-      sandbox = await this.openSandbox(language, this.specOf(language, [submission.limits], submission.compileLimits));
-      await sandbox.writeFiles(files);
-      const compile = await this.compile(sandbox, language, source, submission.compilerOptions, submission.compileLimits);
+      const opened = await this.openSandbox(language, this.specOf(language, [submission.limits], submission.compileLimits));
+      sandbox = opened;
+      // Closed (aborted, shut down) while the sandbox was being made: that close did not know it yet.
+      if (closing) {
+        await opened.close().catch(() => undefined);
+        throw abortReason(controller.signal);
+      }
+      await this.guarded(opened, undefined, () => opened.writeFiles(files));
+      const compile = await this.guarded(opened, submission.compileLimits, () =>
+        this.compile(opened, language, source, submission.compilerOptions, submission.compileLimits),
+      );
       if (compile && !compile.ok) {
         await close();
         return { compile, close };
       }
-      const run = sandbox.runInteractive({
+      const run = opened.runInteractive({
         argv: commandArgv(language.runCommand, submission.args ?? []),
         limits: submission.limits,
         as: 'program',

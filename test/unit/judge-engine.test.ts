@@ -66,8 +66,18 @@ class FakeSandbox implements JudgeSandbox {
     const measured = await Promise.race([(async () => this.script(request, this))(), closedMeanwhile]);
     return { cpuTimeMs: 1, wallTimeMs: 2, memoryKB: 100, exitCode: 0, signal: null, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), ...measured };
   }
-  runInteractive(): InteractiveRun {
-    throw new Error('not scripted');
+  runInteractive(request: Omit<RunRequest, 'stdin'>): InteractiveRun {
+    this.runs.push({ ...request, stdin: Buffer.alloc(0) });
+    let finish!: (measurement: RunMeasurement) => void;
+    const done = new Promise<RunMeasurement>((resolve) => (finish = resolve));
+    const listeners: Array<(stream: 'stdout' | 'stderr', data: Buffer) => void> = [];
+    return {
+      write: (data) => listeners.forEach((listener) => listener('stdout', data)),
+      endInput: () => finish({ cpuTimeMs: 1, wallTimeMs: 1, memoryKB: 1, exitCode: 0, signal: null, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) }),
+      signal: () => undefined,
+      onOutput: (listener) => listeners.push(listener),
+      done,
+    };
   }
   async close(): Promise<void> {
     this.closed = true;
@@ -386,4 +396,43 @@ test('a result keeps at most POLYKERNEL_JUDGE_MAX_RESULT_BYTES of output over al
   const result = await engine.judge(submission({ tests: [0, 1, 2, 3].map(() => ({ stdin: Buffer.alloc(0), expectedOutput: whole })) }));
   t.deepEqual(result.tests.map((test) => test.verdict), ['accepted', 'accepted', 'accepted', 'accepted']);
   t.deepEqual(result.tests.map((test) => test.stdout.length), [1500, 1500, 1000, 0]);
+});
+
+test('interactive: compiled once, then one run with open streams; the sandbox goes when the run ends; a compile error has no run', async (t) => {
+  const { engine, sandboxes, submission } = setup();
+  const { files, limits, compileLimits } = submission();
+  const session = await engine.interactive({ lang: 'c', files, limits, compileLimits, args: ['x'] });
+  t.true(session.compile?.ok);
+  const echoed: string[] = [];
+  session.run!.onOutput((_, data) => echoed.push(data.toString()));
+  session.run!.write(Buffer.from('hi'));
+  session.run!.endInput();
+  await session.run!.done;
+  for (let i = 0; i < 50 && !sandboxes.made[0].closed; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.true(sandboxes.made[0].closed, 'the run ended: its sandbox is removed without a close');
+  t.deepEqual(echoed, ['hi']);
+  t.deepEqual(sandboxes.made[0].runs.map((run) => [run.as, run.argv]), [
+    ['builder', ['gcc', '-O2', '-o', 'main', 'main.c', '-lm']],
+    ['program', ['./main', 'x']],
+  ]);
+  const failed = await engine.interactive({ lang: 'c', files: [{ name: '', content: Buffer.from('syntax error') }], limits, compileLimits });
+  t.false(failed.compile?.ok);
+  t.is(failed.run, undefined);
+  t.true(sandboxes.made[1].closed);
+});
+
+test('interactive: waiting for a slot, an aborted signal leaves the line without a sandbox', async (t) => {
+  const { engine, sandboxes, submission } = setup(arithmetic, { POLYKERNEL_JUDGE_CONCURRENCY: '1' });
+  const { files, limits, compileLimits } = submission();
+  const holding = await engine.interactive({ lang: 'c', files, limits, compileLimits });
+  const leaving = new AbortController();
+  const waiting = engine.interactive({ lang: 'c', files, limits, compileLimits }, leaving.signal);
+  leaving.abort();
+  t.is(await codeOf(waiting), 'AbortError');
+  t.is(sandboxes.made.length, 1);
+  await holding.close();
+  t.true(sandboxes.made[0].closed);
+  const next = await engine.interactive({ lang: 'c', files, limits, compileLimits });
+  t.truthy(next.run, 'the slot was released by close');
+  await next.close();
 });
