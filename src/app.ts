@@ -10,6 +10,7 @@ import { authenticate } from './auth/middleware.js';
 import { v1Router } from './api/v1/routes.js';
 import { executionsRouter } from './api/executions/routes.js';
 import type { ExecutionManager } from './executions/manager.js';
+import type { JudgeEngine } from './judge/model.js';
 import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
 import { SessionManager } from './sessions/session-manager.js';
@@ -17,7 +18,6 @@ import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
 import type { Logger } from './logger.js';
 import type { Store } from './store/store.js';
-import type { JudgeEngine } from './judge/model.js';
 import { judge0Router } from './api/judge0/routes.js';
 import type { Judge0Runtime } from './api/judge0/runtime.js';
 
@@ -32,7 +32,7 @@ export interface AppDeps {
   executions?: ExecutionManager;
   /** Open WebSockets of a kernel in this process (src/channels), for the Jupyter kernel model. */
   connectionCount?: (kernelId: string) => number | undefined;
-  /** The judge engine; the judging APIs are mounted only when given. */
+  /** The judge engine (src/judge) the judging APIs (Judge0's, Piston's) call; they are mounted only when given. */
   judge?: JudgeEngine;
   /** Judge0's submission queue and callbacks (src/api/judge0/runtime.ts); Judge0's API needs it with `judge`. */
   judge0?: Judge0Runtime;

@@ -17,6 +17,8 @@ import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
 import type { JudgeEngine } from './judge/model.js';
+import { SandboxJudgeEngine } from './judge/engine.js';
+import { DockerJudgeSandboxes } from './judge/docker-sandboxes.js';
 import { createJudge0Runtime } from './api/judge0/runtime.js';
 
 export interface RunningService {
@@ -29,7 +31,7 @@ export interface RunningService {
 
 /** What a caller may hand the service instead of what it builds itself. */
 export interface ServiceParts {
-  /** The judge engine (the judging APIs are mounted only with one). */
+  /** A judge engine instead of the service's own (sandboxes on this host's Docker engine). */
   judge?: JudgeEngine;
 }
 
@@ -46,10 +48,13 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
 
-  // Judge0's API: submissions a restart left queued or processing run again from here on.
-  const judge = parts.judge;
-  const judge0 = judge ? createJudge0Runtime({ config, store, engine: judge, log }) : undefined;
-  await judge0?.start();
+  // Judging: the engine reaps the sandboxes an earlier run left, then Judge0's queue runs again what a
+  // restart left queued or processing.
+  const engine = parts.judge ? undefined : new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
+  await engine?.start();
+  const judge: JudgeEngine = parts.judge ?? engine!;
+  const judge0 = createJudge0Runtime({ config, store, engine: judge, log });
+  await judge0.start();
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
@@ -100,7 +105,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
       // Running submissions are aborted and stay `processing` in the store: the next start runs them again.
-      await judge0?.stop();
+      await judge0.stop();
+      await engine?.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
