@@ -44,7 +44,7 @@ export const C_PROGRAMS = {
   /** Touches 1 GB page by page: far past any memory limit here. */
   gigabyte: '#include <stdlib.h>\n#include <string.h>\nint main(void) { for (int i = 0; i < 1024; i++) { char *p = malloc(1 << 20); if (!p) return 3; memset(p, 1, 1 << 20); } return 0; }\n',
   nullDeref: 'int main(void) { volatile int *p = 0; *p = 42; return 0; }\n',
-  divideByZero: '#include <stdio.h>\nint main(void) { volatile int zero = 0; printf("%d\\n", 1 / zero); return 0; }\n',
+  divideByZero: '#include <stdio.h>\nint main(void) { volatile int zero = 0, seven = 7; printf("%d\\n", seven / zero); return 0; }\n',
   compileError: 'int main(void) { this is not C; }\n',
   /** Prints without end: past the output cap. */
   flood: '#include <stdio.h>\nint main(void) { for (;;) fputs("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n", stdout); }\n',
