@@ -138,7 +138,7 @@ test('test_cases: one test per case; not together with stdin; bounded', (t) => {
   t.is(parsed.meta.test_cases, 2);
   t.deepEqual(errorsOf({ language_id: 71, source_code: 'x', stdin: '1', test_cases: [{ stdin: '1' }] }), { test_cases: ['cannot be given with stdin or expected_output: put them in the test cases'] });
   t.deepEqual(errorsOf({ language_id: 71, source_code: 'x', test_cases: [] }), { test_cases: ["can't be empty"] });
-  t.deepEqual(errorsOf({ language_id: 71, source_code: 'x', test_cases: Array(201).fill({}) }), { test_cases: ['has too many items (at most 200)'] });
+  t.deepEqual(errorsOf({ language_id: 71, source_code: 'x', test_cases: Array(257).fill({}) }), { test_cases: ['has too many items (at most 256)'] });
   t.deepEqual(errorsOf({ language_id: 71, source_code: 'x', test_cases: [{ input: '1' }] }), { 'test_cases[0]': ['has unknown field "input"; expected stdin, expected_output'] });
 });
 
@@ -197,6 +197,10 @@ test('additional_files: a zip is read within bounds; links, escapes and bombs ar
   if (!parsed.ok) return t.fail(JSON.stringify(parsed.errors));
   t.deepEqual(parsed.submission.files.map((f) => f.name), ['', 'helper.py']);
   t.deepEqual(errorsOf({ language_id: 71, source_code: 'x', additional_files: Buffer.from('nope').toString('base64') }), { additional_files: ['is not a zip archive (no end of central directory)'] });
+  // The engine's own bounds are a 422 at once, not an Internal Error later.
+  const oneFile = { ...config, judgeMaxFiles: 1 };
+  const tooMany = errorsOf({ language_id: 71, source_code: 'x', additional_files: zipOf([{ name: 'a.py', content: Buffer.from('1') }]).toString('base64') }, { config: oneFile });
+  t.regex(tooMany!.additional_files![0]!, /at most 1/);
 });
 
 const record = (over: Partial<JobRecord<Judge0Meta>>, meta: Partial<Judge0Meta> = {}): JobRecord<Judge0Meta> => {

@@ -316,7 +316,7 @@ export function configInfo(config: Config): Record<string, unknown> {
     max_file_size: d.maxFileSizeKB,
     max_max_file_size: c.maxFileSizeKB,
     number_of_runs: 1,
-    max_number_of_runs: config.judge0MaxNumberOfRuns,
+    max_number_of_runs: config.judgeMaxRunsPerTest,
     redirect_stderr_to_stdout: false,
     max_extract_size: config.judge0MaxExtractSizeKB,
     enable_batched_submissions: true,
@@ -328,7 +328,7 @@ export function configInfo(config: Config): Record<string, unknown> {
     // Beyond Judge0.
     max_output_size: d.maxOutputBytes,
     max_max_output_size: c.maxOutputBytes,
-    max_test_cases: config.judge0MaxTestCases,
+    max_test_cases: config.judgeMaxTests,
   };
 }
 

@@ -11,6 +11,8 @@
  */
 import type { Config, RunLimitName } from '../../config/index.js';
 import { resolveRunLimits } from '../../judge/limits.js';
+import { checkSubmission } from '../../judge/submission-check.js';
+import { DomainError } from '../../errors.js';
 import type { RunLimits, SourceFile, Submission, TestCase } from '../../judge/model.js';
 import { callbackUrlProblem, type CallbackTargets } from '../../judge/callbacks.js';
 import { readZip, ZipError } from '../../judge/zip.js';
@@ -46,8 +48,10 @@ export type RequestConfig = Pick<
   | 'judgeLimitCaps'
   | 'judgeCompileLimits'
   | 'judgeCompileLimitCaps'
-  | 'judge0MaxNumberOfRuns'
-  | 'judge0MaxTestCases'
+  | 'judgeMaxRunsPerTest'
+  | 'judgeMaxTests'
+  | 'judgeMaxFiles'
+  | 'judgeMaxBytes'
   | 'judge0EnableCallbacks'
   | 'judge0EnableAdditionalFiles'
   | 'judge0MaxExtractSizeKB'
@@ -217,7 +221,7 @@ export function parseSubmission(body: unknown, context: ParseContext): Parsed {
     if (Number.isNaN(runs)) problems.add('number_of_runs', 'is not a number');
     else if (!Number.isInteger(runs)) problems.add('number_of_runs', 'must be an integer');
     else if (runs <= 0) problems.add('number_of_runs', 'must be greater than 0');
-    else if (runs > config.judge0MaxNumberOfRuns) problems.add('number_of_runs', `must be less than or equal to ${config.judge0MaxNumberOfRuns}`);
+    else if (runs > config.judgeMaxRunsPerTest) problems.add('number_of_runs', `must be less than or equal to ${config.judgeMaxRunsPerTest}`);
   }
 
   // The limits: Judge0's bounds below, this server's caps above (src/judge/limits.ts applies the defaults).
@@ -276,7 +280,7 @@ export function parseSubmission(body: unknown, context: ParseContext): Parsed {
   if (testCases !== undefined && testCases !== null) {
     if (!Array.isArray(testCases)) problems.add('test_cases', 'must be an array of {stdin, expected_output}');
     else if (testCases.length === 0) problems.add('test_cases', "can't be empty");
-    else if (testCases.length > config.judge0MaxTestCases) problems.add('test_cases', `has too many items (at most ${config.judge0MaxTestCases})`);
+    else if (testCases.length > config.judgeMaxTests) problems.add('test_cases', `has too many items (at most ${config.judgeMaxTests})`);
     else if (input.stdin !== undefined && input.stdin !== null || input.expected_output !== undefined && input.expected_output !== null) {
       problems.add('test_cases', 'cannot be given with stdin or expected_output: put them in the test cases');
     } else {
@@ -312,6 +316,14 @@ export function parseSubmission(body: unknown, context: ParseContext): Parsed {
     stderrToStdout,
     runsPerTest: runs ?? 1,
   };
+  // The engine's own bounds (files, names, bytes), checked now so that a client reads a 422 instead of
+  // finding an Internal Error later.
+  try {
+    checkSubmission(submission, config);
+  } catch (error) {
+    if (!(error instanceof DomainError)) throw error;
+    return { ok: false, errors: { [extraFiles.length ? 'additional_files' : 'source_code']: [error.message] } };
+  }
   const meta: Judge0Meta = {
     language_id: language.id,
     compiler_options: compilerOptions ?? null,
