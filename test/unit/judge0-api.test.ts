@@ -16,6 +16,7 @@ import type { QueryService } from '../../src/runs/query-service.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { jsonCall } from '../helpers/http-client.js';
 import { accepted, deferred, FakeJudge, result, run, type Judging } from '../helpers/fake-judge.js';
+import { KeysFile } from '../helpers/tenant-keys.js';
 
 async function serve(t: { teardown: (fn: () => unknown) => void }, judging: Judging = (s) => accepted(s.tests[0]!.stdin), config: Partial<Config> = {}) {
   const cfg = loadConfig({}, { instance: 'unit', ...config });
@@ -206,4 +207,19 @@ test('test_cases: one submission, a result per test; the deciding one speaks for
   t.deepEqual(answer.body.status, { id: 4, description: 'Wrong Answer' });
   t.is(answer.body.stdout, 'b');
   t.deepEqual(answer.body.test_results.map((r: { status: { id: number } }) => r.status.id), [3, 4, 3]);
+});
+
+test('tenants: a key sees only its own submissions, by token, in a batch and in the list', async (t) => {
+  const keys = await KeysFile.create([{ id: 'alice', key: 'alice-key-0123456789' }, { id: 'bob', key: 'bob-key-0123456789ab' }]);
+  t.teardown(() => keys.remove());
+  const { call } = await serve(t, undefined, { apiKeysFile: keys.file });
+  const alice = { 'X-Auth-Token': 'alice-key-0123456789' };
+  const bob = { 'X-Auth-Token': 'bob-key-0123456789ab' };
+  const token = (await call('POST', '/submissions?wait=true', { language_id: PY, source_code: 'x', stdin: 'secret' }, alice)).body.token;
+  t.is((await call('GET', `/submissions/${token}`, undefined, alice)).body.stdout, 'secret');
+  const foreign = await call('GET', `/submissions/${token}`, undefined, bob);
+  t.is(foreign.status, 404);
+  t.deepEqual((await call('GET', `/submissions/batch?tokens=${token}`, undefined, bob)).body, { submissions: [null] });
+  t.is((await call('GET', '/submissions', undefined, bob)).body.meta.total_count, 0);
+  t.is((await call('GET', '/submissions', undefined, alice)).body.meta.total_count, 1);
 });
