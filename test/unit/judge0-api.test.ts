@@ -207,6 +207,7 @@ test('test_cases: one submission, a result per test; the deciding one speaks for
   t.deepEqual(answer.body.status, { id: 4, description: 'Wrong Answer' });
   t.is(answer.body.stdout, 'b');
   t.deepEqual(answer.body.test_results.map((r: { status: { id: number } }) => r.status.id), [3, 4, 3]);
+  t.is(answer.body.compilations, 0, 'in the default fields of a submission with test_cases');
 });
 
 test('tenants: a key sees only its own submissions, by token, in a batch and in the list', async (t) => {

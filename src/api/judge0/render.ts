@@ -8,7 +8,8 @@
  * - an empty output is null; time and wall_time are seconds as decimal strings ("0.045"), memory is KB.
  *
  * Beyond Judge0: `test_results` (one entry per test case, same encoding), `compilations` (how many times
- * the program was compiled: 1 whatever the number of tests) and `started_at`.
+ * the program was compiled: 1 whatever the number of tests) and `started_at`; a submission that gave
+ * test_cases has the first two in its default fields.
  */
 import { isUtf8 } from 'node:buffer';
 import { decodeResult, decodeSubmission, type JobRecord } from '../../judge/submission-queue.js';
@@ -239,8 +240,11 @@ function renderTest(test: TestOutcome, base64: boolean): Record<string, unknown>
   };
 }
 
-/** The fields to render: as asked, and by default test_results too for a submission that gave test_cases. */
+/**
+ * The fields to render: as asked; by default, for a submission that gave test_cases, also its
+ * test_results and compilations (what such a client came for).
+ */
 export function fieldsFor(record: JobRecord<Judge0Meta>, fields: readonly Field[], askedExplicitly: boolean): Field[] {
-  if (askedExplicitly || record.meta.test_cases === 0 || fields.includes('test_results')) return [...fields];
-  return [...fields, 'test_results'];
+  if (askedExplicitly || record.meta.test_cases === 0) return [...fields];
+  return AVAILABLE_FIELDS.filter((f) => fields.includes(f) || f === 'test_results' || f === 'compilations');
 }
