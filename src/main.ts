@@ -12,6 +12,8 @@ import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
 import { QueryService } from './runs/query-service.js';
 import { IdleCpuBudget } from './kernels/idle-cpu.js';
+import { DockerJudgeSandboxes } from './judge/docker-sandboxes.js';
+import { SandboxJudgeEngine } from './judge/engine.js';
 import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
@@ -21,6 +23,7 @@ export interface RunningService {
   server: http.Server;
   config: Config;
   kernels: KernelManager;
+  judge: SandboxJudgeEngine;
   /** Stops accepting, settles in-flight work, then keeps or removes kernels as configured. */
   stop(): Promise<void>;
 }
@@ -37,10 +40,13 @@ export async function startService(config: Config, log: Logger = createLogger(co
   // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
+  // Judging: sandboxes an earlier run left are removed before the first submission; warm ones start.
+  const judge = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
+  await judge.start();
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, executions, connectionCount: (id) => channels.connectionCount(id) });
+  const app = createApp({ config, log, kernels, queries, store, executions, judge, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
       // Connections that never finish their request hold a file descriptor each: they are closed after
@@ -86,6 +92,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
+      // Waiting submissions are refused and running ones ended (their requests answer 503); no sandbox stays.
+      await judge.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
@@ -99,7 +107,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       runtime.close();
       await store.close();
     })());
-  return { server, config, kernels, stop };
+  return { server, config, kernels, judge, stop };
 }
 
 /**
