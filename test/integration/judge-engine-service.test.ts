@@ -8,8 +8,12 @@ import { randomUUID } from 'node:crypto';
 import { DockerJudgeSandboxes } from '../../src/judge/docker-sandboxes.js';
 import { silentLogger } from '../../src/logger.js';
 import { DockerRuntime } from '../../src/runtime/docker.js';
-import { containersOfInstance } from '../helpers/docker.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 import { startTestService } from '../helpers/service.js';
+
+/** The judge sandboxes of an instance (not the short-lived containers that read files out of images). */
+const sandboxesOf = (instance: string) =>
+  docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`, '--filter', 'label=org.polykernel.judge=true').split('\n').filter(Boolean);
 
 const until = async (check: () => boolean, ms = 20_000) => {
   for (const end = Date.now() + ms; Date.now() < end && !check(); ) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -28,7 +32,7 @@ test('leftovers reaped at start, warm sandboxes at start, judging through the se
   const service = await startTestService({ instance, imagePrefix: prefix, judgeWarm: { python3: 1 } });
   try {
     t.false(containersOfInstance(instance).some((id) => earlier.id.startsWith(id)), 'the leftover is gone once the service listens');
-    t.true(await until(() => containersOfInstance(instance).length === 1), 'one warm sandbox');
+    t.true(await until(() => sandboxesOf(instance).length === 1, 60_000), `one warm sandbox: ${sandboxesOf(instance).join()}`);
     const judge = service.service.judge;
     const { config } = service;
     const languages = await judge.languages();
