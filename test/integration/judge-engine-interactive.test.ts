@@ -54,6 +54,8 @@ test.serial('warm sandboxes: a submission takes the ready one, which is replaced
 
 test.serial('one judged at a time, one waiting: the next is refused with 503 unavailable', async (t) => {
   const slow = fixture.submission('python3', 'import time\ntime.sleep(3)\n', [io('')]);
+  // The slot of the test before is released once its sandbox is removed, which is after its answer.
+  t.true(await until(() => fixture.engine.load.active === 0));
   const first = fixture.engine.judge(slow);
   const second = fixture.engine.judge(slow);
   const refused = await fixture.engine.judge(slow).then(
