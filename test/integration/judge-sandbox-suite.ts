@@ -9,7 +9,8 @@ import type { ExecutionContext, SerialFn, TestFn } from 'ava';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DomainError } from '../../src/errors.js';
-import { DockerJudgeSandboxes } from '../../src/judge/docker-sandboxes.js';
+import { BUILDER_GID, BUILDER_UID, DockerJudgeSandboxes, SUPERVISOR_PATH } from '../../src/judge/docker-sandboxes.js';
+import { encode, FrameDecoder, type SupervisorFrame } from '../../src/judge/supervisor-protocol.js';
 import type { JudgeSandbox, RunLimits, RunMeasurement, RunRequest } from '../../src/judge/model.js';
 import { silentLogger } from '../../src/logger.js';
 import { DockerRuntime } from '../../src/runtime/docker.js';
@@ -466,6 +467,74 @@ int main(void) {
     });
   });
 
+  test('the supervisor refuses malformed requests and ends at an oversized or unknown frame', async (t) => {
+    const connection = await h.runtime.startSandbox({
+      image: JUDGE_IMAGE,
+      runtime: h.runtimeName,
+      cmd: [SUPERVISOR_PATH],
+      memoryBytes: 64 << 20,
+      pidsLimit: h.runtimeName === 'runc' ? 20 : 200,
+      workDirSizeMB: 8,
+      tmpSizeMB: 8,
+      workDirUid: BUILDER_UID,
+      workDirGid: BUILDER_GID,
+    });
+    t.teardown(() => h.runtime.remove(connection.containerId));
+    const decoder = new FrameDecoder();
+    const frames: SupervisorFrame[] = [];
+    let wake: (() => void) | undefined;
+    connection.onStdout((chunk) => {
+      frames.push(...decoder.push(chunk));
+      wake?.();
+    });
+    const ended = new Promise<void>((resolve) => connection.onEnd(() => resolve()));
+    const next = async (): Promise<SupervisorFrame> => {
+      while (!frames.length) await new Promise<void>((resolve) => (wake = resolve));
+      return frames.shift()!;
+    };
+    t.deepEqual(await next(), { type: 'hello', version: 1 });
+    // A run frame cut short, then one whose strings overrun it: refused, the supervisor goes on.
+    connection.write(encode.run({ as: 'program', argv: ['true'], limits: LIMITS }).subarray(0, 20));
+    // (the cut frame's header says more bytes follow: finish it with junk of the right length)
+    const cut = encode.run({ as: 'program', argv: ['true'], limits: LIMITS });
+    connection.write(Buffer.alloc(cut.length - 20, 0xff));
+    const refused = await next();
+    t.is(refused.type, 'error');
+    // A file name the service would refuse, sent straight: refused by the supervisor too.
+    connection.write(Buffer.concat([encode.fileOpen('../../etc/x'), encode.fileData(Buffer.from('x')), encode.fileClose()]));
+    const badName = await next();
+    t.is(badName.type, 'error');
+    t.regex((badName as { message: string }).message, /file name/);
+    connection.write(Buffer.concat([encode.run({ as: 'program', argv: ['echo', 'still here'], limits: LIMITS }), encode.stdinClose()]));
+    const out = await next();
+    t.deepEqual(out, { type: 'output', stream: 'stdout', data: Buffer.from('still here\n') });
+    t.is((await next()).type, 'result');
+    // A frame length over the bound: a fatal frame, then the supervisor exits and the container goes.
+    connection.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x49]));
+    const fatal = await next();
+    t.is(fatal.type, 'fatal');
+    await ended;
+  });
+
+  test('an interactive run whose program never reads: queued input is bounded', async (t) => {
+    await withSandbox(h, async (sb) => {
+      const stuck = sb.runInteractive({ argv: ['sleep', '30'], limits: LIMITS, as: 'program' });
+      const chunk = Buffer.alloc(64 << 10, 'x');
+      let refused: unknown;
+      for (let i = 0; i < 64 && !refused; i++) {
+        try {
+          stuck.write(chunk);
+        } catch (error) {
+          refused = error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      t.true(refused instanceof DomainError && refused.code === 'limit_exceeded', String(refused));
+      stuck.signal('KILL');
+      t.is((await stuck.done).signal, 'SIGKILL');
+    });
+  });
+
   test('runs asked for at once are done one after the other, each with its own input', async (t) => {
     await withSandbox(h, async (sb) => {
       const results = await Promise.all(Array.from({ length: 10 }, (_, i) => run(sb, ['cat'], { stdin: Buffer.from(`input ${i}`) })));
@@ -478,17 +547,23 @@ int main(void) {
       await compile(t, sb, '#include <stdio.h>\nint main(void){int a,b;if(scanf("%d %d",&a,&b)!=2)return 1;printf("%d\\n",a+b);return 0;}');
       await run(sb, ['./main'], { stdin: Buffer.from('1 2') });
       const times: number[] = [];
-      let programMs = 0;
+      const overheads: number[] = [];
       for (let i = 0; i < 100; i++) {
         const started = process.hrtime.bigint();
         const r = await run(sb, ['./main'], { stdin: Buffer.from(`${i} 1\n`) });
-        times.push(Number(process.hrtime.bigint() - started) / 1e6);
-        programMs += r.wallTimeMs;
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        times.push(ms);
+        // Beyond the program's own fork-to-exit time as the supervisor measured it.
+        overheads.push(ms - r.wallTimeMs);
         t.is(r.stdout.toString(), `${i + 1}\n`);
       }
-      times.sort((a, b) => a - b);
-      const p50 = times[50]!;
-      t.log(`${h.runtimeName}: 100 runs, per run p50 ${p50.toFixed(1)} ms, p90 ${times[90]!.toFixed(1)} ms, max ${times[99]!.toFixed(1)} ms; the program's own wall time ${(programMs / 100).toFixed(1)} ms on average`);
+      const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
+      const [total, beyond] = [sorted(times), sorted(overheads)];
+      const p50 = total[50]!;
+      t.log(
+        `${h.runtimeName}: 100 runs of a C A+B: per run p50 ${p50.toFixed(1)} ms (p90 ${total[90]!.toFixed(1)}, max ${total[99]!.toFixed(1)}); ` +
+          `beyond the program's own wall time p50 ${beyond[50]!.toFixed(1)} ms (p90 ${beyond[90]!.toFixed(1)})`,
+      );
       // Generous (2 shared cores): the figure is in the log; this only catches a per-run container or exec.
       t.true(p50 < 150, `p50 ${p50} ms`);
     });
