@@ -57,6 +57,11 @@ export function dockerOptionsFor(host: string): Docker.DockerOptions {
   return { protocol: url.protocol === 'https:' ? 'https' : 'http', host: url.hostname, port: Number(url.port || 2375) };
 }
 
+/** How long a SIGKILL death waits for the engine's oom event of the same container. */
+const OOM_AFTER_EXIT_MS = 300;
+/** How long an oom event is remembered for a death that follows it. */
+const OOM_EVENT_MEMORY_MS = 10_000;
+
 function deathReasonOf(state: { OOMKilled?: boolean; ExitCode?: number }): DeathReason {
   if (state.OOMKilled) return 'out-of-memory';
   const code = state.ExitCode ?? 0;
@@ -143,6 +148,9 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
   private closed = false;
   /** OCI runtime of each kernel container this process started or asked about (see exec). */
   private readonly runtimes = new Map<string, string>();
+  /** When each container last had an OOM kill (the engine's oom event), kept briefly; see handleEvent. */
+  private readonly oomEvents = new Map<string, number>();
+  private readonly oomWaiters = new Map<string, () => void>();
 
   constructor(private readonly log: Logger, private readonly instance: string, options: Docker.DockerOptions = {}) {
     this.docker = new Docker(options);
@@ -567,7 +575,7 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
         ...(this.eventsBrokeAt !== undefined ? { since: this.eventsBrokeAt } : {}),
         filters: {
           type: ['container'],
-          event: ['die'],
+          event: ['die', 'oom'],
           label: [`${LABELS.managed}=true`, `${LABELS.instance}=${this.instance}`],
         },
       })) as NodeJS.ReadableStream;
@@ -581,7 +589,7 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
         while ((newline = pending.indexOf('\n')) >= 0) {
           const line = pending.slice(0, newline);
           pending = pending.slice(newline + 1);
-          if (line.trim()) void this.handleDeathEvent(line);
+          if (line.trim()) void this.handleEvent(line);
         }
       });
       const reopen = () => {
@@ -600,14 +608,15 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
     }
   }
 
-  private async handleDeathEvent(line: string): Promise<void> {
-    let event: { id?: string; Actor?: { Attributes?: Record<string, string> } };
+  private async handleEvent(line: string): Promise<void> {
+    let event: { id?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
     try {
       event = JSON.parse(line);
     } catch {
       return;
     }
     if (!event.id) return;
+    if (event.Action === 'oom') return this.noteOom(event.id);
     const labels = event.Actor?.Attributes ?? {};
     // A judge sandbox's end is its owner's business (it reads the stream's end), not a kernel death.
     if (labels[LABELS.judge]) return;
@@ -616,8 +625,37 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
     // Started again since (a restart in place): the death is over and was its restarter's doing.
     if (state?.running) return;
     const exitCode = Number(labels.exitCode ?? 0);
-    const reason: DeathReason = state?.deathReason ?? deathReasonOf({ ExitCode: exitCode });
+    let reason: DeathReason = state?.deathReason ?? deathReasonOf({ ExitCode: exitCode });
+    // The engine sets the OOM flag when the runtime reports the OOM kill, which under a loaded gVisor
+    // can come just after the exit: a SIGKILL death waits briefly for that report.
+    if (reason === 'killed') {
+      if (await this.oomReported(event.id)) reason = 'out-of-memory';
+      // Restarted while this death waited: as above.
+      if ((await this.inspect(event.id).catch(() => undefined))?.running) return;
+    }
+    this.oomEvents.delete(event.id);
     for (const listener of this.deathListeners) listener(event.id, reason, labels);
+  }
+
+  private noteOom(containerId: string): void {
+    const now = Date.now();
+    // OOM kills of a kernel's subprocesses leave the kernel running: forget them after a while.
+    for (const [id, at] of this.oomEvents) if (now - at > OOM_EVENT_MEMORY_MS) this.oomEvents.delete(id);
+    this.oomEvents.set(containerId, now);
+    this.oomWaiters.get(containerId)?.();
+  }
+
+  private oomReported(containerId: string): Promise<boolean> {
+    if (this.oomEvents.has(containerId)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (reported: boolean) => {
+        clearTimeout(timer);
+        this.oomWaiters.delete(containerId);
+        resolve(reported);
+      };
+      const timer = setTimeout(() => done(false), OOM_AFTER_EXIT_MS);
+      this.oomWaiters.set(containerId, () => done(true));
+    });
   }
 
   async ping(): Promise<boolean> {

@@ -18,6 +18,18 @@ export const LABELS = {
   /** Batch mode's default commands (`"*"`): compile `main.<ext>` / run it. An empty build = no build step. */
   build: 'org.polykernel.build',
   exec: 'org.polykernel.exec',
+  /** The extension of a source file of the language (".c"): batch mode and the judge call it main<ext>. */
+  fileExtension: 'org.polykernel.file_extension',
+  /**
+   * What a judged run does where batch mode's commands do not fit (src/judge/languages.ts): the default
+   * source file name when it is not main<ext> (java: Main.java, the class name), and compile / run lines
+   * that take the main file's name or the memory limit from the environment.
+   */
+  judgeSource: 'org.polykernel.judge.source',
+  judgeBuild: 'org.polykernel.judge.build',
+  judgeExec: 'org.polykernel.judge.exec',
+  /** Written by scripts/build-images.mjs: a digest of the image's sources; a rebuilt image has a new one. */
+  sourceHash: 'org.polykernel.source-hash',
 } as const;
 
 /** Where a kernel works and as whom: the same for the kernel process and for commands run beside it. */
