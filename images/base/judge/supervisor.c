@@ -1015,7 +1015,12 @@ static void handle_frame(unsigned char type, const unsigned char *p, size_t n) {
     case FR_RUN: start_run(p, n); break;
     case FR_STDIN:
       /* Stdin of a run that has ended is dropped (frames the service sent before it saw the result). */
-      if (!run.active || run.exited || run.in_fd < 0) break;
+      if (!run.active || run.exited) break;
+      /* The program closed its stdin: dropped, but acknowledged, so that the service's window moves on. */
+      if (run.in_fd < 0) {
+        run.ack_pending += n;
+        break;
+      }
       if (run.stdin_queue.len + n > 2 * STDIN_WINDOW) fatal("the service sent more stdin than the window allows");
       buf_append(&run.stdin_queue, p, n);
       write_stdin();
