@@ -12,6 +12,8 @@ import { executionsRouter } from './api/executions/routes.js';
 import type { ExecutionManager } from './executions/manager.js';
 import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
+import { pistonRouter } from './api/piston/routes.js';
+import type { JudgeEngine } from './judge/model.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
@@ -29,6 +31,8 @@ export interface AppDeps {
   executions?: ExecutionManager;
   /** Open WebSockets of a kernel in this process (src/channels), for the Jupyter kernel model. */
   connectionCount?: (kernelId: string) => number | undefined;
+  /** The judge engine; Piston's /api/v2 is mounted only when given. */
+  judge?: JudgeEngine;
 }
 
 export function createApp(deps: AppDeps): Koa {
@@ -51,6 +55,11 @@ export function createApp(deps: AppDeps): Koa {
     const executions = executionsRouter({ ...deps, executions: deps.executions });
     app.use(executions.routes());
     app.use(executions.allowedMethods());
+  }
+  if (deps.judge) {
+    const piston = pistonRouter({ config: deps.config, judge: deps.judge });
+    app.use(piston.routes());
+    app.use(piston.allowedMethods());
   }
   return app;
 }

@@ -6,6 +6,8 @@ import type { Socket } from 'node:net';
 import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
+import { PistonConnect } from './api/piston/connect.js';
+import type { JudgeEngine } from './judge/model.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
@@ -25,7 +27,13 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
+export interface ServiceParts {
+  /** The judge engine behind Piston's API; the API is not mounted without it. */
+  judge?: JudgeEngine;
+}
+
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel), parts: ServiceParts = {}): Promise<RunningService> {
+  const { judge } = parts;
   const store = await createStore(config);
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
@@ -40,7 +48,9 @@ export async function startService(config: Config, log: Logger = createLogger(co
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, executions, connectionCount: (id) => channels.connectionCount(id) });
+  // Piston's /api/v2/connect WebSocket, beside the channels one.
+  const pistonConnect = judge ? new PistonConnect(judge, kernels, config, log) : undefined;
+  const app = createApp({ config, log, kernels, queries, store, executions, judge, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
       // Connections that never finish their request hold a file descriptor each: they are closed after
@@ -54,7 +64,9 @@ export async function startService(config: Config, log: Logger = createLogger(co
   server.keepAliveTimeout = 5000;
   limitConnections(server, config);
   closeSilentConnections(server, config.headersTimeoutMs);
-  server.on('upgrade', channels.handleUpgrade);
+  server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) =>
+    (pistonConnect && PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
+  );
   // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
   const inFlight = new Set<http.ServerResponse>();
   let stopping: Promise<void> | undefined;
@@ -82,6 +94,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       server.closeIdleConnections();
       // Upgraded sockets are no longer the HTTP server's: the bridge closes them.
       channels.close();
+      pistonConnect?.close();
       usage.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
