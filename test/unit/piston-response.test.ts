@@ -40,8 +40,10 @@ test('endings as isolate words them', (t) => {
   t.deepEqual(endingOf(measured({ exitCode: null, signal: 'SIGFPE' })), { status: 'SG', message: 'Caught fatal signal 8', signal: 'SIGFPE' });
   t.deepEqual(endingOf(measured({ exitCode: null, signal: 'SIGKILL', killedFor: 'cpu-time' })), { status: 'TO', message: 'Time limit exceeded', signal: 'SIGKILL' });
   t.deepEqual(endingOf(measured({ exitCode: null, signal: 'SIGKILL', killedFor: 'wall-time' })), { status: 'TO', message: 'Time limit exceeded (wall clock)', signal: 'SIGKILL' });
-  t.deepEqual(endingOf(measured({ exitCode: null, signal: 'SIGKILL', killedFor: 'memory' })).status, 'SG');
-  t.regex(endingOf(measured({ exitCode: null, signal: 'SIGKILL', killedFor: 'memory' })).message!, /Memory limit exceeded/);
+  t.deepEqual(endingOf(measured({ exitCode: null, signal: 'SIGKILL', killedFor: 'memory' })), { status: 'SG', message: 'Memory limit exceeded (caught fatal signal 9)', signal: 'SIGKILL' });
+  // A runtime that exits on its own out-of-memory error (the JVM) keeps its exit status.
+  t.deepEqual(endingOf(measured({ exitCode: 1, killedFor: 'memory' })), { status: 'RE', message: 'Memory limit exceeded (exited with error status 1)', signal: null });
+  t.deepEqual(endingOf(measured({ exitCode: null, signal: 'SIGKILL', killedFor: 'processes' })).message, 'Process limit exceeded (caught fatal signal 9)');
 });
 
 test('the output cap is said: OL for stdout, EL when stderr took it; the output before the kill is kept', (t) => {

@@ -66,16 +66,25 @@ export function endingOf(run: Pick<RunMeasurement, 'exitCode' | 'signal' | 'kill
         ? { status: 'EL', message: 'stderr length exceeded', signal: 'SIGKILL' }
         : { status: 'OL', message: 'stdout length exceeded', signal: 'SIGKILL' };
     case 'memory':
-      // isolate reports a cgroup OOM kill as the SIGKILL it is; the message says why.
-      return { status: 'SG', message: 'Memory limit exceeded (caught fatal signal 9)', signal: run.signal ?? 'SIGKILL' };
+      // isolate reports a cgroup OOM kill as the signal it is (SG); the message also says why.
+      return withCause(plainEnding(run), 'Memory limit exceeded');
     case 'processes':
-      return { status: 'SG', message: `Process limit exceeded (caught fatal signal ${signalNumber(run.signal ?? 'SIGKILL')})`, signal: run.signal ?? 'SIGKILL' };
+      return withCause(plainEnding(run), 'Process limit exceeded');
     default:
-      break;
+      return plainEnding(run);
   }
+}
+
+function plainEnding(run: Pick<RunMeasurement, 'exitCode' | 'signal'>): { status: PistonStatus | null; message: string | null; signal: string | null } {
   if (run.signal) return { status: 'SG', message: `Caught fatal signal ${signalNumber(run.signal)}`, signal: run.signal };
   if (run.exitCode !== null && run.exitCode !== 0) return { status: 'RE', message: `Exited with error status ${run.exitCode}`, signal: null };
   return { status: null, message: null, signal: null };
+}
+
+/** A kill at the memory or process limit: how it ended, prefixed with why (a runtime may exit 1 on it). */
+function withCause(ending: ReturnType<typeof plainEnding>, cause: string): ReturnType<typeof plainEnding> {
+  if (!ending.status) return { status: 'SG', message: `${cause} (caught fatal signal 9)`, signal: 'SIGKILL' };
+  return { ...ending, message: `${cause} (${ending.message!.charAt(0).toLowerCase()}${ending.message!.slice(1)})` };
 }
 
 export function stageOf(run: RunMeasurement | CompileResult | TestResult): PistonStage {
