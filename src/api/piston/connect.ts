@@ -52,7 +52,7 @@ const INIT_TIMEOUT_MS = 1000;
 /** stdin a client may send before its program runs (while it compiles); more is an error. */
 const MAX_PENDING_STDIN_BYTES = 1024 * 1024;
 /** stdin one connection may send in all. */
-const MAX_STDIN_BYTES = 64 * 1024 * 1024;
+const MAX_STDIN_BYTES = 16 * 1024 * 1024;
 /** After closing a client that does not read, the socket is cut this long later whether or not it took the close. */
 const NOT_READ_GRACE_MS = 1000;
 
