@@ -315,3 +315,20 @@ test('/connect: a client that does not read a flood is closed (1008) and its run
   const closed = await socket.closed;
   t.true(closed.code === 1008 || closed.code === 1006, `closed with ${closed.code}`);
 });
+
+test('/connect: stdin queued while the program compiles is bounded (an error and 4002 past it)', async (t) => {
+  const s = await serve();
+  t.teardown(s.close);
+  s.judge.compile = { ok: true, ...measured() };
+  s.judge.compileDelayMs = 2000;
+  const socket = await openPiston(s.url);
+  socket.send({ type: 'init', language: 'c', version: '*', files: [{ content: 'x' }] });
+  const chunk = 'z'.repeat(256 * 1024);
+  for (let i = 0; i < 5; i++) socket.send({ type: 'data', stream: 'stdin', data: chunk });
+  t.regex((await socket.next('error')).message, /bytes of stdin may be sent before the program runs/);
+  t.is((await socket.closed).code, 4002);
+  // The compile it was waiting for ends in a closed sandbox.
+  const deadline = Date.now() + 5000;
+  while (!s.judge.interactives[0]?.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.true(s.judge.interactives[0]!.closed);
+});
