@@ -3,6 +3,7 @@
  * runs echo each stdin line to stdout upper-cased, end with the signal they are sent, and can flood.
  */
 import { EventEmitter } from 'node:events';
+import { limitExceeded } from '../../src/errors.js';
 import type { CompileResult, InteractiveRun, JudgeEngine, JudgeLanguage, JudgeResult, RunMeasurement, Submission } from '../../src/judge/model.js';
 
 export const FAKE_LANGUAGES: JudgeLanguage[] = [
@@ -29,12 +30,17 @@ export class FakeInteractiveRun implements InteractiveRun {
   private finish!: (m: RunMeasurement) => void;
   private line = '';
   ended = false;
+  /** Past this many bytes written, write() refuses as the sandbox does when its program leaves stdin unread. */
+  stdinBound = Infinity;
+  private written = 0;
 
   constructor() {
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
 
   write(data: Buffer): void {
+    this.written += data.length;
+    if (this.written > this.stdinBound) throw limitExceeded(`the program has ${this.written} bytes of input it has not read yet; at most ${this.stdinBound} may wait`);
     this.received.push(data);
     this.line += data.toString();
     let newline: number;

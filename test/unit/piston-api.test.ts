@@ -332,3 +332,19 @@ test('/connect: stdin queued while the program compiles is bounded (an error and
   while (!s.judge.interactives[0]?.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   t.true(s.judge.interactives[0]!.closed);
 });
+
+test('/connect: stdin the sandbox refuses (its program does not read it) is an error and 4002, not a crash', async (t) => {
+  const s = await serve();
+  t.teardown(s.close);
+  s.judge.onRun = (run) => (run.stdinBound = 1000);
+  const socket = await openPiston(s.url);
+  socket.send({ type: 'init', language: 'python', version: '*', files: [{ content: 'x' }] });
+  await socket.next('stage');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  socket.send({ type: 'data', stream: 'stdin', data: 'q'.repeat(2000) });
+  t.regex((await socket.next('error')).message, /has not read yet/);
+  t.is((await socket.closed).code, 4002);
+  const deadline = Date.now() + 5000;
+  while (!s.judge.interactives[0]?.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.true(s.judge.interactives[0]!.closed);
+});

@@ -121,8 +121,15 @@ class ConnectSession {
       case 'signal':
         if (this.state === 'waiting') return this.close(CLOSE.notInitialized);
         if (!isSignalName(message.signal)) return this.close(CLOSE.invalidSignal);
-        if (this.run) this.run.signal(message.signal);
-        else this.pendingSignal = message.signal;
+        if (!this.run) {
+          this.pendingSignal = message.signal;
+          return;
+        }
+        try {
+          this.run.signal(message.signal);
+        } catch (error) {
+          this.fail(error);
+        }
         return;
       default:
         // Piston ignores messages of other types.
@@ -133,13 +140,22 @@ class ConnectSession {
   private stdin(data: Buffer): void {
     this.stdinBytes += data.length;
     if (this.stdinBytes > MAX_STDIN_BYTES) return this.fail(invalidInput(`stdin is limited to ${MAX_STDIN_BYTES} bytes per connection`));
-    if (this.run) return this.run.write(data);
+    if (this.run) return this.write(this.run, data);
     if (this.state === 'ended') return;
     this.pendingStdinBytes += data.length;
     if (this.pendingStdinBytes > MAX_PENDING_STDIN_BYTES) {
       return this.fail(invalidInput(`at most ${MAX_PENDING_STDIN_BYTES} bytes of stdin may be sent before the program runs`));
     }
     this.pendingStdin.push(data);
+  }
+
+  /** The sandbox refuses stdin its program leaves unread past a bound: that ends the session, as any error. */
+  private write(run: InteractiveRun, data: Buffer): void {
+    try {
+      run.write(data);
+    } catch (error) {
+      this.fail(error);
+    }
   }
 
   private async start(init: Record<string, unknown>): Promise<void> {
@@ -189,7 +205,7 @@ class ConnectSession {
       if (text) this.send({ type: 'data', stream, data: text });
     });
     this.run = run;
-    for (const data of this.pendingStdin.splice(0)) run.write(data);
+    for (const data of this.pendingStdin.splice(0)) this.write(run, data);
     this.pendingStdinBytes = 0;
     if (this.pendingSignal) run.signal(this.pendingSignal);
     const measurement = await run.done;
