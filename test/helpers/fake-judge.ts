@@ -28,6 +28,7 @@ export class FakeInteractiveRun implements InteractiveRun {
   readonly done: Promise<RunMeasurement>;
   private readonly events = new EventEmitter();
   private finish!: (m: RunMeasurement) => void;
+  private reject!: (error: Error) => void;
   private line = '';
   ended = false;
   /** Past this many bytes written, write() refuses as the sandbox does when its program leaves stdin unread. */
@@ -35,7 +36,11 @@ export class FakeInteractiveRun implements InteractiveRun {
   private written = 0;
 
   constructor() {
-    this.done = new Promise((resolve) => (this.finish = resolve));
+    this.done = new Promise((resolve, reject) => {
+      this.finish = resolve;
+      this.reject = reject;
+    });
+    this.done.catch(() => undefined);
   }
 
   write(data: Buffer): void {
@@ -72,6 +77,13 @@ export class FakeInteractiveRun implements InteractiveRun {
     if (this.ended) return;
     this.ended = true;
     this.finish(measurement);
+  }
+
+  /** As the real sandbox does when it is closed under a run. */
+  fail(error: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.reject(error);
   }
 }
 
@@ -119,7 +131,7 @@ export class FakeJudge implements JudgeEngine {
       run,
       close: async () => {
         record.closed = true;
-        run?.end(measured({ exitCode: null, signal: 'SIGKILL' }));
+        run?.fail(new Error('the judge sandbox is closed'));
       },
     };
   }

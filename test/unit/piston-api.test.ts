@@ -19,12 +19,15 @@ import { openPiston } from '../helpers/piston-ws.js';
 interface Served {
   url: string;
   judge: FakeJudge;
+  /** Lines the service logged at error level. */
+  errors: string[];
   close(): Promise<void>;
 }
 
 async function serve(judge = new FakeJudge(), overrides: Partial<Config> = {}): Promise<Served> {
   const config = loadConfig({}, { port: 0, ip: '127.0.0.1', logLevel: 'silent', ...overrides });
-  const log = createLogger('silent');
+  const errors: string[] = [];
+  const log = createLogger('error', (line) => errors.push(line));
   // The Piston routes touch neither kernels nor the store; the other surfaces are mounted but unused.
   const none = {} as never;
   const app = createApp({ config, log, kernels: none, queries: none, store: none, judge });
@@ -36,6 +39,7 @@ async function serve(judge = new FakeJudge(), overrides: Partial<Config> = {}): 
   return {
     url,
     judge,
+    errors,
     close: async () => {
       connect.close();
       server.closeAllConnections();
@@ -273,6 +277,9 @@ test('/connect: a client that disconnects mid-run ends the run and closes its sa
   while (!s.judge.interactives[0]?.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   t.true(s.judge.interactives[0]!.closed);
   t.true(s.judge.interactives[0]!.run!.ended);
+  // A run ended because its client left is no fault of the service.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.deepEqual(s.errors, []);
 });
 
 test('/connect: a client that leaves while its program compiles has the sandbox closed once the compile ends', async (t) => {

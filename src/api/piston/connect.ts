@@ -186,6 +186,8 @@ class ConnectSession {
       await this.release();
       this.close(CLOSE.completed);
     } catch (error) {
+      // The client went away and its sandbox was closed under the run: nobody to tell, nothing went wrong.
+      if (this.closed) return void (await this.release());
       this.fail(error);
     }
   }
