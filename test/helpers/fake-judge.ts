@@ -60,9 +60,10 @@ export class FakeInteractiveRun implements InteractiveRun {
     this.end(measured());
   }
 
+  /** The program dies a moment later, as a real one does (a close meanwhile wins). */
   signal(name: string): void {
     this.signals.push(name);
-    this.end(measured({ exitCode: null, signal: name }));
+    setImmediate(() => this.end(measured({ exitCode: null, signal: name })));
   }
 
   onOutput(listener: (stream: 'stdout' | 'stderr', data: Buffer) => void): void {
