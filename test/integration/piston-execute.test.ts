@@ -3,11 +3,15 @@
  * piston-client, unchanged, and through raw HTTP: A+B in C and Python, a compile error (the compile stage,
  * repeated as `run` as Piston answers), a timeout that keeps the unflushed output before it (piston#180),
  * an output flood stopped with a status that says so (piston#301), SIGSEGV, base64 and hex files, several
- * files, the runtimes list, and every bad input a 4xx with Piston's `{message}`.
+ * files, the runtimes list, a client that hangs up ending its run, and every bad input a 4xx with
+ * Piston's `{message}`.
  */
+import http from 'node:http';
 import test from 'ava';
 import piston from 'piston-client';
+import { containersOfInstance } from '../helpers/docker.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { eventually } from '../helpers/wait.js';
 
 let svc: TestService;
 let client: ReturnType<typeof piston>;
@@ -177,4 +181,15 @@ test('bad input: a 4xx with Piston\'s {message}, for Piston\'s checks and this s
   const unauthenticated = await svc.call('POST', '/api/v2/execute', { language: 'python', version: '*', files: [{ content: 'print(1)' }] });
   t.is(unauthenticated.status, 401);
   t.deepEqual(Object.keys(unauthenticated.body), ['message']);
+});
+
+test('a client that hangs up before its answer ends the run: its sandbox is gone well before the run\'s limit', async (t) => {
+  const before = new Set(containersOfInstance(svc.config.instance));
+  const request = http.request(`${svc.url}/api/v2/execute`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' } });
+  request.on('error', () => undefined);
+  request.end(JSON.stringify({ language: 'python', version: '*', files: [{ content: 'import time\ntime.sleep(60)\n' }], run_timeout: 20000 }));
+  let sandboxes: string[] = [];
+  t.true(await eventually(() => (sandboxes = containersOfInstance(svc.config.instance).filter((id) => !before.has(id))).length > 0, 15_000), 'a sandbox was made');
+  request.destroy();
+  t.true(await eventually(() => sandboxes.every((id) => !containersOfInstance(svc.config.instance).includes(id)), 10_000), 'the sandbox is removed');
 });
