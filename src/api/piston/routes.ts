@@ -45,7 +45,14 @@ export function pistonRouter(deps: PistonDeps): Router {
     const body = await readJsonBody(ctx, config.maxBodyBytes);
     const job = readJob(body, await pistonRuntimes(judge), config);
     const disconnect = abortOnDisconnect(ctx);
-    const judged = await judge.judge({ ...job.submission, tests: [{ stdin: job.stdin }], comparison: 'exact' }, disconnect.signal);
+    let judged;
+    try {
+      judged = await judge.judge({ ...job.submission, tests: [{ stdin: job.stdin }], comparison: 'exact' }, disconnect.signal);
+    } catch (error) {
+      // The client hung up and the engine ended its run: there is nobody to answer, and nothing went wrong.
+      if (disconnect.signal.aborted) return;
+      throw error;
+    }
     ctx.body = resultOf(job.runtime, judged);
   });
 
