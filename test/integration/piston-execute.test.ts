@@ -117,6 +117,22 @@ test('a null dereference is SIGSEGV: status SG, "Caught fatal signal 11", code n
   t.is(body.run.stdout, 'start\n');
 });
 
+test('a division by zero is SIGFPE; 1 GB against a 64 MB run_memory_limit is killed and says why', async (t) => {
+  const fpe = await execute({ language: 'c', version: '*', files: [{ content: 'int main(int argc, char **argv) { volatile int zero = argc - 1; return 1 / zero; }\n' }], args: [] });
+  t.is(fpe.body.run.signal, 'SIGFPE', JSON.stringify(fpe.body.run));
+  t.is(fpe.body.run.message, 'Caught fatal signal 8');
+  const big = await execute({
+    language: 'c',
+    version: '*',
+    files: [{ content: '#include <stdlib.h>\n#include <string.h>\nint main(void) { size_t n = 1UL << 30; char *p = malloc(n); if (!p) return 3; memset(p, 1, n); return p[n - 1] == 1 ? 0 : 4; }\n' }],
+    run_memory_limit: 64 * 1024 * 1024,
+  });
+  t.is(big.body.run.status, 'SG', JSON.stringify(big.body.run));
+  t.is(big.body.run.signal, 'SIGKILL');
+  t.regex(big.body.run.message, /^Memory limit exceeded/);
+  t.true(big.body.run.memory <= 80 * 1024 * 1024, JSON.stringify(big.body.run));
+});
+
 test('a non-zero exit is RE "Exited with error status N"; args reach the program', async (t) => {
   const { body } = await execute({ language: 'python', version: '3', files: [{ content: 'import sys\nprint(sys.argv[1:])\nsys.exit(3)\n' }], args: ['a b', '--x'] });
   t.is(body.run.stdout, "['a b', '--x']\n", JSON.stringify(body.run));
