@@ -118,7 +118,7 @@ test('a null dereference is SIGSEGV: status SG, "Caught fatal signal 11", code n
 });
 
 test('a division by zero is SIGFPE; 1 GB against a 64 MB run_memory_limit is killed and says why', async (t) => {
-  const fpe = await execute({ language: 'c', version: '*', files: [{ content: 'int main(int argc, char **argv) { volatile int zero = argc - 1; return 1 / zero; }\n' }], args: [] });
+  const fpe = await execute({ language: 'c', version: '*', files: [{ content: 'int main(int argc, char **argv) { volatile int zero = argc - 1; return 7919 / zero; }\n' }], args: [] });
   t.is(fpe.body.run.signal, 'SIGFPE', JSON.stringify(fpe.body.run));
   t.is(fpe.body.run.message, 'Caught fatal signal 8');
   const big = await execute({
