@@ -10,10 +10,10 @@ import { authenticate } from './auth/middleware.js';
 import { v1Router } from './api/v1/routes.js';
 import { executionsRouter } from './api/executions/routes.js';
 import type { ExecutionManager } from './executions/manager.js';
+import type { JudgeEngine } from './judge/model.js';
 import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
 import { pistonRouter } from './api/piston/routes.js';
-import type { JudgeEngine } from './judge/model.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
@@ -31,7 +31,7 @@ export interface AppDeps {
   executions?: ExecutionManager;
   /** Open WebSockets of a kernel in this process (src/channels), for the Jupyter kernel model. */
   connectionCount?: (kernelId: string) => number | undefined;
-  /** The judge engine; Piston's /api/v2 is mounted only when given. */
+  /** The judge engine (src/judge) the judging APIs (Judge0's, Piston's) call; they are mounted only when given. */
   judge?: JudgeEngine;
 }
 

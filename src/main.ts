@@ -7,13 +7,14 @@ import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
 import { PistonConnect } from './api/piston/connect.js';
-import type { JudgeEngine } from './judge/model.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
 import { QueryService } from './runs/query-service.js';
 import { IdleCpuBudget } from './kernels/idle-cpu.js';
+import { DockerJudgeSandboxes } from './judge/docker-sandboxes.js';
+import { SandboxJudgeEngine } from './judge/engine.js';
 import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
@@ -23,17 +24,12 @@ export interface RunningService {
   server: http.Server;
   config: Config;
   kernels: KernelManager;
+  judge: SandboxJudgeEngine;
   /** Stops accepting, settles in-flight work, then keeps or removes kernels as configured. */
   stop(): Promise<void>;
 }
 
-export interface ServiceParts {
-  /** The judge engine behind Piston's API; the API is not mounted without it. */
-  judge?: JudgeEngine;
-}
-
-export async function startService(config: Config, log: Logger = createLogger(config.logLevel), parts: ServiceParts = {}): Promise<RunningService> {
-  const { judge } = parts;
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
   const store = await createStore(config);
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
@@ -45,11 +41,14 @@ export async function startService(config: Config, log: Logger = createLogger(co
   // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
+  // Judging: sandboxes an earlier run left are removed before the first submission; warm ones start.
+  const judge = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
+  await judge.start();
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
   // Piston's /api/v2/connect WebSocket, beside the channels one.
-  const pistonConnect = judge ? new PistonConnect(judge, kernels, config, log) : undefined;
+  const pistonConnect = new PistonConnect(judge, kernels, config, log);
   const app = createApp({ config, log, kernels, queries, store, executions, judge, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
@@ -65,7 +64,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   limitConnections(server, config);
   closeSilentConnections(server, config.headersTimeoutMs);
   server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) =>
-    (pistonConnect && PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
+    (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
   );
   // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
   const inFlight = new Set<http.ServerResponse>();
@@ -94,11 +93,14 @@ export async function startService(config: Config, log: Logger = createLogger(co
       server.closeIdleConnections();
       // Upgraded sockets are no longer the HTTP server's: the bridge closes them.
       channels.close();
-      pistonConnect?.close();
+      // Interactive Piston runs end with their connections; their sandboxes go with the engine's stop below.
+      pistonConnect.close();
       usage.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
+      // Waiting submissions are refused and running ones ended (their requests answer 503); no sandbox stays.
+      await judge.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
@@ -112,7 +114,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       runtime.close();
       await store.close();
     })());
-  return { server, config, kernels, stop };
+  return { server, config, kernels, judge, stop };
 }
 
 /**

@@ -78,6 +78,10 @@ const judgeLimits: Parser<Record<RunLimitName, number>> = (raw, name) => {
   return parsed as Record<RunLimitName, number>;
 };
 
+/** `auto` (about the number of cores: what judging at once can use) or a whole number from 1. */
+const concurrency: Parser<number> = (raw, name) =>
+  raw.trim().toLowerCase() === 'auto' ? Math.max(1, os.availableParallelism()) : int(1, 1024)(raw, name);
+
 interface Option<T> {
   env: string;
   parse: Parser<T>;
@@ -153,6 +157,16 @@ export const OPTIONS = {
   judgeLimitCaps: opt('POLYKERNEL_JUDGE_LIMIT_CAPS', judgeLimits, 'largest limits a submission may ask for; more is 4xx naming the limit'),
   judgeCompileLimits: opt('POLYKERNEL_JUDGE_COMPILE_LIMITS', judgeLimits, 'limits of a compile step when the submission sets none'),
   judgeCompileLimitCaps: opt('POLYKERNEL_JUDGE_COMPILE_LIMIT_CAPS', judgeLimits, 'largest compile limits a submission may ask for'),
+  judgeConcurrency: opt('POLYKERNEL_JUDGE_CONCURRENCY', concurrency, 'submissions judged at once (auto = the number of cores); more wait in the judging queue'),
+  judgeQueueSize: opt('POLYKERNEL_JUDGE_QUEUE_SIZE', int(0), 'submissions that may wait for a judging slot; past it a submission is refused with 503 (as Judge0\'s MAX_QUEUE_SIZE)'),
+  judgeWarm: opt('POLYKERNEL_JUDGE_WARM', pairs(int(0, 32)), 'warm judge sandboxes kept ready per language, e.g. python3=2,c=2 (each is used once, then replaced)'),
+  judgeRuntime: opt('POLYKERNEL_JUDGE_RUNTIME', str, 'OCI runtime of judge sandboxes (runc, crun, runsc)'),
+  judgeDiskMB: opt('POLYKERNEL_JUDGE_DISK_MB', int(1, 4096), 'size of a judge sandbox\'s work directory and of its /tmp, each (MB)'),
+  judgeMaxTests: opt('POLYKERNEL_JUDGE_MAX_TESTS', int(1, 100_000), 'most test cases in one submission; more is 400'),
+  judgeMaxFiles: opt('POLYKERNEL_JUDGE_MAX_FILES', int(1, 10_000), 'most source files in one submission (its checker\'s counted apart); more is 400'),
+  judgeMaxBytes: opt('POLYKERNEL_JUDGE_MAX_BYTES', int(1024), 'most bytes of one submission: its files, every test\'s input and expected output, its checker; more is 413'),
+  judgeMaxRunsPerTest: opt('POLYKERNEL_JUDGE_MAX_RUNS_PER_TEST', int(1, 1000), 'most runs of each test a submission may ask for (Judge0\'s number_of_runs, whose cap is 20)'),
+  judgeMaxResultBytes: opt('POLYKERNEL_JUDGE_MAX_RESULT_BYTES', int(1024), 'most bytes of program output (stdout and stderr of every test together) a submission\'s result keeps; each test is judged on its whole output, what is kept past this is cut'),
   maxConcurrentExecutions: opt('POLYKERNEL_MAX_CONCURRENT_EXECUTIONS', int(1), 'notebook executions run at once; more wait in a queue'),
 } as const;
 

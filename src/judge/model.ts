@@ -210,6 +210,12 @@ export interface JudgeEngine {
    * line is a 503 `unavailable`). An aborted signal ends the submission's runs and removes its sandbox.
    */
   judge(submission: Submission, signal?: AbortSignal): Promise<JudgeResult>;
-  /** Piston's /connect: compiles, then runs with the standard streams open. */
-  interactive(submission: Omit<Submission, 'tests' | 'comparison' | 'checker'>): Promise<{ compile?: CompileResult; run?: InteractiveRun; close(): Promise<void> }>;
+  /**
+   * Piston's /connect: compiles, then runs with the standard streams open. It holds a judging slot until
+   * the run ends or `close` is called; an aborted signal (the client went) leaves the line or closes it.
+   */
+  interactive(
+    submission: Omit<Submission, 'tests' | 'comparison' | 'checker'>,
+    signal?: AbortSignal,
+  ): Promise<{ compile?: CompileResult; run?: InteractiveRun; close(): Promise<void> }>;
 }

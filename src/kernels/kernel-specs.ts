@@ -25,6 +25,8 @@ export interface KernelSpecEntry {
   /** Batch mode's `"*"` commands, from the image's build/exec labels; undefined when the image has none. */
   build?: string;
   exec?: string;
+  /** Every label of the image, for the layers that read more of what an image says (src/judge). */
+  labels: Record<string, string>;
 }
 
 function parseImage(image: KernelImage): KernelSpecEntry | undefined {
@@ -40,6 +42,7 @@ function parseImage(image: KernelImage): KernelSpecEntry | undefined {
       resources: split(image.labels[LABELS.resources]),
       build: image.labels[LABELS.build],
       exec: image.labels[LABELS.exec],
+      labels: image.labels,
     };
   } catch {
     return undefined;
@@ -126,10 +129,18 @@ export class KernelSpecRegistry {
   async readResource(nameOrAlias: string, file: string): Promise<Buffer | undefined> {
     const entry = await this.resolve(nameOrAlias);
     if (!entry || !entry.resources.includes(file)) return undefined;
-    const key = `${entry.image}\n${file}`;
+    return this.readImageFile(entry, `${KERNELSPEC_RESOURCE_DIR}/${file}`);
+  }
+
+  /**
+   * A file of a kernelspec's image (its logo, its version file), read once per build of the image: the
+   * cache key holds the image's source hash, so a rebuilt image under the same tag is read again.
+   */
+  readImageFile(entry: KernelSpecEntry, filePath: string): Promise<Buffer | undefined> {
+    const key = `${entry.image}\n${entry.labels[LABELS.sourceHash] ?? ''}\n${filePath}`;
     let pending = this.resourceCache.get(key);
     if (!pending) {
-      pending = this.runtime.readImageFile(entry.image, `${KERNELSPEC_RESOURCE_DIR}/${file}`);
+      pending = this.runtime.readImageFile(entry.image, filePath);
       this.resourceCache.set(key, pending);
       pending.catch(() => this.resourceCache.delete(key));
     }

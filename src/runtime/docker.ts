@@ -29,6 +29,9 @@ import {
   type KernelContainerSpec,
   type KernelImage,
   type ResourceUsage,
+  type SandboxConnection,
+  type SandboxContainerSpec,
+  type SandboxRuntime,
 } from './runtime.js';
 
 export { CONTAINER_WORK_DIR, KERNEL_USER };
@@ -54,6 +57,11 @@ export function dockerOptionsFor(host: string): Docker.DockerOptions {
   return { protocol: url.protocol === 'https:' ? 'https' : 'http', host: url.hostname, port: Number(url.port || 2375) };
 }
 
+/** How long a SIGKILL death waits for the engine's oom event of the same container. */
+const OOM_AFTER_EXIT_MS = 300;
+/** How long an oom event is remembered for a death that follows it. */
+const OOM_EVENT_MEMORY_MS = 10_000;
+
 function deathReasonOf(state: { OOMKilled?: boolean; ExitCode?: number }): DeathReason {
   if (state.OOMKilled) return 'out-of-memory';
   const code = state.ExitCode ?? 0;
@@ -76,7 +84,54 @@ function firstFileOfTar(tar: Buffer): Buffer | undefined {
   return undefined;
 }
 
-export class DockerRuntime implements ContainerRuntime {
+/** What a hardened container needs besides its own mounts: the same for kernels and judge sandboxes. */
+interface Hardening {
+  runtime: string;
+  memoryBytes: number;
+  pidsLimit: number;
+  /** Size of /dev/shm (scratch space like /tmp). */
+  tmpSizeMB: number;
+  tmpfs: Record<string, string>;
+  /** Capabilities kept (everything else is dropped). */
+  capAdd?: string[];
+}
+
+function hardenedHostConfig(spec: Hardening): Docker.HostConfig {
+  const gvisor = isGvisorRuntime(spec.runtime);
+  return {
+    NetworkMode: 'none',
+    Tmpfs: spec.tmpfs,
+    ReadonlyRootfs: true,
+    CapDrop: ['ALL'],
+    ...(spec.capAdd?.length ? { CapAdd: spec.capAdd } : {}),
+    // Under runc Docker's default seccomp profile applies; gVisor needs its own (see gvisor.ts).
+    SecurityOpt: gvisor
+      ? ['no-new-privileges', `seccomp=${JSON.stringify(GVISOR_SECCOMP_PROFILE)}`]
+      : ['no-new-privileges'],
+    // gVisor: the sandbox counts the processes itself (nproc below; see gvisor.ts).
+    PidsLimit: gvisor ? gvisorHostPidsLimit(spec.pidsLimit) : spec.pidsLimit,
+    Memory: spec.memoryBytes,
+    // Swap equal to memory = no swap at all: the cap is a real cap.
+    MemorySwap: spec.memoryBytes,
+    // An init as PID 1 reaps zombies and forwards signals to the main process.
+    Init: true,
+    Runtime: spec.runtime,
+    IpcMode: 'private',
+    // /dev/shm (POSIX semaphores and shared memory, e.g. Python's multiprocessing) is scratch space
+    // like /tmp: the same cap, instead of Docker's 64 MB default.
+    ShmSize: spec.tmpSizeMB * 1024 * 1024,
+    Ulimits: [
+      { Name: 'core', Soft: 0, Hard: 0 },
+      ...(gvisor ? [{ Name: 'nproc', Soft: spec.pidsLimit, Hard: spec.pidsLimit }] : []),
+    ],
+    // The main process's stdout/stderr is the stranger's to write (a kernel's), or the supervisor's
+    // protocol (a judge sandbox, read through attach): with the engine's default json-file driver and no
+    // cap it fills the host's disk. No log at all: the service never reads it.
+    LogConfig: { Type: 'none', Config: {} },
+  };
+}
+
+export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
   private readonly docker: Docker;
   private readonly deathListeners = new Set<DeathListener>();
   private eventStream?: NodeJS.ReadableStream;
@@ -86,6 +141,9 @@ export class DockerRuntime implements ContainerRuntime {
   private closed = false;
   /** OCI runtime of each kernel container this process started or asked about (see exec). */
   private readonly runtimes = new Map<string, string>();
+  /** When each container last had an OOM kill (the engine's oom event), kept briefly; see handleEvent. */
+  private readonly oomEvents = new Map<string, number>();
+  private readonly oomWaiters = new Map<string, () => void>();
 
   constructor(private readonly log: Logger, private readonly instance: string, options: Docker.DockerOptions = {}) {
     this.docker = new Docker(options);
@@ -109,7 +167,6 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.workDirBind) binds.push(`${spec.workDirBind}:${CONTAINER_WORK_DIR}`);
     // exec: compiled languages build and run their programs in the work directory.
     else tmpfs[CONTAINER_WORK_DIR] = `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=${KERNEL_UID},gid=${KERNEL_GID},mode=0755`;
-    const gvisor = isGvisorRuntime(spec.runtime);
     const labels = {
       ...spec.labels,
       [LABELS.managed]: 'true',
@@ -129,36 +186,15 @@ export class DockerRuntime implements ContainerRuntime {
         NetworkDisabled: true,
         StopTimeout: 1,
         HostConfig: {
-          NetworkMode: 'none',
+          ...hardenedHostConfig({
+            runtime: spec.runtime,
+            memoryBytes: spec.memoryBytes,
+            pidsLimit: spec.pidsLimit,
+            tmpSizeMB: spec.tmpSizeMB,
+            tmpfs,
+          }),
           Binds: binds,
-          Tmpfs: tmpfs,
-          ReadonlyRootfs: true,
-          CapDrop: ['ALL'],
-          // Under runc Docker's default seccomp profile applies; gVisor needs its own (see gvisor.ts).
-          SecurityOpt: gvisor
-            ? ['no-new-privileges', `seccomp=${JSON.stringify(GVISOR_SECCOMP_PROFILE)}`]
-            : ['no-new-privileges'],
-          // gVisor: the sandbox counts the kernel's processes itself (nproc below; see gvisor.ts).
-          PidsLimit: gvisor ? gvisorHostPidsLimit(spec.pidsLimit) : spec.pidsLimit,
-          Memory: spec.memoryBytes,
-          // Swap equal to memory = no swap at all: the cap is a real cap.
-          MemorySwap: spec.memoryBytes,
           NanoCpus: Math.round(spec.cpus * 1e9),
-          // An init as PID 1 reaps zombies and forwards SIGINT (interrupt) to the kernel.
-          Init: true,
-          Runtime: spec.runtime,
-          IpcMode: 'private',
-          // /dev/shm (POSIX semaphores and shared memory, e.g. Python's multiprocessing) is scratch space
-          // like /tmp: the same cap, instead of Docker's 64 MB default.
-          ShmSize: spec.tmpSizeMB * 1024 * 1024,
-          Ulimits: [
-            { Name: 'core', Soft: 0, Hard: 0 },
-            ...(gvisor ? [{ Name: 'nproc', Soft: spec.pidsLimit, Hard: spec.pidsLimit }] : []),
-          ],
-          // The kernel's own stdout/stderr (not its Jupyter output, which goes over ZMQ) is the stranger's
-          // to write: with the engine's default json-file driver and no cap it fills the host's disk. No
-          // log at all: the service never reads it, and a kernel's faults reach clients over ZMQ.
-          LogConfig: { Type: 'none', Config: {} },
         },
       }),
     );
@@ -171,6 +207,123 @@ export class DockerRuntime implements ContainerRuntime {
     }
     this.log.info('Started kernel container', { kernelId: spec.kernelId, containerId: container.id.slice(0, 12) });
     return { containerId: container.id, labels, running: true };
+  }
+
+  async startSandbox(spec: SandboxContainerSpec): Promise<SandboxConnection> {
+    const labels = {
+      ...spec.labels,
+      [LABELS.managed]: 'true',
+      [LABELS.instance]: this.instance,
+      [LABELS.judge]: 'true',
+    };
+    const scratch = `rw,nosuid,nodev,size=${spec.tmpSizeMB}m,mode=1777`;
+    const container = await this.call('create container', () =>
+      this.docker.createContainer({
+        Image: spec.image,
+        Entrypoint: [],
+        Cmd: spec.cmd,
+        Labels: labels,
+        // Root with only the two capabilities the supervisor needs to become the builder and the
+        // program (it never touches a path as root; see images/base/judge/supervisor.c).
+        User: '0:0',
+        WorkingDir: CONTAINER_WORK_DIR,
+        NetworkDisabled: true,
+        // The supervisor's protocol runs over the attached stdin/stdout. StdinOnce: when the service's
+        // connection goes (a crash included), the supervisor reads EOF and exits, and AutoRemove removes
+        // the container: nothing is left running for the reaper.
+        OpenStdin: true,
+        StdinOnce: true,
+        AttachStdin: true,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+        StopTimeout: 1,
+        HostConfig: {
+          ...hardenedHostConfig({
+            runtime: spec.runtime,
+            memoryBytes: spec.memoryBytes,
+            pidsLimit: spec.pidsLimit,
+            tmpSizeMB: spec.tmpSizeMB,
+            tmpfs: {
+              '/tmp': scratch,
+              // exec: compiled programs run from here. Sticky and world-writable: the program may add
+              // files of its own, never change or remove the owner's (sources, the compiled binary).
+              [CONTAINER_WORK_DIR]: `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=${spec.workDirUid},gid=${spec.workDirGid},mode=1777`,
+            },
+            capAdd: ['SETUID', 'SETGID'],
+          }),
+          AutoRemove: true,
+        },
+      }),
+    );
+    try {
+      // Attached before the start, so that not a byte of the supervisor's output is missed.
+      const stream = (await this.call('attach container', () =>
+        container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }),
+      )) as NodeJS.ReadWriteStream & { destroy?: (error?: Error) => void; end(): void };
+      const stdout = new Set<(chunk: Buffer) => void>();
+      const stderr = new Set<(chunk: Buffer) => void>();
+      const ends = new Set<(error?: Error) => void>();
+      let ended = false;
+      const finish = (error?: Error) => {
+        if (ended) return;
+        ended = true;
+        for (const listener of ends) listener(error);
+      };
+      // What comes before the caller listens (the supervisor's hello may beat start()'s answer) is held.
+      const early = new Map<Set<(chunk: Buffer) => void>, Buffer[]>([
+        [stdout, []],
+        [stderr, []],
+      ]);
+      const sink = (listeners: Set<(chunk: Buffer) => void>) =>
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            if (listeners.size === 0) early.get(listeners)!.push(chunk);
+            for (const listener of listeners) listener(chunk);
+            callback();
+          },
+        });
+      const listen = (listeners: Set<(chunk: Buffer) => void>, listener: (chunk: Buffer) => void) => {
+        listeners.add(listener);
+        for (const chunk of early.get(listeners)!.splice(0)) listener(chunk);
+      };
+      this.docker.modem.demuxStream(stream, sink(stdout), sink(stderr));
+      stream.once('end', () => finish());
+      stream.once('close', () => finish());
+      stream.on('error', (error: Error) => finish(error));
+      await this.call('start container', () => container.start());
+      this.log.debug('Started judge sandbox', { containerId: container.id.slice(0, 12), image: spec.image });
+      return {
+        containerId: container.id,
+        write: (data) => (ended ? false : stream.write(data)),
+        onDrain: (listener) => stream.once('drain', listener),
+        onStdout: (listener) => listen(stdout, listener),
+        onStderr: (listener) => listen(stderr, listener),
+        onEnd: (listener) => {
+          if (ended) listener();
+          else ends.add(listener);
+        },
+        end: () => {
+          // end() half-closes the hijacked connection: the engine closes the supervisor's stdin.
+          stream.end();
+          stream.destroy?.();
+          finish();
+        },
+      };
+    } catch (error) {
+      await this.remove(container.id);
+      throw error;
+    }
+  }
+
+  async listSandboxes(): Promise<string[]> {
+    const containers = await this.call('list containers', () =>
+      this.docker.listContainers({
+        all: true,
+        filters: { label: [`${LABELS.managed}=true`, `${LABELS.instance}=${this.instance}`, `${LABELS.judge}=true`] },
+      }),
+    );
+    return containers.map((c) => c.Id);
   }
 
   async remove(containerId: string): Promise<void> {
@@ -248,7 +401,10 @@ export class DockerRuntime implements ContainerRuntime {
         filters: { label: [`${LABELS.managed}=true`, `${LABELS.instance}=${this.instance}`] },
       }),
     );
-    return containers.map((c) => ({ containerId: c.Id, labels: c.Labels, running: c.State === 'running' }));
+    // Judge sandboxes are not kernels: the kernel layer must neither adopt nor reap them.
+    return containers
+      .filter((c) => !(c.Labels ?? {})[LABELS.judge])
+      .map((c) => ({ containerId: c.Id, labels: c.Labels, running: c.State === 'running' }));
   }
 
   async listKernelImages(): Promise<KernelImage[]> {
@@ -408,7 +564,7 @@ export class DockerRuntime implements ContainerRuntime {
         ...(this.eventsBrokeAt !== undefined ? { since: this.eventsBrokeAt } : {}),
         filters: {
           type: ['container'],
-          event: ['die'],
+          event: ['die', 'oom'],
           label: [`${LABELS.managed}=true`, `${LABELS.instance}=${this.instance}`],
         },
       })) as NodeJS.ReadableStream;
@@ -422,7 +578,7 @@ export class DockerRuntime implements ContainerRuntime {
         while ((newline = pending.indexOf('\n')) >= 0) {
           const line = pending.slice(0, newline);
           pending = pending.slice(newline + 1);
-          if (line.trim()) void this.handleDeathEvent(line);
+          if (line.trim()) void this.handleEvent(line);
         }
       });
       const reopen = () => {
@@ -441,22 +597,54 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  private async handleDeathEvent(line: string): Promise<void> {
-    let event: { id?: string; Actor?: { Attributes?: Record<string, string> } };
+  private async handleEvent(line: string): Promise<void> {
+    let event: { id?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
     try {
       event = JSON.parse(line);
     } catch {
       return;
     }
     if (!event.id) return;
+    if (event.Action === 'oom') return this.noteOom(event.id);
     const labels = event.Actor?.Attributes ?? {};
+    // A judge sandbox's end is its owner's business (it reads the stream's end), not a kernel death.
+    if (labels[LABELS.judge]) return;
     // The die event carries the exit code but not the OOM flag; inspect says which it was.
     const state = await this.inspect(event.id).catch(() => undefined);
     // Started again since (a restart in place): the death is over and was its restarter's doing.
     if (state?.running) return;
     const exitCode = Number(labels.exitCode ?? 0);
-    const reason: DeathReason = state?.deathReason ?? deathReasonOf({ ExitCode: exitCode });
+    let reason: DeathReason = state?.deathReason ?? deathReasonOf({ ExitCode: exitCode });
+    // The engine sets the OOM flag when the runtime reports the OOM kill, which under a loaded gVisor
+    // can come just after the exit: a SIGKILL death waits briefly for that report.
+    if (reason === 'killed') {
+      if (await this.oomReported(event.id)) reason = 'out-of-memory';
+      // Restarted while this death waited: as above.
+      if ((await this.inspect(event.id).catch(() => undefined))?.running) return;
+    }
+    this.oomEvents.delete(event.id);
     for (const listener of this.deathListeners) listener(event.id, reason, labels);
+  }
+
+  private noteOom(containerId: string): void {
+    const now = Date.now();
+    // OOM kills of a kernel's subprocesses leave the kernel running: forget them after a while.
+    for (const [id, at] of this.oomEvents) if (now - at > OOM_EVENT_MEMORY_MS) this.oomEvents.delete(id);
+    this.oomEvents.set(containerId, now);
+    this.oomWaiters.get(containerId)?.();
+  }
+
+  private oomReported(containerId: string): Promise<boolean> {
+    if (this.oomEvents.has(containerId)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (reported: boolean) => {
+        clearTimeout(timer);
+        this.oomWaiters.delete(containerId);
+        resolve(reported);
+      };
+      const timer = setTimeout(() => done(false), OOM_AFTER_EXIT_MS);
+      this.oomWaiters.set(containerId, () => done(true));
+    });
   }
 
   async ping(): Promise<boolean> {

@@ -9,6 +9,8 @@ export const LABELS = {
   kernelId: 'org.polykernel.kernel-id',
   lang: 'org.polykernel.lang',
   pool: 'org.polykernel.pool',
+  /** A judge sandbox (src/judge): not a kernel; the kernel layer never lists, adopts or reaps it. */
+  judge: 'org.polykernel.judge',
   // Image labels: what a language image says about itself (written by images/*/Dockerfile).
   kernelspec: 'org.polykernel.kernelspec',
   aliases: 'org.polykernel.aliases',
@@ -16,6 +18,18 @@ export const LABELS = {
   /** Batch mode's default commands (`"*"`): compile `main.<ext>` / run it. An empty build = no build step. */
   build: 'org.polykernel.build',
   exec: 'org.polykernel.exec',
+  /** The extension of a source file of the language (".c"): batch mode and the judge call it main<ext>. */
+  fileExtension: 'org.polykernel.file_extension',
+  /**
+   * What a judged run does where batch mode's commands do not fit (src/judge/languages.ts): the default
+   * source file name when it is not main<ext> (java: Main.java, the class name), and compile / run lines
+   * that take the main file's name or the memory limit from the environment.
+   */
+  judgeSource: 'org.polykernel.judge.source',
+  judgeBuild: 'org.polykernel.judge.build',
+  judgeExec: 'org.polykernel.judge.exec',
+  /** Written by scripts/build-images.mjs: a digest of the image's sources; a rebuilt image has a new one. */
+  sourceHash: 'org.polykernel.source-hash',
 } as const;
 
 /** Where a kernel works and as whom: the same for the kernel process and for commands run beside it. */
@@ -42,6 +56,46 @@ export interface KernelContainerSpec {
   /** Host directory to use as the work directory instead of a tmpfs (notebook executions). */
   workDirBind?: string;
   labels?: Record<string, string>;
+}
+
+/** A judge sandbox's container: its supervisor is the main process, reached over its stdin and stdout. */
+export interface SandboxContainerSpec {
+  image: string;
+  /** OCI runtime name registered with the engine (runc, runsc). */
+  runtime: string;
+  /** The supervisor and its arguments. */
+  cmd: string[];
+  memoryBytes: number;
+  pidsLimit: number;
+  workDirSizeMB: number;
+  tmpSizeMB: number;
+  /** Owner of the work directory's tmpfs (mode 1777: the program may add files, never change the owner's). */
+  workDirUid: number;
+  workDirGid: number;
+  labels?: Record<string, string>;
+}
+
+/** The attached standard streams of a running sandbox container. */
+export interface SandboxConnection {
+  containerId: string;
+  /** Bytes to the main process's stdin; false when the caller should wait for `onDrain`. */
+  write(data: Buffer): boolean;
+  onDrain(listener: () => void): void;
+  onStdout(listener: (chunk: Buffer) => void): void;
+  onStderr(listener: (chunk: Buffer) => void): void;
+  /** The streams ended (the main process exited, the container went, or the engine connection broke). */
+  onEnd(listener: (error?: Error) => void): void;
+  /** Closes the main process's stdin and the connection. */
+  end(): void;
+}
+
+export interface SandboxRuntime {
+  /** Creates a sandbox container, attaches to its streams, starts it. */
+  startSandbox(spec: SandboxContainerSpec): Promise<SandboxConnection>;
+  /** Every judge sandbox container of this service instance (by label), running or not. */
+  listSandboxes(): Promise<string[]>;
+  /** Removes a container, running or not; an already-gone container is not an error. */
+  remove(containerId: string): Promise<void>;
 }
 
 export type DeathReason = 'out-of-memory' | 'killed' | `exit code ${number}`;
