@@ -207,6 +207,7 @@ class ConnectSession {
       if (text) this.send({ type: 'data', stream, data: text });
     });
     this.run = run;
+    this.state = 'running';
     for (const data of this.pendingStdin.splice(0)) this.write(run, data);
     this.pendingStdinBytes = 0;
     if (this.pendingSignal) run.signal(this.pendingSignal);
