@@ -357,3 +357,13 @@ test('/connect: stdin the sandbox refuses (its program does not read it) is an e
   while (!s.judge.interactives[0]?.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   t.true(s.judge.interactives[0]!.closed);
 });
+
+test('the public API\'s paths (/api/v2/piston/...) answer the same', async (t) => {
+  const s = await serve();
+  t.teardown(s.close);
+  const runtimes = await fetch(`${s.url}/api/v2/piston/runtimes`);
+  t.is(runtimes.status, 200);
+  t.is(((await runtimes.json()) as unknown[]).length, 2);
+  const executed = await fetch(`${s.url}/api/v2/piston/execute`, { method: 'POST', body: JSON.stringify({ language: 'python', version: '*', files: [{ content: 'x' }] }) });
+  t.is(((await executed.json()) as any).run.stdout, 'ok\n');
+});

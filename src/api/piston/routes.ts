@@ -1,5 +1,6 @@
 /**
- * Piston's REST API (docs/api-v2.md): GET /api/v2/runtimes and POST /api/v2/execute, on the judge engine.
+ * Piston's REST API (docs/api-v2.md): GET /api/v2/runtimes and POST /api/v2/execute, on the judge engine,
+ * also under /api/v2/piston/ as the public emkc.org API had them.
  * Thin handlers: parse, one engine call, Piston's JSON. Errors render as Piston's `{message}` (api/http.ts).
  *
  * Piston refuses a body not labelled application/json (415); this reads JSON whatever the label, as the
@@ -37,11 +38,12 @@ export function pistonRouter(deps: PistonDeps): Router {
   const { config, judge } = deps;
   const router = new Router({ prefix: '/api/v2' });
 
-  router.get('/runtimes', async (ctx) => {
+  // The public API at emkc.org served the same routes under /api/v2/piston/: its users change only the host.
+  router.get(['/runtimes', '/piston/runtimes'], async (ctx) => {
     ctx.body = runtimesBody(await pistonRuntimes(judge));
   });
 
-  router.post('/execute', async (ctx) => {
+  router.post(['/execute', '/piston/execute'], async (ctx) => {
     const body = await readJsonBody(ctx, config.maxBodyBytes);
     const job = readJob(body, await pistonRuntimes(judge), config);
     const disconnect = abortOnDisconnect(ctx);
