@@ -15,6 +15,7 @@ import { unavailable } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
 import { FakeJudge, measured } from '../helpers/fake-judge.js';
 import { openPiston } from '../helpers/piston-ws.js';
+import { KeysFile } from '../helpers/tenant-keys.js';
 
 interface Served {
   url: string;
@@ -366,4 +367,27 @@ test('the public API\'s paths (/api/v2/piston/...) answer the same', async (t) =
   t.is(((await runtimes.json()) as unknown[]).length, 2);
   const executed = await fetch(`${s.url}/api/v2/piston/execute`, { method: 'POST', body: JSON.stringify({ language: 'python', version: '*', files: [{ content: 'x' }] }) });
   t.is(((await executed.json()) as any).run.stdout, 'ok\n');
+});
+
+test('/connect: a session opened with an API key that is revoked is closed (1008) and its run ended', async (t) => {
+  const keys = await KeysFile.create([{ id: 'a', key: 'piston-key-a-0123456789' }, { id: 'b', key: 'piston-key-b-0123456789' }]);
+  t.teardown(() => keys.remove());
+  const s = await serve(new FakeJudge(), { apiKeysFile: keys.file, apiKeysReloadMs: 100 });
+  t.teardown(s.close);
+  const init = { type: 'init', language: 'python', version: '*', files: [{ content: 'x' }] };
+  const revoked = await openPiston(s.url, { authorization: 'token piston-key-a-0123456789' });
+  const kept = await openPiston(s.url, { authorization: 'token piston-key-b-0123456789' });
+  revoked.send(init);
+  kept.send(init);
+  await revoked.next('stage');
+  await kept.next('stage');
+  await keys.write([{ id: 'b', key: 'piston-key-b-0123456789' }]);
+  t.deepEqual(await revoked.closed, { code: 1008, reason: 'API key revoked' });
+  const revokedRun = s.judge.interactives.find((entry) => entry.closed);
+  t.truthy(revokedRun, 'the revoked key\'s run is closed');
+  // The other key's session goes on.
+  kept.send({ type: 'data', stream: 'stdin', data: 'still here\n' });
+  await kept.next((m) => m.type === 'data' && m.data === 'STILL HERE\n');
+  t.is(s.judge.interactives.filter((entry) => entry.closed).length, 1);
+  kept.ws.close();
 });

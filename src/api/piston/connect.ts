@@ -14,7 +14,8 @@
  * them to the compiler); `exit` carries Piston's status and message as the execute stages do. Bounds: a
  * client that does not read its output is closed (1008) once POLYKERNEL_WS_MAX_BUFFERED_BYTES are queued
  * for it and its run killed; stdin queued before the run starts and stdin in all are bounded; a client
- * that goes away ends the run and removes its sandbox.
+ * that goes away ends the run and removes its sandbox; a session opened with an API key that is revoked
+ * is closed (1008) within a second.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -22,6 +23,7 @@ import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { Tenancy, type TenancyConfig } from '../../auth/tenancy.js';
+import type { Caller } from '../../auth/tenant.js';
 import type { Config } from '../../config/index.js';
 import { DomainError, forbidden, invalidInput } from '../../errors.js';
 import type { CompileResult, InteractiveRun, JudgeEngine, RunMeasurement } from '../../judge/model.js';
@@ -44,6 +46,7 @@ export const CLOSE = {
   invalidSignal: [4005, 'Invalid signal'],
   completed: [4999, 'Job Completed'],
   notRead: [1008, 'output not read'],
+  revoked: [1008, 'API key revoked'],
   shutdown: [1001, 'service shutting down'],
 } as const satisfies Record<string, readonly [number, string]>;
 
@@ -91,9 +94,9 @@ class ConnectSession {
     ws.on('close', () => this.gone());
   }
 
-  /** Ends the session from the service's side (shutdown). */
-  shutdown(): void {
-    this.close(CLOSE.shutdown);
+  /** Ends the session from the service's side (shutdown, a revoked key). */
+  end(why: readonly [number, string] = CLOSE.shutdown): void {
+    this.close(why);
   }
 
   private receive(data: RawData): void {
@@ -292,8 +295,10 @@ function rawText(data: RawData): string {
 /** The `upgrade` handling of /api/v2/connect: checks as every HTTP request (Host, Origin, token), then a session. */
 export class PistonConnect {
   private readonly wss: WebSocketServer;
-  private readonly sessions = new Set<ConnectSession>();
+  /** Open sessions, and the API key each was opened with (none in the open mode or with the admin token). */
+  private readonly sessions = new Map<ConnectSession, Caller | undefined>();
   private readonly edge: ReturnType<typeof edgeCheck>;
+  private revocationSweep?: NodeJS.Timeout;
 
   constructor(
     private readonly judge: JudgeEngine,
@@ -317,17 +322,35 @@ export class PistonConnect {
     if (refusal) return refuse(socket, forbidden(refusal));
     const authentication = Tenancy.of(this.config, this.kernels, this.log).authenticate(req.headers, url);
     if (!authentication.ok) return refuse(socket, authentication.error, authentication.headers);
+    const { caller } = authentication.tenant;
     (socket as Socket).setNoDelay?.(true);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const session = new ConnectSession(ws, this.judge, this.config, this.log);
-      this.sessions.add(session);
+      this.sessions.set(session, caller.kind === 'tenant' ? caller : undefined);
       ws.once('close', () => this.sessions.delete(session));
+      if (caller.kind === 'tenant') this.watchKeys();
     });
   };
 
+  /**
+   * A revoked key loses its open sessions too, not only its next handshake, as the channels WebSocket
+   * does: checked as often as the keys file is (POLYKERNEL_API_KEYS_RELOAD_MS, at least every second).
+   */
+  private watchKeys(): void {
+    if (this.revocationSweep) return;
+    const tenancy = Tenancy.of(this.config, this.kernels, this.log);
+    this.revocationSweep = setInterval(() => {
+      for (const [session, caller] of this.sessions) {
+        if (caller && !tenancy.stillValid(caller)) session.end(CLOSE.revoked);
+      }
+    }, Math.min(1000, Math.max(100, this.config.apiKeysReloadMs)));
+    this.revocationSweep.unref();
+  }
+
   /** Closes every open session (service shutdown); their runs end and their sandboxes go. */
   close(): void {
-    for (const session of this.sessions) session.shutdown();
+    clearInterval(this.revocationSweep);
+    for (const session of this.sessions.keys()) session.end(CLOSE.shutdown);
   }
 }
 
