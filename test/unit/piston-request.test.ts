@@ -116,6 +116,8 @@ test('Piston\'s messages for a bad request, in Piston\'s order', (t) => {
   refused(t, { language: 5 }, 'language is required as a string');
   refused(t, { language: 'python' }, 'version is required as a string');
   refused(t, { language: 'python', version: '' }, 'version is required as a string');
+  refused(t, { language: 'python', version: '1 '.repeat(200) }, 'version must be at most 256 characters');
+  refused(t, { language: 'p'.repeat(257), version: '*' }, 'language must be at most 256 characters');
   refused(t, { language: 'python', version: '*' }, 'files is required as an array');
   refused(t, { language: 'python', version: '*', files: 'print(1)' }, 'files is required as an array');
   refused(t, { language: 'python', version: '*', files: [{ content: 'x' }, { name: 'a' }] }, 'files[1].content is required as a string');

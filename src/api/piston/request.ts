@@ -40,9 +40,13 @@ const fieldOf = (kind: LimitKind, constraint: string) => `${kind}_${constraint}`
 const toEngine = (unit: 'ms' | 'bytes', value: number) => (unit === 'bytes' ? Math.ceil(value / 1024) : Math.ceil(value));
 const toPiston = (unit: 'ms' | 'bytes', value: number) => (unit === 'bytes' ? value * 1024 : value);
 
+/** Names and version ranges are short; a long range would cost semver seconds of CPU to read. */
+const MAX_NAME_LENGTH = 256;
+
 function checkedString(body: Record<string, unknown>, name: string): string {
   const value = body[name];
   if (!value || typeof value !== 'string') throw invalidInput(`${name} is required as a string`);
+  if (value.length > MAX_NAME_LENGTH) throw invalidInput(`${name} must be at most ${MAX_NAME_LENGTH} characters`);
   return value;
 }
 
