@@ -132,8 +132,10 @@ test('Piston\'s messages for a bad request, in Piston\'s order', (t) => {
   refused(t, py({ files: [{ name: '.', content: 'x' }] }), /files\[0\]\.name must name a file/);
   refused(t, py({ files: [{ name: 'a\0b', content: 'x' }] }), /NUL/);
   refused(t, py({ stdin: 5 }), 'stdin must be a string');
-  refused(t, py({ args: 'a b' }), 'args must be an array of strings');
-  refused(t, py({ args: [1] }), 'args must be an array of strings');
+  refused(t, py({ args: 'a b' }), 'args must be an array of strings (without NUL)');
+  refused(t, py({ args: [1] }), 'args must be an array of strings (without NUL)');
+  refused(t, py({ args: ['a\0b'] }), 'args must be an array of strings (without NUL)');
+  refused(t, py({ args: Array(1025).fill('x') }), 'args has 1025 items; at most 1024');
 });
 
 test('base64 and hex that do not decode are refused instead of silently changed', (t) => {

@@ -125,9 +125,13 @@ function readLimits(body: Record<string, unknown>, kind: LimitKind, config: Limi
   });
 }
 
+/** A command line has room for this many; the sandbox refuses a run with more. */
+const MAX_ARGS = 1024;
+
 function readArgs(raw: unknown): string[] {
   if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw) || raw.some((arg) => typeof arg !== 'string')) throw invalidInput('args must be an array of strings');
+  if (!Array.isArray(raw) || raw.some((arg) => typeof arg !== 'string' || arg.includes('\0'))) throw invalidInput('args must be an array of strings (without NUL)');
+  if (raw.length > MAX_ARGS) throw invalidInput(`args has ${raw.length} items; at most ${MAX_ARGS}`);
   return raw as string[];
 }
 
