@@ -40,6 +40,18 @@ test('an interactive Python program echoes each stdin line; SIGTERM ends it; exi
   t.deepEqual(await socket.closed, { code: 4999, reason: 'Job Completed' });
 });
 
+test('a Python program that never flushes still answers each line at once (judged Python runs unbuffered)', async (t) => {
+  const socket = await openPiston(svc.url);
+  socket.send({ type: 'init', language: 'python', version: '*', files: [{ content: 'while True:\n    print("echo:", input())\n' }] });
+  await socket.next('stage');
+  socket.send({ type: 'data', stream: 'stdin', data: 'one\n' });
+  await socket.next(() => socket.stdout() === 'echo: one\n', 10_000);
+  socket.send({ type: 'data', stream: 'stdin', data: 'two\n' });
+  await socket.next(() => socket.stdout() === 'echo: one\necho: two\n', 10_000);
+  socket.send({ type: 'signal', signal: 'SIGKILL' });
+  t.is((await socket.closed).code, 4999);
+});
+
 test('a C program: compile stage with its exit, then the run reading stdin', async (t) => {
   const socket = await openPiston(svc.url);
   socket.send({
