@@ -47,8 +47,6 @@ export async function startService(config: Config, log: Logger = createLogger(co
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  // Piston's /api/v2/connect WebSocket, beside the channels one.
-  const pistonConnect = new PistonConnect(judge, kernels, config, log);
   const app = createApp({ config, log, kernels, queries, store, executions, judge, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
@@ -63,6 +61,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
   server.keepAliveTimeout = 5000;
   limitConnections(server, config);
   closeSilentConnections(server, config.headersTimeoutMs);
+  // Piston's /api/v2/connect WebSocket, beside the channels one.
+  const pistonConnect = new PistonConnect(judge, kernels, config, log);
   server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) =>
     (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
   );
