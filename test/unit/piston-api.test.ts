@@ -13,7 +13,7 @@ import { PistonConnect } from '../../src/api/piston/connect.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { unavailable } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
-import { FakeJudge, measured } from '../helpers/fake-judge.js';
+import { FakeJudge, measured } from '../helpers/piston-fake-judge.js';
 import { openPiston } from '../helpers/piston-ws.js';
 import { KeysFile } from '../helpers/tenant-keys.js';
 
