@@ -1,5 +1,5 @@
 /**
- * A judge engine for the unit tests of the API layers: scripted results, every call recorded. Interactive
+ * A judge engine for the unit tests of the Piston API: scripted results, every call recorded. Interactive
  * runs echo each stdin line to stdout upper-cased, end with the signal they are sent, and can flood.
  */
 import { EventEmitter } from 'node:events';
