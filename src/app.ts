@@ -13,6 +13,7 @@ import type { ExecutionManager } from './executions/manager.js';
 import type { JudgeEngine } from './judge/model.js';
 import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
+import { pistonRouter } from './api/piston/routes.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
@@ -54,6 +55,11 @@ export function createApp(deps: AppDeps): Koa {
     const executions = executionsRouter({ ...deps, executions: deps.executions });
     app.use(executions.routes());
     app.use(executions.allowedMethods());
+  }
+  if (deps.judge) {
+    const piston = pistonRouter({ config: deps.config, judge: deps.judge });
+    app.use(piston.routes());
+    app.use(piston.allowedMethods());
   }
   return app;
 }

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
+import { PistonConnect } from './api/piston/connect.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
@@ -60,7 +61,11 @@ export async function startService(config: Config, log: Logger = createLogger(co
   server.keepAliveTimeout = 5000;
   limitConnections(server, config);
   closeSilentConnections(server, config.headersTimeoutMs);
-  server.on('upgrade', channels.handleUpgrade);
+  // Piston's /api/v2/connect WebSocket, beside the channels one.
+  const pistonConnect = new PistonConnect(judge, kernels, config, log);
+  server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) =>
+    (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
+  );
   // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
   const inFlight = new Set<http.ServerResponse>();
   let stopping: Promise<void> | undefined;
@@ -88,6 +93,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
       server.closeIdleConnections();
       // Upgraded sockets are no longer the HTTP server's: the bridge closes them.
       channels.close();
+      // Interactive Piston runs end with their connections; their sandboxes go with the engine's stop below.
+      pistonConnect.close();
       usage.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.

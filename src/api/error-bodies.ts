@@ -3,6 +3,7 @@
  * a 4xx that koa marks as exposed; anything else is an internal fault, answered with a generic 500 and
  * logged by the caller), the one table of HTTP reason phrases, and one body renderer per dialect:
  * - v1: an RFC 7807 problem document, as Backend.AI answers;
+ * - Piston (/api/v2): `{message}`, the one field Piston's errors have and its clients read;
  * - Jupyter: tornado's `{message, reason}`, which Jupyter clients read. The Jupyter REST APIs, the channels
  *   WebSocket handshake (src/channels) and /api/executions (nbexec, a jupyter_server extension) all speak it.
  */
@@ -59,4 +60,8 @@ export function jupyterErrorBody(answer: ErrorAnswer): Record<string, unknown> {
   const body: Record<string, unknown> = { message: answer.message, reason: reasonPhrase(answer.status) };
   if (answer.shortMessage !== undefined) body.short_message = answer.shortMessage;
   return body;
+}
+
+export function pistonErrorBody(answer: ErrorAnswer): Record<string, unknown> {
+  return { message: answer.message };
 }

@@ -69,7 +69,7 @@ export class Tenancy {
 
   /**
    * Who sends this request, from the token it presents (`Authorization: token <t>` / `Bearer <t>`, or
-   * `?token=<t>`, the Jupyter forms). An unknown token is refused before any per-key state exists; a valid
+   * `?token=<t>`, the Jupyter forms; or Basic, see presentedToken). An unknown token is refused before any per-key state exists; a valid
    * key's request is counted against its rate limit (the admin is not limited, as Backend.AI's admin API).
    */
   authenticate(headers: IncomingHttpHeaders, url: URL): Authentication {
@@ -81,7 +81,7 @@ export class Tenancy {
     const key = token === undefined ? undefined : this.keys?.lookup(token);
     if (!key) {
       const how = this.keys ? 'an API key' : 'the KG_AUTH_TOKEN';
-      return { ok: false, error: unauthorized(`authentication required: send "Authorization: token <${how}>" (or Bearer, or ?token=)`), headers: {} };
+      return { ok: false, error: unauthorized(`authentication required: send "Authorization: token <${how}>" (or Bearer, or ?token=, or Basic with it as the password)`), headers: {} };
     }
     const rate = this.limiter.hit(key.id, key.policy.rateLimit);
     if (!rate.allowed) {
@@ -101,12 +101,22 @@ export class Tenancy {
   }
 }
 
-/** The token a request presents: `Authorization: token <t>` / `Bearer <t>`, or `?token=<t>`. */
-function presentedToken(headers: IncomingHttpHeaders, url: URL): string | undefined {
+/**
+ * The token a request presents: `Authorization: token <t>` / `Bearer <t>`, `?token=<t>`, or HTTP Basic
+ * with the token as the password. Basic is how a client that takes only a server URL authenticates
+ * (piston-client, `http://user:<token>@host:port`); the user name is not looked at.
+ */
+export function presentedToken(headers: IncomingHttpHeaders, url: URL): string | undefined {
   const header = headers.authorization;
   if (typeof header === 'string') {
     const match = /^(?:token|bearer)\s+(.+)$/i.exec(header.trim());
     if (match) return match[1];
+    const basic = /^basic\s+([A-Za-z0-9+/]+={0,2})$/i.exec(header.trim());
+    if (basic) {
+      const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon >= 0 && colon < decoded.length - 1) return decoded.slice(colon + 1);
+    }
   }
   return url.searchParams.get('token') ?? undefined;
 }
