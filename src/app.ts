@@ -13,6 +13,7 @@ import type { ExecutionManager } from './executions/manager.js';
 import type { JudgeEngine } from './judge/model.js';
 import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
+import { pistonRouter } from './api/piston/routes.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
@@ -63,6 +64,11 @@ export function createApp(deps: AppDeps): Koa {
     const judge0 = judge0Router({ config: deps.config, judge: deps.judge, judge0: deps.judge0 });
     app.use(judge0.routes());
     app.use(judge0.allowedMethods());
+  }
+  if (deps.judge) {
+    const piston = pistonRouter({ config: deps.config, judge: deps.judge });
+    app.use(piston.routes());
+    app.use(piston.allowedMethods());
   }
   return app;
 }

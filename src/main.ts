@@ -6,36 +6,31 @@ import type { Socket } from 'node:net';
 import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
+import { PistonConnect } from './api/piston/connect.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
 import { KernelSpecRegistry } from './kernels/kernel-specs.js';
 import { QueryService } from './runs/query-service.js';
 import { IdleCpuBudget } from './kernels/idle-cpu.js';
+import { DockerJudgeSandboxes } from './judge/docker-sandboxes.js';
+import { SandboxJudgeEngine } from './judge/engine.js';
 import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
-import type { JudgeEngine } from './judge/model.js';
-import { SandboxJudgeEngine } from './judge/engine.js';
-import { DockerJudgeSandboxes } from './judge/docker-sandboxes.js';
 import { createJudge0Runtime } from './api/judge0/runtime.js';
 
 export interface RunningService {
   server: http.Server;
   config: Config;
   kernels: KernelManager;
+  judge: SandboxJudgeEngine;
   /** Stops accepting, settles in-flight work, then keeps or removes kernels as configured. */
   stop(): Promise<void>;
 }
 
-/** What a caller may hand the service instead of what it builds itself. */
-export interface ServiceParts {
-  /** A judge engine instead of the service's own (sandboxes on this host's Docker engine). */
-  judge?: JudgeEngine;
-}
-
-export async function startService(config: Config, log: Logger = createLogger(config.logLevel), parts: ServiceParts = {}): Promise<RunningService> {
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
   const store = await createStore(config);
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
@@ -47,12 +42,11 @@ export async function startService(config: Config, log: Logger = createLogger(co
   // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
+  // Judging: sandboxes an earlier run left are removed before the first submission; warm ones start.
+  const judge = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
+  await judge.start();
 
-  // Judging: the engine reaps the sandboxes an earlier run left, then Judge0's queue runs again what a
-  // restart left queued or processing.
-  const engine = parts.judge ? undefined : new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
-  await engine?.start();
-  const judge: JudgeEngine = parts.judge ?? engine!;
+  // Judge0's API: its queue runs again what a restart left queued or processing.
   const judge0 = createJudge0Runtime({ config, store, engine: judge, log });
   await judge0.start();
 
@@ -72,7 +66,11 @@ export async function startService(config: Config, log: Logger = createLogger(co
   server.keepAliveTimeout = 5000;
   limitConnections(server, config);
   closeSilentConnections(server, config.headersTimeoutMs);
-  server.on('upgrade', channels.handleUpgrade);
+  // Piston's /api/v2/connect WebSocket, beside the channels one.
+  const pistonConnect = new PistonConnect(judge, kernels, config, log);
+  server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) =>
+    (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
+  );
   // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
   const inFlight = new Set<http.ServerResponse>();
   let stopping: Promise<void> | undefined;
@@ -100,13 +98,16 @@ export async function startService(config: Config, log: Logger = createLogger(co
       server.closeIdleConnections();
       // Upgraded sockets are no longer the HTTP server's: the bridge closes them.
       channels.close();
+      // Interactive Piston runs end with their connections; their sandboxes go with the engine's stop below.
+      pistonConnect.close();
       usage.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
-      // Running submissions are aborted and stay `processing` in the store: the next start runs them again.
+      // Running submissions of Judge0's queue are aborted and stay `processing` in the store: the next
+      // start runs them again. Then the engine refuses what waits, ends what runs; no sandbox stays.
       await judge0.stop();
-      await engine?.stop();
+      await judge.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
@@ -120,7 +121,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       runtime.close();
       await store.close();
     })());
-  return { server, config, kernels, stop };
+  return { server, config, kernels, judge, stop };
 }
 
 /**

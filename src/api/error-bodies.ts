@@ -3,6 +3,7 @@
  * a 4xx that koa marks as exposed; anything else is an internal fault, answered with a generic 500 and
  * logged by the caller), the one table of HTTP reason phrases, and one body renderer per dialect:
  * - v1: an RFC 7807 problem document, as Backend.AI answers;
+ * - Piston (/api/v2): `{message}`, the one field Piston's errors have and its clients read;
  * - Jupyter: tornado's `{message, reason}`, which Jupyter clients read. The Jupyter REST APIs, the channels
  *   WebSocket handshake (src/channels) and /api/executions (nbexec, a jupyter_server extension) all speak it;
  * - Judge0: `{"error": message}`, and for a submission with wrong fields Judge0's 422 body, the messages
@@ -67,4 +68,8 @@ export function jupyterErrorBody(answer: ErrorAnswer): Record<string, unknown> {
 
 export function judge0ErrorBody(answer: ErrorAnswer): Record<string, unknown> {
   return answer.fields ?? { error: answer.message };
+}
+
+export function pistonErrorBody(answer: ErrorAnswer): Record<string, unknown> {
+  return { message: answer.message };
 }

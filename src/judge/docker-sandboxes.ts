@@ -41,6 +41,11 @@ export const PROGRAM_UID = KERNEL_UID;
  * the cap is what holds when a run allocates faster than the supervisor looks.
  */
 export const MEMORY_HEADROOM_BYTES = 32 * 1024 * 1024;
+/**
+ * Under gVisor the sandbox's own kernel (the sentry and its gofer) lives in the container's memory cgroup too,
+ * and the cap kills the whole sandbox, not the run: more room, so that the supervisor's limit acts first.
+ */
+export const GVISOR_MEMORY_HEADROOM_BYTES = 160 * 1024 * 1024;
 /** Processes beyond a run's: init, the supervisor, its clean-up child, and slack for a fork racing a kill. */
 export const SUPERVISOR_PROCESSES = 4;
 const HELLO_TIMEOUT_MS = 20_000;
@@ -99,8 +104,12 @@ export class DockerJudgeSandboxes implements JudgeSandboxes {
       image: spec.image,
       runtime: spec.runtime,
       cmd: [SUPERVISOR_PATH],
-      memoryBytes: Math.ceil(spec.memoryKB) * 1024 + MEMORY_HEADROOM_BYTES,
-      pidsLimit: Math.ceil(spec.maxProcesses) + SUPERVISOR_PROCESSES,
+      memoryBytes: Math.ceil(spec.memoryKB) * 1024 + (gvisor ? GVISOR_MEMORY_HEADROOM_BYTES : MEMORY_HEADROOM_BYTES),
+      // Under gVisor the sandbox counts a run's processes itself (RLIMIT_NPROC, set per run by the
+      // supervisor); the host's pids cap only bounds the sandbox's host threads, and a sentry that cannot
+      // create one dies with the whole sandbox: repeated fork bombs reached the kernels' figure
+      // (gvisor.ts), three times it held.
+      pidsLimit: (Math.ceil(spec.maxProcesses) + SUPERVISOR_PROCESSES) * (gvisor ? 3 : 1),
       workDirSizeMB: Math.ceil(spec.diskMB),
       tmpSizeMB: Math.ceil(spec.diskMB),
       workDirUid: BUILDER_UID,

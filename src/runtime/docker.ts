@@ -94,6 +94,13 @@ interface Hardening {
   tmpfs: Record<string, string>;
   /** Capabilities kept (everything else is dropped). */
   capAdd?: string[];
+  /** Syscalls denied beyond the runtime's profile (gVisor only: under runc Docker's default applies). */
+  gvisorDenied?: string[];
+}
+
+function gvisorProfile(denied: string[] = []): typeof GVISOR_SECCOMP_PROFILE {
+  if (!denied.length) return GVISOR_SECCOMP_PROFILE;
+  return { ...GVISOR_SECCOMP_PROFILE, syscalls: [...GVISOR_SECCOMP_PROFILE.syscalls, { names: denied, action: 'SCMP_ACT_ERRNO' }] };
 }
 
 function hardenedHostConfig(spec: Hardening): Docker.HostConfig {
@@ -106,7 +113,7 @@ function hardenedHostConfig(spec: Hardening): Docker.HostConfig {
     ...(spec.capAdd?.length ? { CapAdd: spec.capAdd } : {}),
     // Under runc Docker's default seccomp profile applies; gVisor needs its own (see gvisor.ts).
     SecurityOpt: gvisor
-      ? ['no-new-privileges', `seccomp=${JSON.stringify(GVISOR_SECCOMP_PROFILE)}`]
+      ? ['no-new-privileges', `seccomp=${JSON.stringify(gvisorProfile(spec.gvisorDenied))}`]
       : ['no-new-privileges'],
     // gVisor: the sandbox counts the processes itself (nproc below; see gvisor.ts).
     PidsLimit: gvisor ? gvisorHostPidsLimit(spec.pidsLimit) : spec.pidsLimit,
@@ -251,6 +258,10 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
               [CONTAINER_WORK_DIR]: `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=${spec.workDirUid},gid=${spec.workDirGid},mode=1777`,
             },
             capAdd: ['SETUID', 'SETGID'],
+            // SysV IPC objects outlive a run, and under gVisor (2022) the supervisor can neither list
+            // nor remove them (no *_STAT; IPC_RMID fails): a run could leave data for the next. Denied
+            // there (EPERM); under runc the supervisor removes them after each run.
+            gvisorDenied: ['shmget', 'semget', 'msgget'],
           }),
           AutoRemove: true,
         },

@@ -6,5 +6,7 @@ import test from 'ava';
 import { runtimeRegistered } from './sandbox-helpers.js';
 import { harness, judgeSandboxSuite } from './judge-sandbox-suite.js';
 
-if (runtimeRegistered('runsc')) judgeSandboxSuite(test, harness('runsc'));
+// One test at a time: gVisor sandboxes are slow to start and to run on a small shared machine, and the
+// limits are the same as under runc.
+if (runtimeRegistered('runsc')) judgeSandboxSuite(test.serial, harness('runsc'));
 else test('runsc is not registered with the engine: nothing to test', (t) => t.pass());

@@ -436,3 +436,21 @@ test('interactive: waiting for a slot, an aborted signal leaves the line without
   t.truthy(next.run, 'the slot was released by close');
   await next.close();
 });
+
+test('runsPerTest: each test runs that many times, time and memory averaged; the runs stop at the first that ends badly', async (t) => {
+  let run = 0;
+  const { engine, sandboxes, submission } = setup((request) => {
+    if (request.as === 'builder') return {};
+    run += 1;
+    if (request.stdin.toString() === 'crash' && run === 5) return { exitCode: 1, cpuTimeMs: 50, memoryKB: 500 };
+    return { cpuTimeMs: run * 10, memoryKB: run * 100, stdout: Buffer.from('3') };
+  });
+  const result = await engine.judge(submission({ runsPerTest: 3, stderrToStdout: true, tests: [{ stdin: Buffer.from('1 2'), expectedOutput: Buffer.from('3') }, { stdin: Buffer.from('crash'), expectedOutput: Buffer.from('3') }] }));
+  t.deepEqual(result.tests.map((test) => [test.verdict, test.cpuTimeMs, test.memoryKB]), [
+    ['accepted', 20, 200],
+    ['runtime_error', 45, 450],
+  ]);
+  const programRuns = sandboxes.made[0].runs.filter((request) => request.as === 'program');
+  t.is(programRuns.length, 5, 'three runs of the first test, two of the second (the second failed)');
+  t.true(programRuns.every((request) => request.stderrToStdout === true));
+});

@@ -454,12 +454,17 @@ struct run {
   int killed_for;
   int64_t reaped_cpu_ms; /* every reaped process of the run */
   int64_t peak_kb;
+  /* The most CPU a poll saw (the live processes' and the reaped ones'): a floor for the result where
+     orphans are reaped by init instead of here (no subreaper), so their time never reaches wait4. */
+  int64_t polled_cpu_ms;
   long long oom_base, pids_base;
   int exec_errno;
   int nproc_rlimit;
 };
 
 static struct run run;
+/* gVisor: the service says so in every run frame (the flag that asks for RLIMIT_NPROC). */
+static int under_gvisor;
 /* Once a clean-up or a kill failed, no further run is started: leftovers could leak into it. */
 static int unusable;
 
@@ -539,7 +544,9 @@ static void run_child(char **argv, char **envp, int in, int outw, int errw, int 
   set_limit(RLIMIT_CORE, 0);
   set_limit(RLIMIT_NOFILE, 4096);
   /* Under gVisor the sandbox counts a user's processes itself (see src/runtime/gvisor.ts). */
-  if (run.nproc_rlimit) set_limit(RLIMIT_NPROC, run.max_processes);
+  /* One more than the run's limit, so that a fork bomb is seen past it (and killed for processes), as the
+     pids cgroup's slack allows under runc. */
+  if (run.nproc_rlimit) set_limit(RLIMIT_NPROC, (rlim_t)run.max_processes + 1);
   if (dup2(in, 0) < 0 || dup2(outw, 1) < 0 || dup2(errw, 2) < 0) _exit(126);
   if (drop_to(run.uid) != 0) {
     int e = errno ? errno : EPERM;
@@ -645,6 +652,7 @@ static void start_run(const unsigned char *p, size_t n) {
   r.oom_base = oom_kills();
   r.pids_base = pids_refused();
   r.nproc_rlimit = (r.flags & RUN_NPROC_RLIMIT) != 0;
+  under_gvisor = r.nproc_rlimit;
   r.active = 1;
   run = r;
   run.started_ms = now_ms();
@@ -741,10 +749,12 @@ static void check_limits(void) {
   struct usage u = live_usage(run.uid);
   if (u.rss_kb > run.peak_kb) run.peak_kb = u.rss_kb;
   int64_t cpu = run.reaped_cpu_ms + u.cpu_ms;
-  if (cpu > (int64_t)run.cpu_ms + run.extra_cpu_ms) kill_for(K_CPU);
+  if (cpu > run.polled_cpu_ms) run.polled_cpu_ms = cpu;
+  /* Processes first: a fork bomb also burns CPU, and its cause is the processes. */
+  if (u.threads > (int)run.max_processes) kill_for(K_PROCESSES);
+  else if (cpu > (int64_t)run.cpu_ms + run.extra_cpu_ms) kill_for(K_CPU);
   else if (wall > run.wall_ms) kill_for(K_WALL);
   else if (u.rss_kb > run.memory_kb) kill_for(K_MEMORY);
-  else if (u.threads > (int)run.max_processes) kill_for(K_PROCESSES);
   else {
     long long oom = oom_kills();
     long long refused = pids_refused();
@@ -787,7 +797,7 @@ static void finish_run(void) {
   unsigned char result[4 * 5 + 2];
   int exit_code = WIFEXITED(run.status) ? WEXITSTATUS(run.status) : -1;
   int signo = WIFSIGNALED(run.status) ? WTERMSIG(run.status) : 0;
-  put_u32(result, (uint32_t)run.reaped_cpu_ms);
+  put_u32(result, (uint32_t)(run.reaped_cpu_ms > run.polled_cpu_ms ? run.reaped_cpu_ms : run.polled_cpu_ms));
   put_u32(result + 4, (uint32_t)(run.ended_ms - run.started_ms));
   put_u32(result + 8, (uint32_t)run.peak_kb);
   put_u32(result + 12, (uint32_t)exit_code);
@@ -899,33 +909,58 @@ static int empty_dir(const char *path, uid_t uid) {
   return result;
 }
 
-/* SysV IPC objects the user created (the container has an IPC namespace of its own, shared by runs). */
+/*
+ * SysV IPC objects the user created (the container has an IPC namespace of its own, shared by runs), found
+ * by index (*_STAT_ANY needs no read permission: an object of mode 0 is found too; plain *_STAT where the
+ * kernel lacks it). No /proc/sysvipc: gVisor has none.
+ */
+#ifndef SHM_STAT_ANY
+#define SHM_STAT_ANY 15
+#endif
+#ifndef SEM_STAT_ANY
+#define SEM_STAT_ANY 20
+#endif
+#ifndef MSG_STAT_ANY
+#define MSG_STAT_ANY 13
+#endif
+union semun_ {
+  int val;
+  struct semid_ds *buf;
+  unsigned short *array;
+  struct seminfo *info;
+};
+
 static void remove_ipc(uid_t uid) {
-  const char *files[] = {"/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"};
-  for (int kind = 0; kind < 3; kind++) {
-    FILE *f = fopen(files[kind], "re");
-    if (!f) continue;
-    char line[512];
-    if (!fgets(line, sizeof line, f)) {
-      fclose(f);
-      continue;
-    }
-    while (fgets(line, sizeof line, f)) {
-      long key, id, perms;
-      if (sscanf(line, "%ld %ld %lo", &key, &id, &perms) != 3) continue;
-      /* The owner's uid: shm's 8th column, sem's 5th, msg's 9th. */
-      int column = kind == 0 ? 8 : kind == 1 ? 5 : 9;
-      char *p = line;
-      for (int c = 1; c < column; c++) {
-        while (*p == ' ') p++;
-        while (*p && *p != ' ') p++;
-      }
-      if ((uid_t)atol(p) != uid) continue;
-      if (kind == 0) shmctl((int)id, IPC_RMID, NULL);
-      else if (kind == 1) semctl((int)id, 0, IPC_RMID);
-      else msgctl((int)id, IPC_RMID, NULL);
-    }
-    fclose(f);
+  struct shm_info shm_info;
+  memset(&shm_info, 0, sizeof shm_info);
+  int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&shm_info);
+  /* gVisor (2022) has neither *_STAT nor a working IPC_RMID here: the service denies SysV IPC to the
+     sandbox there instead (src/runtime/docker.ts). */
+  if (under_gvisor) return;
+  for (int i = 0; i <= max && i < 65536; i++) {
+    struct shmid_ds ds;
+    int id = shmctl(i, SHM_STAT_ANY, &ds);
+    if (id < 0) id = shmctl(i, SHM_STAT, &ds);
+    if (id >= 0 && ds.shm_perm.uid == uid) shmctl(id, IPC_RMID, NULL);
+  }
+  struct seminfo sem_info;
+  union semun_ arg;
+  arg.info = &sem_info;
+  max = semctl(0, 0, SEM_INFO, arg);
+  for (int i = 0; i <= max && i < 65536; i++) {
+    struct semid_ds ds;
+    arg.buf = &ds;
+    int id = semctl(i, 0, SEM_STAT_ANY, arg);
+    if (id < 0) id = semctl(i, 0, SEM_STAT, arg);
+    if (id >= 0 && ds.sem_perm.uid == uid) semctl(id, 0, IPC_RMID);
+  }
+  struct msginfo msg_info;
+  max = msgctl(0, MSG_INFO, (struct msqid_ds *)(void *)&msg_info);
+  for (int i = 0; i <= max && i < 65536; i++) {
+    struct msqid_ds ds;
+    int id = msgctl(i, MSG_STAT_ANY, &ds);
+    if (id < 0) id = msgctl(i, MSG_STAT, &ds);
+    if (id >= 0 && ds.msg_perm.uid == uid) msgctl(id, IPC_RMID, NULL);
   }
 }
 
@@ -980,7 +1015,12 @@ static void handle_frame(unsigned char type, const unsigned char *p, size_t n) {
     case FR_RUN: start_run(p, n); break;
     case FR_STDIN:
       /* Stdin of a run that has ended is dropped (frames the service sent before it saw the result). */
-      if (!run.active || run.exited || run.in_fd < 0) break;
+      if (!run.active || run.exited) break;
+      /* The program closed its stdin: dropped, but acknowledged, so that the service's window moves on. */
+      if (run.in_fd < 0) {
+        run.ack_pending += n;
+        break;
+      }
       if (run.stdin_queue.len + n > 2 * STDIN_WINDOW) fatal("the service sent more stdin than the window allows");
       buf_append(&run.stdin_queue, p, n);
       write_stdin();
@@ -1016,7 +1056,9 @@ int main(void) {
   if (geteuid() != 0) fatal("the supervisor must start as root (with only CAP_SETUID and CAP_SETGID)");
   if (setgroups(0, NULL) != 0) die_errno("setgroups");
   /* Orphans of a run are re-parented here, so that they are killed, reaped and counted. */
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die_errno("PR_SET_CHILD_SUBREAPER");
+  /* gVisor (2022) has no subreapers: orphans then go to init, which reaps them; they are still killed
+     (kill(-1)), and their CPU time counts as the polls saw it (see finish_run). */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 && errno != EINVAL) die_errno("PR_SET_CHILD_SUBREAPER");
   signal(SIGPIPE, SIG_IGN);
   if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) != 0) die_errno("pipe");
   struct sigaction sa;
