@@ -532,6 +532,15 @@ int main(void) {
       t.true(refused instanceof DomainError && refused.code === 'limit_exceeded', String(refused));
       stuck.signal('KILL');
       t.is((await stuck.done).signal, 'SIGKILL');
+      // A program that closed its stdin: what the client sends is dropped, never queued up.
+      const closed = sb.runInteractive({ argv: ['sh', '-c', 'exec 0<&-; echo closed; sleep 30'], limits: LIMITS, as: 'program' });
+      await new Promise<void>((resolve) => closed.onOutput(() => resolve()));
+      for (let i = 0; i < 64; i++) {
+        closed.write(chunk);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      closed.signal('TERM');
+      t.is((await closed.done).signal, 'SIGTERM');
     });
   });
 
