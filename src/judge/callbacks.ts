@@ -10,8 +10,9 @@
  * - the name is resolved once per try, every address it resolves to is checked, and the connection is made
  *   to the checked address (no second lookup that DNS rebinding could answer differently).
  * Each try has a timeout; a network error, a timeout or a non-2xx answer is retried with a doubling
- * backoff, a bounded number of times. At most MAX_IN_FLIGHT callbacks run at once and MAX_PENDING wait;
- * past that a callback is dropped (and logged) rather than held in memory without bound.
+ * backoff, a bounded number of times. At most MAX_IN_FLIGHT callbacks run at once and MAX_PENDING wait
+ * (MAX_PENDING_BYTES of bodies); past that a callback is dropped (and logged) rather than held in memory
+ * without bound.
  */
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
@@ -24,6 +25,8 @@ export type CallbackConfig = Pick<Config, 'judge0CallbackHosts' | 'judge0Callbac
 
 const MAX_IN_FLIGHT = 32;
 const MAX_PENDING = 1000;
+/** Bodies waiting for a slot, in all: a result can be megabytes, so the count alone does not bound them. */
+const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const MAX_CALLBACK_URL_LENGTH = 2048;
 
 /** Addresses a callback may not reach unless an operator lists them. */
@@ -135,6 +138,7 @@ export class CallbackSender {
   readonly targets: CallbackTargets;
   private inFlight = 0;
   private readonly pending: (() => void)[] = [];
+  private pendingBytes = 0;
   private readonly sleep: (ms: number) => Promise<void>;
   private closed = false;
 
@@ -146,7 +150,8 @@ export class CallbackSender {
   /** Sends in the background; resolves when delivered or given up (never rejects). */
   send(url: string, body: string, what: Record<string, unknown> = {}): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
-    if (this.inFlight >= MAX_IN_FLIGHT && this.pending.length >= MAX_PENDING) {
+    const bytes = Buffer.byteLength(body);
+    if (this.inFlight >= MAX_IN_FLIGHT && (this.pending.length >= MAX_PENDING || this.pendingBytes + bytes > MAX_PENDING_BYTES)) {
       this.deps.log.warn('Callback dropped: too many callbacks waiting', { ...what });
       return Promise.resolve(false);
     }
@@ -161,7 +166,13 @@ export class CallbackSender {
           });
       };
       if (this.inFlight < MAX_IN_FLIGHT) go();
-      else this.pending.push(go);
+      else {
+        this.pendingBytes += bytes;
+        this.pending.push(() => {
+          this.pendingBytes -= bytes;
+          go();
+        });
+      }
     });
   }
 
