@@ -306,7 +306,16 @@ export class SubmissionQueue<M = unknown> {
   }
 
   private async run(token: string, signal: AbortSignal): Promise<void> {
-    const record = await this.store.get<JobRecord<M>>(NS, token);
+    let record: JobRecord<M> | undefined;
+    try {
+      record = await this.store.get<JobRecord<M>>(NS, token);
+    } catch (error) {
+      // The store is out of reach: the submission keeps its place and is offered again shortly.
+      this.deps.log.warn('Submission not started: the store is unreachable', { token, error: (error as Error).message });
+      this.waiting.unshift(token);
+      this.retryLater();
+      return;
+    }
     if (!record) {
       // Deleted meanwhile, or its record was never written (a crash between the two writes).
       await this.forget(token);
@@ -340,7 +349,8 @@ export class SubmissionQueue<M = unknown> {
     if (signal.aborted) return;
     const finishedAt = this.clock();
     const patch: Partial<JobRecord<M>> = { state: 'finished', finishedAt, ...(result ? { result: toWire(result) } : { failure }) };
-    const stored = await this.store.update<JobRecord<M>>(NS, token, patch);
+    const stored = await this.storeResult(token, patch);
+    if (stored === undefined) return; // left processing: the next start runs it again
     if (!stored) {
       // Deleted while it ran.
       await this.forget(token);
@@ -358,6 +368,24 @@ export class SubmissionQueue<M = unknown> {
       }
     }
     this.evictOverflow();
+  }
+
+  /**
+   * Writes a result, trying again a few times while the store is out of reach; undefined when it never
+   * could (the record stays `processing`, and the next start of the service runs it again).
+   */
+  private async storeResult(token: string, patch: Partial<JobRecord<M>>): Promise<boolean | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.store.update<JobRecord<M>>(NS, token, patch);
+      } catch (error) {
+        if (attempt >= 5 || this.stopping) {
+          this.deps.log.error('Result not stored: the store is unreachable', { token, error: (error as Error).message });
+          return undefined;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt).unref());
+      }
+    }
   }
 
   /** Sets an index entry's state, here and in the store. */

@@ -13,7 +13,7 @@ import type { Submission } from '../../src/judge/model.js';
 import { decodeResult, SubmissionQueue, type QueueConfig } from '../../src/judge/submission-queue.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import type { Store } from '../../src/store/store.js';
+import type { Namespace, Store } from '../../src/store/store.js';
 import { accepted, deferred, FakeJudge } from '../helpers/fake-judge.js';
 
 const base = loadConfig({});
@@ -233,5 +233,31 @@ test('waitFor answers the record as it is when the time is up', async (t) => {
   const record = await queue.waitFor(a!.token, 50);
   t.not(record!.state, 'finished');
   t.is(await queue.waitFor(randomUUID(), 50), undefined);
+  await queue.stop();
+});
+
+/** The in-process store, failing its first few calls of one kind as an unreachable Redis does (503). */
+class FlakyStore extends MemoryStore {
+  failures = { get: 0, update: 0 };
+  override async get<T>(ns: Namespace, id: string): Promise<T | undefined> {
+    if (ns === 'submissions' && this.failures.get-- > 0) throw unavailable('the state store (Redis) is unreachable');
+    return super.get<T>(ns, id);
+  }
+  override async update<T extends object>(ns: Namespace, id: string, patch: Partial<T>): Promise<boolean> {
+    if (ns === 'submissions' && (patch as { state?: string }).state === 'finished' && this.failures.update-- > 0) throw unavailable('the state store (Redis) is unreachable');
+    return super.update<T>(ns, id, patch);
+  }
+}
+
+test('a store out of reach for a moment delays a submission, it does not lose it', async (t) => {
+  const store = new FlakyStore();
+  store.failures = { get: 2, update: 2 };
+  const queue = new SubmissionQueue<{ text: string }>({ config: queueConfig(), store, engine: new FakeJudge((s) => accepted(sourceOf(s))), log: silentLogger, busyRetryMs: 10 });
+  await queue.start();
+  const [a] = await queue.submit([job('a')]);
+  // Watched through list(), which does not fail: every failure goes to the queue's own calls.
+  await until(async () => (await store.list<{ token: string; state: string }>('submissions')).some((r) => r.token === a!.token && r.state === 'finished'), 'finished', 10_000);
+  t.deepEqual(store.failures, { get: -1, update: -1 }, 'both kinds failed twice before they worked');
+  t.is(decodeResult((await queue.get(a!.token))!)!.tests[0]!.stdout.toString(), 'a');
   await queue.stop();
 });
