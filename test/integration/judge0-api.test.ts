@@ -7,7 +7,8 @@
 import test from 'ava';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startTestService, type TestService } from '../helpers/service.js';
+import { redisUrl, startTestService, type TestService } from '../helpers/service.js';
+import { removeSubmissions } from './judge0-cleanup.js';
 import { A_PLUS_B, C, C_PROGRAMS, poll, PYTHON } from './judge0-helpers.js';
 
 let svc: TestService;
@@ -20,6 +21,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await svc?.stop();
+  if (svc) await removeSubmissions(redisUrl, svc.config.instance);
 });
 
 const submitAndWait = async (body: Record<string, unknown>, query = '') => {

@@ -1,14 +1,15 @@
 /**
  * A restart loses no submission: the service runs as its own process (Redis store), ten submissions are
  * queued, the process is killed (SIGKILL: no shutdown of any kind; or SIGTERM, a graceful stop that aborts
- * the runs under way) while some are finished, one or two are running and the rest wait; a new process of the same instance runs every unfinished one, and none
- * that had finished runs again (its finished_at and output are unchanged).
+ * the runs under way) while some are finished, one or two are running and the rest wait; a new process
+ * of the same instance runs every unfinished one, and none that had finished runs again (its finished_at
+ * and output are unchanged).
  */
 import test from 'ava';
-import { RedisStore } from '../../src/store/redis-store.js';
 import { containersOfInstance } from '../helpers/docker.js';
 import { redisUrl } from '../helpers/service.js';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
+import { removeSubmissions } from './judge0-cleanup.js';
 import { poll, PYTHON } from './judge0-helpers.js';
 
 const ENV = { REDIS_URL: redisUrl, POLYKERNEL_JUDGE0_WORKERS: '2' };
@@ -19,9 +20,10 @@ for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
     t.timeout(480_000);
     let first: ServiceProcess | undefined;
     let second: ServiceProcess | undefined;
+    let instance = '';
     try {
       first = await startServiceProcess({ label: 'judge0-restart', env: ENV });
-      const instance = first.instance;
+      instance = first.instance;
       const tokens: string[] = [];
       for (let i = 0; i < 10; i++) {
         const answer = await first.http.call('POST', '/submissions', { language_id: PYTHON, source_code: `import time\ntime.sleep(1.5)\nprint(${i})` });
@@ -57,14 +59,10 @@ for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
       await second.stop();
       second = undefined;
       t.deepEqual(containersOfInstance(instance), [], 'no sandbox of the instance is left');
-      // Remove what the test left in Redis.
-      const store = new RedisStore(redisUrl, `${instance}:`);
-      await store.ready();
-      for (const record of await store.list<{ token: string }>('submissions')) await store.delete('submissions', record.token);
-      await store.close();
     } finally {
       await first?.stop();
       await second?.stop();
+      if (instance) await removeSubmissions(redisUrl, instance);
     }
   });
 }
