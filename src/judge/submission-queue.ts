@@ -150,6 +150,9 @@ export class SubmissionQueue<M = unknown> {
     again.sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq);
     for (const entry of again) {
       if (entry.state === 'processing') {
+        // A record that did finish (its index entry was not updated) stays finished: run() sees it.
+        const record = await this.store.get<JobRecord<M>>(NS, entry.token);
+        if (record && record.state !== 'finished') await this.store.update<JobRecord<M>>(NS, entry.token, { state: 'queued' });
         await this.setState(entry.token, 'queued', entry);
         this.deps.log.warn('Submission was processing when the service stopped; it runs again', { token: entry.token });
       }
@@ -327,8 +330,15 @@ export class SubmissionQueue<M = unknown> {
     }
     const startedAt = this.clock();
     const attempts = (record.attempts ?? 0) + 1;
-    await this.store.update<JobRecord<M>>(NS, token, { state: 'processing', startedAt, attempts });
-    await this.setState(token, 'processing');
+    try {
+      await this.store.update<JobRecord<M>>(NS, token, { state: 'processing', startedAt, attempts });
+      await this.setState(token, 'processing');
+    } catch (error) {
+      this.deps.log.warn('Submission not started: the store is unreachable', { token, error: (error as Error).message });
+      this.waiting.unshift(token);
+      this.retryLater();
+      return;
+    }
     let result: JudgeResult | undefined;
     let failure: string | undefined;
     try {
@@ -337,10 +347,14 @@ export class SubmissionQueue<M = unknown> {
       if (signal.aborted) return; // the service stops: it stays processing and runs again after the restart
       if (error instanceof DomainError && error.code === 'unavailable') {
         // The engine's own line is full: offer it again shortly, ahead of newer ones.
-        await this.store.update<JobRecord<M>>(NS, token, { state: 'queued' });
-        await this.setState(token, 'queued');
         this.waiting.unshift(token);
         this.retryLater();
+        try {
+          await this.store.update<JobRecord<M>>(NS, token, { state: 'queued' });
+          await this.setState(token, 'queued');
+        } catch {
+          // Still `processing` in the store: run() takes it again all the same.
+        }
         return;
       }
       failure = error instanceof DomainError ? error.message : 'the judge failed; the service logged the details';
@@ -357,7 +371,10 @@ export class SubmissionQueue<M = unknown> {
       return;
     }
     const bytes = (this.index.get(token)?.bytes ?? 0) + JSON.stringify(patch).length;
-    await this.setState(token, 'finished', { finishedAt, bytes });
+    // The record is what counts; an index entry left `processing` is set right at the next start.
+    await this.setState(token, 'finished', { finishedAt, bytes }).catch((error: Error) =>
+      this.deps.log.warn('Index entry of a finished submission not updated', { token, error: error.message }),
+    );
     const finished: JobRecord<M> = { ...record, startedAt, attempts, ...patch } as JobRecord<M>;
     for (const waiter of this.waiters.get(token) ?? []) waiter(finished);
     for (const hook of this.finishedHooks) {
