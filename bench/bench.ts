@@ -15,7 +15,8 @@
  * The service runs as its own process (`node dist/src/main.js`), configured by environment as a user
  * would. Prints a JSON document and a table with ratios. Options: --quick (fewer samples), --idle-kernels N,
  * --no-jupyter, --langs a,b,
- * --only judging (the judging section alone).
+ * --only judging (the judging section alone), --judge-runtimes runc,crun (also compare the judge sandboxes'
+ * OCI runtimes, each registered with the engine).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -26,7 +27,7 @@ import path from 'node:path';
 import { kernelsCpuMs } from './container-cpu.js';
 import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
-import { benchJudging } from './judging.js';
+import { benchJudging, compareSandboxRuntimes } from './judging.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
 import { jsonCall } from '../test/helpers/http-client.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
@@ -240,6 +241,15 @@ async function benchJudgingSection(): Promise<void> {
   } finally {
     await service.stop();
   }
+  const runtimes = option('--judge-runtimes', '').split(',').filter(Boolean);
+  if (runtimes.length < 2) return;
+  const services: Record<string, ServiceProcess> = {};
+  try {
+    for (const runtime of runtimes) services[runtime] = await startServiceProcess({ env: { REDIS_URL, POLYKERNEL_JUDGE_RUNTIME: runtime, POLYKERNEL_JUDGE_WARM: 'c=2' }, echoStderr: true });
+    results.judging_runtimes_c_ab_per_s = await compareSandboxRuntimes(services, { concurrency: 4, perLanguage: 10, rounds: QUICK ? 3 : 6 }, log);
+  } finally {
+    await Promise.all(Object.values(services).map((service) => service.stop()));
+  }
 }
 
 async function benchJupyterServer(): Promise<void> {
@@ -351,6 +361,11 @@ function table(): string {
       [`judging overhead per test case beyond the program's run (${o.tests} tests, ${o.compilations} compile)`, pair(o), ''],
       ['judging, a burst of 50 C submissions: latency', pair(judging.burst_50), `${judging.burst_50.lost} lost`],
     );
+  }
+  const byRuntime = r.judging_runtimes_c_ab_per_s as Record<string, number> | undefined;
+  if (byRuntime) {
+    const [first, ...others] = Object.entries(byRuntime);
+    for (const [runtime, perS] of [first!, ...others]) rows.push([`judged C A+B submissions/s, sandboxes under ${runtime} (alternating rounds)`, String(perS), ratio(perS, first![1]) + ` of ${first![0]}`]);
   }
   // A section that did not run (--only, no Jupyter Server) leaves no empty rows.
   const measured = rows.filter((row) => row[1] !== '—');
