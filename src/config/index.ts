@@ -135,6 +135,7 @@ export const OPTIONS = {
   tmpSizeMB: opt('POLYKERNEL_TMP_MB', int(1), 'size of the writable /tmp (MB)'),
   startTimeoutMs: opt('POLYKERNEL_START_TIMEOUT_MS', int(100), 'how long a kernel may take to answer kernel_info after its start'),
   flushWindowMs: opt('POLYKERNEL_FLUSH_WINDOW_MS', int(10), 'v1 query: return "continued" with the output so far after this long'),
+  completeTimeoutMs: opt('POLYKERNEL_COMPLETE_TIMEOUT_MS', int(100), 'v1 complete: how long the kernel may take to answer a completion (a kernel busy running code answers only after it); past it the call is 503'),
   maxOutputBytes: opt('POLYKERNEL_MAX_OUTPUT_BYTES', int(1024), 'output kept per v1 query; the rest is cut with a marker'),
   statsIntervalMs: opt('POLYKERNEL_STATS_INTERVAL_MS', int(100), 'how often memory and CPU of kernels are sampled'),
   maxBodyBytes: opt('POLYKERNEL_MAX_BODY_BYTES', int(1024), 'largest request body; more is 413'),

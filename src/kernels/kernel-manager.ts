@@ -60,6 +60,8 @@ export interface KernelEvents {
   removed: [kernelId: string, reason: string];
   /** The kernel's container died and the kernel is restarted in place (POLYKERNEL_RESTART_DEAD_KERNELS). */
   died: [kernelId: string, reason: string];
+  /** A client interrupts the kernel: sent just before the signal, so that a run it ends knows why. */
+  interrupting: [kernelId: string];
 }
 
 export class KernelManager extends EventEmitter<KernelEvents> {
@@ -273,6 +275,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     return this.lifecycle.run(id, async () => {
       const record = await this.get(id);
       await this.handle(id);
+      this.emit('interrupting', id);
       await this.provisioner.interrupt(record);
     });
   }

@@ -9,6 +9,7 @@ import type { KernelEvents } from '../kernels/kernel-manager.js';
 import type { Logger } from '../logger.js';
 import { BatchRun, resolveBatchCommands, type BatchOptions } from './batch.js';
 import { OomNotices } from './oom-notice.js';
+import { Completions, type Completion, type CompleteRequest } from './completion.js';
 import { QueryRun, QueryRuns, type Run, type RunResult } from './query.js';
 
 export type ExecuteRequest =
@@ -28,6 +29,7 @@ const SWEEP_INTERVAL_MS = 1000;
 export class QueryService {
   private readonly runs: QueryRuns;
   private readonly oom = new OomNotices();
+  private readonly completions: Completions;
   /** Runs abandoned or past the bounds are discarded by this sweep (see QueryRuns). */
   private readonly sweeper: NodeJS.Timeout;
 
@@ -37,12 +39,15 @@ export class QueryService {
     private readonly log: Logger,
   ) {
     this.runs = new QueryRuns({ ttlMs: config.runTtlMs, maxPerKernel: config.maxRunsPerKernel, maxBufferedBytes: config.maxRunBufferedBytes });
+    this.completions = new Completions(config.completeTimeoutMs);
     this.sweeper = setInterval(() => this.runs.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
     kernels.on('removed', (kernelId, reason) => this.runs.abortKernel(kernelId, reason, true));
     // Also when the kernel is restarted in place after its death (POLYKERNEL_RESTART_DEAD_KERNELS).
     kernels.on('died', (kernelId, reason) => this.runs.abortKernel(kernelId, reason));
     kernels.on('removed', (kernelId) => this.oom.forget(kernelId));
+    // Whichever API asked: v1's interrupt or Jupyter's /api/kernels/:id/interrupt.
+    kernels.on('interrupting', (kernelId) => this.runs.interruptKernel(kernelId));
     kernels.on('state', (kernelId, state) => state === 'restarting' && this.oom.forget(kernelId));
   }
 
@@ -64,6 +69,12 @@ export class QueryService {
       if (kernel) await this.oom.end(kernel, result);
     }
     return result;
+  }
+
+  /** The kernel's completions at the cursor (completion.ts); a kernel gone is the unknown-kernel 404. */
+  async complete(kernelId: string, request: CompleteRequest): Promise<Completion> {
+    const { kernel } = await this.kernels.handle(kernelId);
+    return this.completions.complete(kernel, request);
   }
 
   private assertNewRun(kernelId: string, runId: string | undefined): void {

@@ -63,6 +63,11 @@ export interface Run {
   sendInput(line: string): Promise<void>;
   /** Ends the run because its kernel went away; its next result says why. */
   abort(reason: string): void;
+  /**
+   * Its kernel is being interrupted (SIGINT): a run that then ends says it was interrupted. Batch runs
+   * lack it: their steps run beside the kernel and the signal does not reach them.
+   */
+  interrupted?(): void;
   /** Output held for the client's next call (roughly bytes): what keeping this run costs. */
   readonly bufferedBytes: number;
   /**
@@ -98,6 +103,8 @@ export class QueryRun implements Run {
   private discarded = false;
   /** Why the kernel went away under this run, if it did. */
   private abortedBecause?: string;
+  /** A client interrupted the kernel while this run was going. */
+  private interruptRequested = false;
   private readonly boundary = new RunBoundary();
   private readonly timer: NodeJS.Timeout;
   /** Sent once, then dropped: the code can be as large as a request body, the run outlives the call. */
@@ -197,6 +204,7 @@ export class QueryRun implements Run {
   private onEnd(end: RequestEnd): void {
     const endedOtherwise = this.timedOut || this.expiring || this.abortedBecause !== undefined;
     if (!end.idle && !endedOtherwise) this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
+    if (this.interruptRequested && !endedOtherwise) this.output.notice('\n[interrupted]\n');
     if (this.discarded) this.dispose();
     this.notify();
   }
@@ -222,6 +230,8 @@ export class QueryRun implements Run {
       exitCode = this.replyStatus === 'ok' ? 0 : 1;
       // The kernel died under the run (out of memory, killed): 137 like a shell reports a SIGKILL.
       if (this.abortedBecause !== undefined) exitCode = 137;
+      // Interrupted by the client: 130 like a shell reports a SIGINT (the kernel's own error says where).
+      else if (this.interruptRequested) exitCode = 130;
     } else if (this.inputRequest) {
       status = 'waiting-input';
     }
@@ -235,6 +245,11 @@ export class QueryRun implements Run {
     if (!request) throw invalidInput(`run ${this.runId} is not waiting for input`);
     this.inputRequest = undefined;
     await this.kernel.send('stdin', this.kernel.message('input_reply', { value: line }, request));
+  }
+
+  interrupted(): void {
+    if (this.done || this.expiring) return;
+    this.interruptRequested = true;
   }
 
   /** Ends the run because its kernel went away, telling the client why. */
@@ -353,6 +368,11 @@ export class QueryRuns {
       entry.run.abort(reason);
       if (removed) entry.expiresAt = expiresAt;
     }
+  }
+
+  /** Tells every run of a kernel that it is being interrupted (see Run.interrupted). */
+  interruptKernel(kernelId: string): void {
+    for (const entry of this.byKernel.get(kernelId)?.values() ?? []) entry.run.interrupted?.();
   }
 
   /** Discards runs not called within the TTL, of kernels gone, and the least recently called past the byte bound. */

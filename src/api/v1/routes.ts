@@ -12,6 +12,7 @@ import type { ExecuteRequest, QueryService } from '../../runs/query-service.js';
 import { invalidInput } from '../../errors.js';
 import { tenantOf } from '../../auth/tenant.js';
 import { readJsonBody } from '../http.js';
+import { parseCompleteBody } from './complete-body.js';
 import { assertKernelId, validateObject, type ObjectSchema } from '../validate.js';
 
 export interface V1Deps {
@@ -143,6 +144,20 @@ export function v1Router(deps: V1Deps): Router {
   router.patch('/:id', async (ctx) => {
     const { id } = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
     await deps.kernels.restart(id);
+    ctx.status = 204;
+  });
+
+  router.post('/:id/complete', async (ctx) => {
+    const kernelId = assertKernelId(ctx.params.id!);
+    const request = parseCompleteBody(await readJsonBody(ctx, deps.config.maxBodyBytes));
+    await tenantOf(ctx).mayExecute(kernelId);
+    const { matches, cursorStart, cursorEnd } = await deps.queries.complete(kernelId, request);
+    ctx.body = { result: matches, cursorStart, cursorEnd };
+  });
+
+  router.post('/:id/interrupt', async (ctx) => {
+    const { id } = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
+    await deps.kernels.interrupt(id);
     ctx.status = 204;
   });
 
