@@ -205,6 +205,8 @@ export class QueryRun implements Run {
     const endedOtherwise = this.timedOut || this.expiring || this.abortedBecause !== undefined;
     if (!end.idle && !endedOtherwise) this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
     if (this.interruptRequested && !endedOtherwise) this.output.notice('\n[interrupted]\n');
+    // ipykernel refuses the executes that reach it just after an error or an interrupt (stop_on_error).
+    if (this.replyStatus === 'aborted' && !endedOtherwise) this.output.notice('[not run: the kernel aborted this request because the one before it failed or was interrupted; send it again]\n');
     if (this.discarded) this.dispose();
     this.notify();
   }
