@@ -171,13 +171,36 @@ test('an error becomes stderr with the ANSI-free traceback, and the run exits wi
   t.is(result.exitCode, 1);
 });
 
-test('an error without a traceback is rendered as "ename: evalue"; an aborted reply also exits with 1', async (t) => {
+test('an error without a traceback is rendered as "ename: evalue"; an aborted reply also exits with 1 and says it was not run', async (t) => {
   const { kernel, run } = await startRun();
   kernel.emit('iopub', 'error', { ename: 'KeyboardInterrupt', evalue: '', traceback: [] });
   kernel.finish('aborted');
   const result = await run.next(1000);
-  t.deepEqual(result.console, [['stderr', 'KeyboardInterrupt: \n']]);
+  t.is(result.console[0]![1], 'KeyboardInterrupt: \n');
+  t.regex(String(result.console[1]?.[1]), /^\[not run: the kernel aborted this request because the one before it failed or was interrupted; send it again\]\n$/);
   t.is(result.exitCode, 1);
+});
+
+test('a run whose kernel is interrupted ends with exit code 130 and an [interrupted] line after the kernel\'s own error', async (t) => {
+  const { kernel, run } = await startRun({}, 'while True: pass');
+  run.interrupted();
+  t.is((await run.next(10)).status, 'continued', 'the interrupt alone does not end the run: the kernel does');
+  kernel.emit('iopub', 'error', { ename: 'KeyboardInterrupt', evalue: '', traceback: [] });
+  kernel.finish('error');
+  const result = await run.next(1000);
+  t.is(result.status, 'finished');
+  t.is(result.exitCode, 130);
+  t.deepEqual(result.console, [['stderr', 'KeyboardInterrupt: \n'], ['stderr', '\n[interrupted]\n']]);
+});
+
+test('an interrupt after a run ended does not relabel it', async (t) => {
+  const { kernel, run } = await startRun();
+  kernel.stream('1\n');
+  kernel.finish('ok');
+  run.interrupted();
+  const result = await run.next(1000);
+  t.is(result.exitCode, 0);
+  t.deepEqual(result.console, [['stdout', '1\n']]);
 });
 
 test('after the flush window a call returns "continued" with the output so far; the next one only what came since', async (t) => {
