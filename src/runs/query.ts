@@ -203,6 +203,9 @@ export class QueryRun implements Run {
   /** The request ended (reply and idle, or the reply alone once iopub lost the idle). */
   private onEnd(end: RequestEnd): void {
     const endedOtherwise = this.timedOut || this.expiring || this.abortedBecause !== undefined;
+    // The code is done: its time limit is lifted now, not when the client fetches the end (a client that
+    // starts another query instead of continuing this one must not lose the kernel to this timer).
+    if (!this.expiring) clearTimeout(this.timer);
     if (!end.idle && !endedOtherwise) this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
     if (this.interruptRequested && !endedOtherwise) this.output.notice('\n[interrupted]\n');
     // ipykernel refuses the executes that reach it just after an error or an interrupt (stop_on_error).

@@ -193,6 +193,18 @@ test('a run whose kernel is interrupted ends with exit code 130 and an [interrup
   t.deepEqual(result.console, [['stderr', 'KeyboardInterrupt: \n'], ['stderr', '\n[interrupted]\n']]);
 });
 
+test('a run that ended while nobody fetched its result no longer has a time limit: its kernel is not destroyed for it', async (t) => {
+  const { kernel, run, timeouts } = await startRun({ timeoutMs: 50 }, 'while True: pass');
+  t.is((await run.next(10)).status, 'continued');
+  // Interrupted (or simply done) after the client's last call; the client starts something else instead.
+  kernel.finish('error');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.is(timeouts.count, 0);
+  const result = await run.next(1000);
+  t.is(result.status, 'finished');
+  t.is(result.exitCode, 1);
+});
+
 test('an interrupt after a run ended does not relabel it', async (t) => {
   const { kernel, run } = await startRun();
   kernel.stream('1\n');
