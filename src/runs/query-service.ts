@@ -21,10 +21,13 @@ export type ExecuteRequest =
 /** What the runs need of the kernel manager: a kernel resolved once per request, and the kernels' fates. */
 export interface RunKernels {
   handle(id: string): Promise<KernelHandle>;
+  interrupt(id: string): Promise<void>;
   on<E extends keyof KernelEvents>(event: E, listener: (...args: KernelEvents[E]) => void): unknown;
 }
 
 const SWEEP_INTERVAL_MS = 1000;
+/** How long v1's interrupt waits for the runs it stops to end (code that ignores SIGINT goes on). */
+const INTERRUPT_SETTLE_MS = 3000;
 
 export class QueryService {
   private readonly runs: QueryRuns;
@@ -75,6 +78,25 @@ export class QueryService {
   async complete(kernelId: string, request: CompleteRequest): Promise<Completion> {
     const { kernel } = await this.kernels.handle(kernelId);
     return this.completions.complete(kernel, request);
+  }
+
+  /**
+   * Interrupts the kernel and answers once its v1 runs have ended (or INTERRUPT_SETTLE_MS passed), and
+   * the kernel has answered one more shell request: a client that sends its next query after the 204
+   * has it run. ipykernel aborts the executes that reach it after an error (stop_on_error) until an
+   * event it queues at once; a request answered after the interrupted one is behind that event, and so
+   * is anything the client sends once it heard the 204.
+   */
+  async interrupt(kernelId: string): Promise<void> {
+    await this.kernels.interrupt(kernelId);
+    const ends = this.runs.endsOf(kernelId);
+    if (ends.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = new Promise<void>((resolve) => (timer = setTimeout(resolve, INTERRUPT_SETTLE_MS)));
+    await Promise.race([Promise.all(ends), settle]);
+    clearTimeout(timer);
+    const handle = await this.kernels.handle(kernelId).catch(() => undefined);
+    if (handle) await handle.kernel.request('shell', handle.kernel.message('kernel_info_request', {}), INTERRUPT_SETTLE_MS).catch(() => undefined);
   }
 
   private assertNewRun(kernelId: string, runId: string | undefined): void {

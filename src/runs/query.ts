@@ -68,6 +68,8 @@ export interface Run {
    * lack it: their steps run beside the kernel and the signal does not reach them.
    */
   interrupted?(): void;
+  /** Resolves when the run's code has ended (never, if its kernel went away first). */
+  ended?(): Promise<unknown>;
   /** Output held for the client's next call (roughly bytes): what keeping this run costs. */
   readonly bufferedBytes: number;
   /**
@@ -257,6 +259,10 @@ export class QueryRun implements Run {
     this.interruptRequested = true;
   }
 
+  ended(): Promise<unknown> {
+    return this.future?.done ?? Promise.resolve();
+  }
+
   /** Ends the run because its kernel went away, telling the client why. */
   abort(reason: string): void {
     if (this.done || this.expiring) return;
@@ -378,6 +384,11 @@ export class QueryRuns {
   /** Tells every run of a kernel that it is being interrupted (see Run.interrupted). */
   interruptKernel(kernelId: string): void {
     for (const entry of this.byKernel.get(kernelId)?.values() ?? []) entry.run.interrupted?.();
+  }
+
+  /** What each run of a kernel that can say when its code ends returns for it (see Run.ended). */
+  endsOf(kernelId: string): Promise<unknown>[] {
+    return [...(this.byKernel.get(kernelId)?.values() ?? [])].flatMap((entry) => (entry.run.ended ? [entry.run.ended()] : []));
   }
 
   /** Discards runs not called within the TTL, of kernels gone, and the least recently called past the byte bound. */

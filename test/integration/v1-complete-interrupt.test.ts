@@ -167,6 +167,34 @@ test.serial('an endless loop is interrupted: the query ends as interrupted, the 
   }
 });
 
+test.serial('an interrupted run nobody continues does not take its kernel along at its time limit', async (t) => {
+  t.timeout(120_000);
+  const created = await svc.call('POST', '/v1/kernel/create', { lang: 'python3', resourceLimits: { timeout: 3000 } }, A);
+  t.is(created.status, 201);
+  const id = created.body.kernelId as string;
+  try {
+    // Several times: a query sent right after the 204 must run, never be aborted as one that reached
+    // ipykernel while it was still stopping the interrupted code (stop_on_error).
+    for (let round = 1; round <= 3; round++) {
+      const runId = round === 1 ? 'left-behind' : `loop-${round}`;
+      const first = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: `kept = ${round}\nwhile True: pass`, runId }, A);
+      t.is(first.body.result.status, 'continued');
+      t.is((await interrupt(id)).status, 204);
+      // The client starts something else instead of continuing the interrupted run.
+      const next = await runToEnd(callA, id, { mode: 'query', code: 'print(kept)' });
+      t.is(next.text, `${round}\n`, JSON.stringify(next.results));
+    }
+    await sleep(4500);
+    const info = await svc.call('GET', `/v1/kernel/${id}`, undefined, A);
+    t.is(info.status, 200, JSON.stringify(info.body));
+    const late = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'continue', runId: 'left-behind' }, A);
+    t.is(late.body.result.status, 'finished');
+    t.is(late.body.result.exitCode, 130);
+  } finally {
+    await remove(id);
+  }
+});
+
 test.serial('a completion on a kernel busy running code times out with a 503, and only a few wait at once', async (t) => {
   t.timeout(180_000);
   const id = await create('python3');

@@ -157,7 +157,7 @@ export function v1Router(deps: V1Deps): Router {
 
   router.post('/:id/interrupt', async (ctx) => {
     const { id } = await tenantOf(ctx).kernel(assertKernelId(ctx.params.id!));
-    await deps.kernels.interrupt(id);
+    await deps.queries.interrupt(id);
     ctx.status = 204;
   });
 
