@@ -31,24 +31,45 @@ export interface RunningService {
 }
 
 export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
+  // A start that fails halfway closes what it opened (the store's connection, timers, the engine's event
+  // stream), so that a caller that retries, or a test that starts the service in its process, is not left
+  // holding them. Kernels are kept: the next start adopts them.
+  const opened: Array<() => unknown> = [];
+  try {
+    return await startParts(config, log, opened);
+  } catch (error) {
+    for (const close of opened.reverse()) await Promise.resolve().then(close).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startParts(config: Config, log: Logger, opened: Array<() => unknown>): Promise<RunningService> {
   const store = await createStore(config);
+  opened.push(() => store.close());
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost));
+  opened.push(() => runtime.close());
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
   const kernels = new KernelManager(config, new DockerProvisioner(config, runtime, log), store, specs, log);
   await kernels.start();
+  opened.push(() => kernels.stop(true));
   const queries = new QueryService(kernels, config, log);
+  opened.push(() => queries.close());
   const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
+  opened.push(() => usage.stop());
   // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
   const executions = new ExecutionManager({ config, kernels, store, log });
   await executions.start();
+  opened.push(() => executions.stop());
   // Judging: sandboxes an earlier run left are removed before the first submission; warm ones start.
   const judge = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
   await judge.start();
+  opened.push(() => judge.stop());
 
   // Judge0's API: its queue runs again what a restart left queued or processing.
   const judge0 = createJudge0Runtime({ config, store, engine: judge, log });
   await judge0.start();
+  opened.push(() => judge0.stop());
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);

@@ -10,7 +10,7 @@
  * sandboxes, which ends their runs.
  */
 import type { Config } from '../config/index.js';
-import { invalidInput, unavailable } from '../errors.js';
+import { DomainError, invalidInput, unavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { KernelSpecRegistry } from '../kernels/kernel-specs.js';
 import { abortReason, JudgeAdmission } from './admission.js';
@@ -96,6 +96,9 @@ interface PreparedChecker {
  */
 const CHECKER_FILES_BUDGET_BYTES = 16 * 1024 * 1024;
 
+/** How often removing an earlier run's sandboxes is tried again while the engine is unreachable at start. */
+const START_RETRY_MS = 2000;
+
 export class SandboxJudgeEngine implements JudgeEngine {
   private readonly table: JudgeLanguages;
   private readonly admission: JudgeAdmission;
@@ -103,6 +106,10 @@ export class SandboxJudgeEngine implements JudgeEngine {
   /** Submissions and interactive runs under way, so a shutdown ends them and removes their sandboxes. */
   private readonly jobs = new Set<{ controller: AbortController; settled: Promise<unknown> }>();
   private readonly runGraceMs: number;
+  /** Why judging is not ready (the leftovers of an earlier run not removed yet); undefined once it is. */
+  private notReadyBecause?: string;
+  private startRetry?: NodeJS.Timeout;
+  private stopped = false;
 
   constructor(private readonly deps: JudgeEngineDeps) {
     this.table = new JudgeLanguages(deps.specs);
@@ -121,14 +128,49 @@ export class SandboxJudgeEngine implements JudgeEngine {
     );
   }
 
-  /** Removes the sandboxes an earlier run of the service left behind, then starts the warm sandboxes. */
+  /**
+   * Removes the sandboxes an earlier run of the service left behind, then starts the warm sandboxes. With
+   * the engine unreachable the service starts anyway and this is retried in the background; until it
+   * succeeds judging answers 503, because a sandbox made meanwhile could be taken for a leftover.
+   */
   async start(): Promise<void> {
+    try {
+      await this.reapAndFill();
+    } catch (error) {
+      if (!(error instanceof DomainError && error.code === 'unavailable')) throw error;
+      this.notReadyBecause = error.message;
+      this.deps.log.warn('Could not remove the judge sandboxes of an earlier run yet; retrying in the background', { error: error.message });
+      this.retryStart();
+    }
+  }
+
+  private async reapAndFill(): Promise<void> {
     await this.deps.sandboxes.reap();
+    this.notReadyBecause = undefined;
     this.warm.fill();
+  }
+
+  private retryStart(): void {
+    this.startRetry = setTimeout(() => {
+      this.reapAndFill().then(
+        () => this.deps.log.info('Removed the judge sandboxes of an earlier run'),
+        (error: Error) => {
+          this.notReadyBecause = error.message;
+          if (!this.stopped) this.retryStart();
+        },
+      );
+    }, START_RETRY_MS);
+    this.startRetry.unref();
+  }
+
+  private assertReady(): void {
+    if (this.notReadyBecause) throw unavailable(`judging is not ready yet: ${this.notReadyBecause}`);
   }
 
   /** Refuses new work, ends what runs (their sandboxes removed) and closes the warm sandboxes. */
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.startRetry);
     const shuttingDown = unavailable('the service is shutting down; submit again once it is back');
     this.admission.close(shuttingDown);
     const jobs = [...this.jobs];
@@ -146,6 +188,7 @@ export class SandboxJudgeEngine implements JudgeEngine {
   }
 
   async judge(submission: Submission, signal?: AbortSignal): Promise<JudgeResult> {
+    this.assertReady();
     checkSubmission(submission, this.deps.config);
     const language = await this.language(submission.lang);
     const checkerLanguage = submission.checker ? await this.language(submission.checker.lang) : undefined;
@@ -180,6 +223,7 @@ export class SandboxJudgeEngine implements JudgeEngine {
     submission: Omit<Submission, 'tests' | 'comparison' | 'checker'>,
     signal?: AbortSignal,
   ): Promise<{ compile?: CompileResult; run?: InteractiveRun; close(): Promise<void> }> {
+    this.assertReady();
     checkShape(submission, this.deps.config);
     const language = await this.language(submission.lang);
     const { files, source } = programFiles(language, submission.files);

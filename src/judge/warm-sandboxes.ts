@@ -22,7 +22,12 @@ interface Ready {
 export class WarmSandboxes {
   private readonly ready = new Map<string, Ready[]>();
   private readonly starting = new Map<string, number>();
+  /** Starts in progress, until their sandbox is in `ready` or closed: stop waits for them. */
+  private readonly creating = new Set<Promise<void>>();
   private stopped = false;
+  /** Resolves at stop, so that a start waiting out its backoff gives up at once. */
+  private readonly stopping: Promise<void>;
+  private wakeOnStop = () => {};
   /** Consecutive failed starts per language: refills back off so a broken image does not spin. */
   private readonly failures = new Map<string, number>();
 
@@ -30,7 +35,9 @@ export class WarmSandboxes {
     private readonly sizes: Readonly<Record<string, number>>,
     private readonly hooks: WarmSandboxHooks,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.stopping = new Promise((resolve) => (this.wakeOnStop = resolve));
+  }
 
   fill(): void {
     for (const lang of Object.keys(this.sizes)) this.refill(lang);
@@ -56,16 +63,23 @@ export class WarmSandboxes {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wakeOnStop();
     const all = [...this.ready.values()].flat();
     this.ready.clear();
     await Promise.all(all.map(({ sandbox }) => sandbox.close().catch(() => undefined)));
+    // A sandbox being made now is closed as soon as it exists: none outlives the stop.
+    await Promise.all([...this.creating]);
   }
 
   private refill(lang: string): void {
     if (this.stopped) return;
     const target = this.sizes[lang] ?? 0;
     const have = (this.ready.get(lang)?.length ?? 0) + (this.starting.get(lang) ?? 0);
-    for (let i = have; i < target; i++) void this.startOne(lang);
+    for (let i = have; i < target; i++) {
+      const start = this.startOne(lang);
+      this.creating.add(start);
+      void start.finally(() => this.creating.delete(start));
+    }
   }
 
   private async startOne(lang: string): Promise<void> {
@@ -73,7 +87,12 @@ export class WarmSandboxes {
     let started: Ready | undefined;
     try {
       const failures = this.failures.get(lang) ?? 0;
-      if (failures > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** failures)).unref());
+      if (failures > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, Math.min(30_000, 500 * 2 ** failures)))), this.stopping]);
+        clearTimeout(timer);
+      }
+      if (this.stopped) return;
       const spec = await this.hooks.specFor(lang);
       if (!spec) throw new Error(`no language ${lang}`);
       if (!this.stopped) started = { spec, sandbox: await this.hooks.create(spec) };

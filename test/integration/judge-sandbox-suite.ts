@@ -144,7 +144,8 @@ int main(int argc, char **argv) {
     await withSandbox(h, async (sb) => {
       const sleep = await run(sb, ['sleep', '1']);
       t.true(sleep.wallTimeMs >= 950, `wall ${sleep.wallTimeMs}`);
-      t.true(sleep.cpuTimeMs < 200, `cpu ${sleep.cpuTimeMs}`);
+      // gVisor's accounting is coarse, and on a loaded machine counts some of its own work to the run.
+      t.true(sleep.cpuTimeMs < (h.runtimeName === 'runsc' ? 500 : 200), `cpu ${sleep.cpuTimeMs}`);
       await compile(t, sb, `#include <time.h>
 int main(void) { volatile unsigned long n = 0; while (clock() < CLOCKS_PER_SEC * 6 / 10) n++; return 0; }`);
       const busy = await run(sb, ['./main']);

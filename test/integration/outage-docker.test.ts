@@ -66,6 +66,9 @@ test('engine unreachable: start anyway, 503 meanwhile, everything recovers on it
   const proxy = new EngineProxy(path.join(os.tmpdir(), `pk-docker-${instance}.sock`));
   // A leftover of an earlier run of this instance, to be reaped once the engine answers.
   const orphan = docker('run', '-d', '--label', 'org.polykernel.managed=true', '--label', `org.polykernel.instance=${instance}`, 'polykernel/python:latest', 'sleep', '300');
+  // And a judge sandbox of that run.
+  const judgeOrphan = docker('run', '-d', '--label', 'org.polykernel.managed=true', '--label', `org.polykernel.instance=${instance}`, '--label', 'org.polykernel.judge=true', 'polykernel/python:latest', 'sleep', '300');
+  const execute = { language: 'python', version: '*', files: [{ content: 'print(6 * 7)' }] };
   let svc: TestService | undefined;
   try {
     // 1. The engine is unreachable at start: the service starts and answers 503 for kernel operations.
@@ -80,10 +83,20 @@ test('engine unreachable: start anyway, 503 meanwhile, everything recovers on it
     t.regex(jupyterCreate.body.message, /Docker engine is unreachable/);
     t.is((await svc.call('GET', '/api/kernels')).status, 200, 'what needs only the store still answers');
     t.truthy(docker('ps', '-aq', '--filter', `id=${orphan}`), 'nothing is reaped while the engine is unreachable');
+    const judged = await svc.call('POST', '/api/v2/execute', execute);
+    t.is(judged.status, 503, 'judging waits for the earlier run\'s sandboxes to be removed');
+    t.regex(judged.body.message, /Docker engine is unreachable/);
+    t.truthy(docker('ps', '-aq', '--filter', `id=${judgeOrphan}`));
 
     // 2. The engine answers again: adoption runs (the orphan is reaped) and kernels can be created.
     await proxy.open();
     await until('orphan reaped', 20_000, async () => (docker('ps', '-aq', '--filter', `id=${orphan}`) === '' ? true : undefined));
+    await until('judge orphan reaped', 20_000, async () => (docker('ps', '-aq', '--filter', `id=${judgeOrphan}`) === '' ? true : undefined));
+    const output = await until('judging answers', 20_000, async () => {
+      const response = await svc!.call('POST', '/api/v2/execute', execute);
+      return response.status === 200 ? (response.body.run.stdout as string) : undefined;
+    });
+    t.is(output, '42\n');
     const kernel = await until('create succeeds', 20_000, async () => {
       const response = await svc!.call('POST', '/v1/kernel/create', { lang: 'python3' });
       return response.status === 201 ? (response.body.kernelId as string) : undefined;
@@ -127,7 +140,7 @@ test('engine unreachable: start anyway, 503 meanwhile, everything recovers on it
     await proxy.open().catch(() => undefined);
     await svc?.stop();
     await proxy.close();
-    execFileSync('/usr/bin/docker', ['rm', '-f', orphan], { stdio: 'ignore' });
+    execFileSync('/usr/bin/docker', ['rm', '-f', orphan, judgeOrphan], { stdio: 'ignore' });
   }
   t.is(docker('ps', '-aq', '--filter', `label=org.polykernel.instance=${instance}`), '', 'no container of the instance is left');
 });

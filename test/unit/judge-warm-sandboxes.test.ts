@@ -68,3 +68,44 @@ test('a failing start is retried with a growing delay, not in a loop', async (t)
   t.true(attempts() >= 2 && attempts() <= 3, `${attempts()} attempts`);
   await warm.stop();
 });
+
+test('stop waits for a sandbox still being made, and closes it: none outlives the stop', async (t) => {
+  let finishCreate = () => {};
+  const created: Array<{ closed: boolean }> = [];
+  const warm = new WarmSandboxes(
+    { c: 1 },
+    {
+      specFor: async () => spec,
+      create: () =>
+        new Promise<JudgeSandbox>((resolve) => {
+          finishCreate = () => {
+            const sandbox = { id: 'slow', closed: false, close: async () => { sandbox.closed = true; } };
+            created.push(sandbox);
+            resolve(sandbox as unknown as JudgeSandbox);
+          };
+        }),
+    },
+    silentLogger,
+  );
+  warm.fill();
+  await settle();
+  let stopped = false;
+  const stopping = warm.stop().then(() => (stopped = true));
+  await settle();
+  t.false(stopped, 'the stop waits for the start in progress');
+  finishCreate();
+  await stopping;
+  t.deepEqual(created.map((sandbox) => sandbox.closed), [true]);
+});
+
+test('a start waiting out its backoff gives up at stop instead of holding it', async (t) => {
+  const { warm, attempts } = pool({ c: 1 }, true);
+  warm.fill();
+  await settle();
+  const before = attempts();
+  const startedAt = Date.now();
+  await warm.stop();
+  t.true(Date.now() - startedAt < 400, 'the stop did not wait for the backoff');
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  t.is(attempts(), before, 'no start after the stop');
+});
