@@ -359,6 +359,34 @@ static long long pids_refused(void) {
   return v;
 }
 
+/*
+ * CPU time of every process the container ever ran, in ns (-1 without a cgroup file: gVisor). A child the
+ * kernel reaps by itself (its parent ignores SIGCHLD or set SA_NOCLDWAIT) reaches neither wait4 nor its
+ * parent's cutime, and one that lives shorter than a poll is never seen in /proc: only the cgroup counts it.
+ */
+static long long cgroup_cpu_ns(void) {
+  static const char *const v1[] = {"/sys/fs/cgroup/cpuacct/cpuacct.usage", "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"};
+  for (size_t i = 0; i < sizeof v1 / sizeof v1[0]; i++) {
+    char text[64];
+    int fd = open(v1[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) continue;
+    text[n] = 0;
+    return atoll(text);
+  }
+  long long usec = read_counter("/sys/fs/cgroup/cpu.stat", "usage_usec");
+  return usec < 0 ? -1 : usec * 1000;
+}
+
+/* The supervisor's own CPU time in ns (its polls and file writes are in the cgroup's figure too). */
+static long long self_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* the processes of a user, from /proc */
 
@@ -458,6 +486,9 @@ struct run {
      orphans are reaped by init instead of here (no subreaper), so their time never reaches wait4. */
   int64_t polled_cpu_ms;
   long long oom_base, pids_base;
+  /* The container's CPU and the supervisor's own at the start: what the container used since, less the
+     supervisor's share, is the run's (init idles), every process counted, however it was reaped. */
+  long long cgroup_cpu_base, self_cpu_base;
   int exec_errno;
   int nproc_rlimit;
 };
@@ -467,6 +498,15 @@ static struct run run;
 static int under_gvisor;
 /* Once a clean-up or a kill failed, no further run is started: leftovers could leak into it. */
 static int unusable;
+
+/* The run's CPU by the container's cgroup, in ms (-1 where there is none). */
+static int64_t cgroup_run_cpu_ms(void) {
+  if (run.cgroup_cpu_base < 0) return -1;
+  long long now = cgroup_cpu_ns();
+  if (now < 0) return -1;
+  long long ns = (now - run.cgroup_cpu_base) - (self_cpu_ns() - run.self_cpu_base);
+  return ns < 0 ? 0 : ns / 1000000;
+}
 
 static void account(const struct rusage *ru) {
   run.reaped_cpu_ms += (int64_t)ru->ru_utime.tv_sec * 1000 + ru->ru_utime.tv_usec / 1000 + (int64_t)ru->ru_stime.tv_sec * 1000 +
@@ -651,6 +691,8 @@ static void start_run(const unsigned char *p, size_t n) {
   drain_sigchld();
   r.oom_base = oom_kills();
   r.pids_base = pids_refused();
+  r.cgroup_cpu_base = cgroup_cpu_ns();
+  r.self_cpu_base = self_cpu_ns();
   r.nproc_rlimit = (r.flags & RUN_NPROC_RLIMIT) != 0;
   under_gvisor = r.nproc_rlimit;
   r.active = 1;
@@ -749,6 +791,8 @@ static void check_limits(void) {
   struct usage u = live_usage(run.uid);
   if (u.rss_kb > run.peak_kb) run.peak_kb = u.rss_kb;
   int64_t cpu = run.reaped_cpu_ms + u.cpu_ms;
+  int64_t by_cgroup = cgroup_run_cpu_ms();
+  if (by_cgroup > cpu) cpu = by_cgroup;
   if (cpu > run.polled_cpu_ms) run.polled_cpu_ms = cpu;
   /* Processes first: a fork bomb also burns CPU, and its cause is the processes. */
   if (u.threads > (int)run.max_processes) kill_for(K_PROCESSES);
@@ -793,6 +837,9 @@ static void finish_run(void) {
     if (oom > run.oom_base && run.oom_base >= 0) run.killed_for = K_MEMORY;
   }
   if (!run.killed_for && WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGXCPU) run.killed_for = K_CPU;
+  /* Every process of the run is dead and reaped: the cgroup's figure is complete. */
+  int64_t by_cgroup = cgroup_run_cpu_ms();
+  if (by_cgroup > run.polled_cpu_ms) run.polled_cpu_ms = by_cgroup;
 
   unsigned char result[4 * 5 + 2];
   int exit_code = WIFEXITED(run.status) ? WEXITSTATUS(run.status) : -1;

@@ -1,0 +1,81 @@
+/**
+ * A contestant's program that tries to change its own measurements or verdict, on the real engine:
+ * CPU hidden in children the kernel reaps by itself (SIGCHLD ignored), in orphans, in threads; protocol
+ * bytes printed on its own stdout; limits it tries to raise again from inside.
+ */
+import test from 'ava';
+import { io, judgeFixture, type JudgeFixture } from './judge-engine-helpers.js';
+
+let fixture: JudgeFixture;
+test.before(async () => {
+  fixture = await judgeFixture();
+});
+test.after.always(async () => {
+  await fixture?.close();
+});
+
+/** Burns `ms` of CPU in children of a few ms each; `mode` says who reaps them. */
+const HIDDEN_CPU = (ms: number, mode: 'ignored' | 'nocldwait' | 'orphans') => `#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static long long cpu_ns(clockid_t c) { struct timespec t; clock_gettime(c, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
+int main(void) {
+  const char *mode = "${mode}";
+  if (!strcmp(mode, "ignored")) signal(SIGCHLD, SIG_IGN);
+  if (!strcmp(mode, "nocldwait")) { struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = SIG_DFL; sa.sa_flags = SA_NOCLDWAIT; sigaction(SIGCHLD, &sa, 0); }
+  long long wall0 = cpu_ns(CLOCK_MONOTONIC);
+  int children = 0;
+  /* Each child burns 3 ms of its own CPU and exits: shorter than the supervisor's look every 10 ms. */
+  while (cpu_ns(CLOCK_MONOTONIC) - wall0 < ${ms}LL * 1000000 * 3) {
+    pid_t p = fork();
+    if (p == 0) {
+      if (!strcmp(mode, "orphans") && fork() != 0) _exit(0);
+      long long t0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+      while (cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - t0 < 3000000) {}
+      _exit(0);
+    }
+    if (p > 0) children++;
+    /* One at a time (a child the kernel reaped makes waitpid fail with ECHILD once it is gone). */
+    waitpid(p, 0, 0);
+    /* An orphan goes on alone: let it end before the next (the run's process limit). */
+    if (!strcmp(mode, "orphans")) usleep(3500);
+    if (children * 3 >= ${ms}) break;
+  }
+  printf("%d children\\n", children);
+  return 0;
+}
+`;
+
+for (const mode of ['ignored', 'nocldwait', 'orphans'] as const) {
+  test.serial(`cpu burnt in children reaped by the kernel (${mode}) counts: 1.5 s of it is TLE past a 1 s limit`, async (t) => {
+    const limits = { ...fixture.config.judgeLimits, cpuTimeMs: 1000, extraCpuTimeMs: 5000, wallTimeMs: 20_000 };
+    const result = await fixture.engine.judge(fixture.submission('c', HIDDEN_CPU(1500, mode), [io('')], { limits }));
+    const run = result.tests[0];
+    t.log(`${mode}: verdict ${run.verdict} (${run.message}), cpu ${run.cpuTimeMs} ms, wall ${run.wallTimeMs} ms, ${run.stdout.toString().trim()}`);
+    t.regex(run.stdout.toString(), /^\d+ children\n$/, run.stderr.toString());
+    t.true(run.cpuTimeMs >= 1300, `cpu ${run.cpuTimeMs} ms reported for 1.5 s burnt`);
+    t.is(run.verdict, 'time_limit_exceeded');
+  });
+}
+
+test.serial('the fuller count does not inflate honest runs: a sleep is near 0 ms of CPU, a 400 ms loop about 400 ms', async (t) => {
+  const limits = { ...fixture.config.judgeLimits, cpuTimeMs: 3000, wallTimeMs: 10_000 };
+  const sleep = await fixture.engine.judge(fixture.submission('c', '#include <unistd.h>\nint main(void){usleep(1000000);return 0;}', [io('')], { limits }));
+  t.is(sleep.verdict, 'accepted');
+  t.true(sleep.tests[0].cpuTimeMs < 60, `a sleep of 1 s: cpu ${sleep.tests[0].cpuTimeMs} ms`);
+  const loop = await fixture.engine.judge(
+    fixture.submission(
+      'c',
+      '#include <time.h>\nint main(void){struct timespec t;long long s=0,n;do{clock_gettime(CLOCK_PROCESS_CPUTIME_ID,&t);n=t.tv_sec*1000000000LL+t.tv_nsec;if(!s)s=n;}while(n-s<400000000LL);return 0;}',
+      [io('')],
+      { limits },
+    ),
+  );
+  t.is(loop.verdict, 'accepted');
+  t.true(loop.tests[0].cpuTimeMs >= 390 && loop.tests[0].cpuTimeMs < 700, `a loop of 400 ms: cpu ${loop.tests[0].cpuTimeMs} ms`);
+});
