@@ -115,7 +115,7 @@ export async function benchJudging(service: ServiceProcess, options: JudgingOpti
   const judged = async (n: number) => {
     let result: Judge0Result = { status: { id: 0, description: '' } };
     const elapsed = await timeIt(async () => (result = await submit(service, { language_id: C, source_code: AB_C, test_cases: testCases(n) })));
-    const perTest = (result.test_cases ?? []) as Judge0Result[];
+    const perTest = (result.test_results ?? []) as Judge0Result[];
     if (perTest.length !== n || perTest.some((t) => t.status?.id !== 3)) throw new Error(`${n} tests: ${JSON.stringify(result).slice(0, 500)}`);
     const programMs = perTest.reduce((sum, t) => sum + Number(t.wall_time ?? 0) * 1000, 0);
     return { elapsed, programMs, compilations: Number(result.compilations ?? NaN) };

@@ -19,6 +19,8 @@ import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
 import type { Logger } from './logger.js';
 import type { Store } from './store/store.js';
+import { judge0Router } from './api/judge0/routes.js';
+import type { Judge0Runtime } from './api/judge0/runtime.js';
 
 export interface AppDeps {
   config: Config;
@@ -33,6 +35,8 @@ export interface AppDeps {
   connectionCount?: (kernelId: string) => number | undefined;
   /** The judge engine (src/judge) the judging APIs (Judge0's, Piston's) call; they are mounted only when given. */
   judge?: JudgeEngine;
+  /** Judge0's submission queue and callbacks (src/api/judge0/runtime.ts); Judge0's API needs it with `judge`. */
+  judge0?: Judge0Runtime;
 }
 
 export function createApp(deps: AppDeps): Koa {
@@ -55,6 +59,11 @@ export function createApp(deps: AppDeps): Koa {
     const executions = executionsRouter({ ...deps, executions: deps.executions });
     app.use(executions.routes());
     app.use(executions.allowedMethods());
+  }
+  if (deps.judge && deps.judge0) {
+    const judge0 = judge0Router({ config: deps.config, judge: deps.judge, judge0: deps.judge0 });
+    app.use(judge0.routes());
+    app.use(judge0.allowedMethods());
   }
   if (deps.judge) {
     const piston = pistonRouter({ config: deps.config, judge: deps.judge });

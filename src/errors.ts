@@ -6,6 +6,8 @@
  */
 export type ErrorCode =
   | 'invalid_input'
+  /** Well-formed, but some fields are wrong (Judge0's 422 with messages per field). */
+  | 'unprocessable'
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
@@ -22,10 +24,13 @@ export type ErrorCode =
 export interface DomainErrorDetails {
   /** A few words beside the message, rendered as the Jupyter APIs' `short_message` (jupyter_server's 501). */
   shortMessage?: string;
+  /** What is wrong, field by field (Judge0 renders these as its 422 body). */
+  fields?: Record<string, string[]>;
 }
 
 export class DomainError extends Error {
   readonly shortMessage?: string;
+  readonly fields?: Record<string, string[]>;
 
   constructor(
     readonly code: ErrorCode,
@@ -35,10 +40,18 @@ export class DomainError extends Error {
     super(message);
     this.name = 'DomainError';
     this.shortMessage = details.shortMessage;
+    this.fields = details.fields;
   }
 }
 
 export const invalidInput = (message: string) => new DomainError('invalid_input', message);
+/** Field by field: `{"language_id": ["can't be blank"]}`; the message joins them for dialects without fields. */
+export const unprocessable = (fields: Record<string, string[]>) =>
+  new DomainError(
+    'unprocessable',
+    Object.entries(fields).map(([name, messages]) => `${name} ${messages.join(', ')}`).join('; '),
+    { fields },
+  );
 export const unauthorized = (message: string) => new DomainError('unauthorized', message);
 export const forbidden = (message: string) => new DomainError('forbidden', message);
 export const notFound = (message: string) => new DomainError('not_found', message);
@@ -63,6 +76,7 @@ const STATUS: Record<ErrorCode, number> = {
   forbidden: 403,
   not_found: 404,
   limit_exceeded: 406,
+  unprocessable: 422,
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,

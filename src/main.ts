@@ -19,6 +19,7 @@ import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
+import { createJudge0Runtime } from './api/judge0/runtime.js';
 
 export interface RunningService {
   server: http.Server;
@@ -45,9 +46,13 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const judge = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
   await judge.start();
 
+  // Judge0's API: its queue runs again what a restart left queued or processing.
+  const judge0 = createJudge0Runtime({ config, store, engine: judge, log });
+  await judge0.start();
+
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, executions, judge, connectionCount: (id) => channels.connectionCount(id) });
+  const app = createApp({ config, log, kernels, queries, store, executions, judge, judge0, connectionCount: (id) => channels.connectionCount(id) });
   const server = http.createServer(
     {
       // Connections that never finish their request hold a file descriptor each: they are closed after
@@ -99,7 +104,9 @@ export async function startService(config: Config, log: Logger = createLogger(co
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions.stop();
-      // Waiting submissions are refused and running ones ended (their requests answer 503); no sandbox stays.
+      // Running submissions of Judge0's queue are aborted and stay `processing` in the store: the next
+      // start runs them again. Then the engine refuses what waits, ends what runs; no sandbox stays.
+      await judge0.stop();
       await judge.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels

@@ -5,7 +5,9 @@
  * - v1: an RFC 7807 problem document, as Backend.AI answers;
  * - Piston (/api/v2): `{message}`, the one field Piston's errors have and its clients read;
  * - Jupyter: tornado's `{message, reason}`, which Jupyter clients read. The Jupyter REST APIs, the channels
- *   WebSocket handshake (src/channels) and /api/executions (nbexec, a jupyter_server extension) all speak it.
+ *   WebSocket handshake (src/channels) and /api/executions (nbexec, a jupyter_server extension) all speak it;
+ * - Judge0: `{"error": message}`, and for a submission with wrong fields Judge0's 422 body, the messages
+ *   per field (`{"language_id": ["can't be blank"]}`).
  */
 import { DomainError, httpStatusOf } from '../errors.js';
 
@@ -15,6 +17,7 @@ export interface ErrorAnswer {
   code?: string;
   message: string;
   shortMessage?: string;
+  fields?: Record<string, string[]>;
 }
 
 export const INTERNAL_ERROR: ErrorAnswer = { status: 500, message: 'internal error; the service logged the details' };
@@ -22,7 +25,7 @@ export const INTERNAL_ERROR: ErrorAnswer = { status: 500, message: 'internal err
 /** What a client is told about `error`; undefined for an internal fault, which the caller logs. */
 export function answerOf(error: unknown): ErrorAnswer | undefined {
   if (error instanceof DomainError) {
-    return { status: httpStatusOf(error), code: error.code, message: error.message, shortMessage: error.shortMessage };
+    return { status: httpStatusOf(error), code: error.code, message: error.message, shortMessage: error.shortMessage, fields: error.fields };
   }
   const httpError = error as { status?: number; expose?: boolean; message?: string } | null;
   if (httpError?.status && httpError.status < 500 && httpError.expose) return { status: httpError.status, message: httpError.message ?? 'bad request' };
@@ -40,6 +43,7 @@ const REASONS: Record<number, string> = {
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   501: 'Not Implemented',
@@ -60,6 +64,10 @@ export function jupyterErrorBody(answer: ErrorAnswer): Record<string, unknown> {
   const body: Record<string, unknown> = { message: answer.message, reason: reasonPhrase(answer.status) };
   if (answer.shortMessage !== undefined) body.short_message = answer.shortMessage;
   return body;
+}
+
+export function judge0ErrorBody(answer: ErrorAnswer): Record<string, unknown> {
+  return answer.fields ?? { error: answer.message };
 }
 
 export function pistonErrorBody(answer: ErrorAnswer): Record<string, unknown> {

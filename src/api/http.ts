@@ -1,12 +1,12 @@
 /**
  * What every API surface shares at the HTTP edge: reading bodies within a size limit, and answering errors
- * in the surface's dialect (v1: a problem document; Piston's /api/v2: `{message}`; the Jupyter APIs:
- * `{message, reason}`), chosen by path in one place. A fault that is not a DomainError is logged with its stack and answered with a
- * generic 500: clients never see internals.
+ * in the surface's dialect (v1: a problem document; Judge0's API: `{error}`; Piston's /api/v2:
+ * `{message}`; the Jupyter APIs: `{message, reason}`), chosen by path in one place. A fault that is not a
+ * DomainError is logged with its stack and answered with a generic 500: clients never see internals.
  */
 import type { Context, Middleware, Next } from 'koa';
 import { invalidInput, payloadTooLarge, unsupportedMediaType } from '../errors.js';
-import { answerOf, INTERNAL_ERROR, jupyterErrorBody, pistonErrorBody, v1ErrorBody, type ErrorAnswer } from './error-bodies.js';
+import { answerOf, INTERNAL_ERROR, judge0ErrorBody, jupyterErrorBody, pistonErrorBody, v1ErrorBody, type ErrorAnswer } from './error-bodies.js';
 import type { Logger } from '../logger.js';
 import { refusesNonJsonBody } from './origin.js';
 
@@ -15,13 +15,22 @@ function speaksV1(path: string): boolean {
   return path === '/v1' || path.startsWith('/v1/');
 }
 
+/** The top-level paths of Judge0's API (its config/routes.rb). */
+const JUDGE0_ROOTS = new Set(['submissions', 'languages', 'statuses', 'system_info', 'config_info', 'about', 'version', 'workers', 'authenticate', 'authorize', 'isolate', 'license', 'statistics']);
+
+export function speaksJudge0(path: string): boolean {
+  return JUDGE0_ROOTS.has(path.split('/')[1] ?? '');
+}
+
 export function speaksPiston(path: string): boolean {
   return path === '/api/v2' || path.startsWith('/api/v2/');
 }
 
 function sendError(ctx: Context, answer: ErrorAnswer): void {
   ctx.status = answer.status;
-  if (speaksV1(ctx.path)) {
+  if (speaksJudge0(ctx.path)) {
+    ctx.body = judge0ErrorBody(answer);
+  } else if (speaksV1(ctx.path)) {
     ctx.body = v1ErrorBody(answer);
     ctx.type = 'application/problem+json';
   } else if (speaksPiston(ctx.path)) {

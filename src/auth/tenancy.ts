@@ -69,7 +69,8 @@ export class Tenancy {
 
   /**
    * Who sends this request, from the token it presents (`Authorization: token <t>` / `Bearer <t>`, or
-   * `?token=<t>`, the Jupyter forms; or Basic, see presentedToken). An unknown token is refused before any per-key state exists; a valid
+   * `?token=<t>`, the Jupyter forms; Basic, or Judge0's `X-Auth-Token`, see presentedToken). An unknown
+   * token is refused before any per-key state exists; a valid
    * key's request is counted against its rate limit (the admin is not limited, as Backend.AI's admin API).
    */
   authenticate(headers: IncomingHttpHeaders, url: URL): Authentication {
@@ -81,7 +82,7 @@ export class Tenancy {
     const key = token === undefined ? undefined : this.keys?.lookup(token);
     if (!key) {
       const how = this.keys ? 'an API key' : 'the KG_AUTH_TOKEN';
-      return { ok: false, error: unauthorized(`authentication required: send "Authorization: token <${how}>" (or Bearer, or ?token=, or Basic with it as the password)`), headers: {} };
+      return { ok: false, error: unauthorized(`authentication required: send "Authorization: token <${how}>" (or Bearer, ?token=, Basic with it as the password, or Judge0's X-Auth-Token header)`), headers: {} };
     }
     const rate = this.limiter.hit(key.id, key.policy.rateLimit);
     if (!rate.allowed) {
@@ -102,9 +103,11 @@ export class Tenancy {
 }
 
 /**
- * The token a request presents: `Authorization: token <t>` / `Bearer <t>`, `?token=<t>`, or HTTP Basic
- * with the token as the password. Basic is how a client that takes only a server URL authenticates
- * (piston-client, `http://user:<token>@host:port`); the user name is not looked at.
+ * The token a request presents: `Authorization: token <t>` / `Bearer <t>`, `?token=<t>`, HTTP Basic
+ * with the token as the password, or Judge0's authentication header `X-Auth-Token: <t>` (also as
+ * `?X-Auth-Token=<t>`, as Judge0 takes it). Basic is how a client that takes only a server URL
+ * authenticates (piston-client, `http://user:<token>@host:port`); the user name is not looked at. With
+ * X-Auth-Token Judge0's clients authenticate unchanged with an API key or the admin token.
  */
 export function presentedToken(headers: IncomingHttpHeaders, url: URL): string | undefined {
   const header = headers.authorization;
@@ -118,8 +121,13 @@ export function presentedToken(headers: IncomingHttpHeaders, url: URL): string |
       if (colon >= 0 && colon < decoded.length - 1) return decoded.slice(colon + 1);
     }
   }
-  return url.searchParams.get('token') ?? undefined;
+  const judge0 = headers[JUDGE0_AUTHN_HEADER];
+  if (typeof judge0 === 'string' && judge0.trim() !== '') return judge0.trim();
+  return url.searchParams.get('token') ?? url.searchParams.get('X-Auth-Token') ?? undefined;
 }
+
+/** Judge0's default AUTHN_HEADER (lower case, as Node names headers). */
+const JUDGE0_AUTHN_HEADER = 'x-auth-token';
 
 /** Headers of a rate decision, as Backend.AI sends them (Reset and Window in seconds). */
 function rateHeaders(rate: RateDecision): Record<string, string> {

@@ -1,9 +1,9 @@
 /**
  * Shared state behind one small interface: namespaced JSON records. Kernels, the clientSessionToken index,
- * sessions and executions all live here, so that with Redis they survive a restart of the service and
+ * sessions, executions and judged submissions all live here, so that with Redis they survive a restart of the service and
  * are seen by every replica. `putIfAbsent` is the one atomic primitive (claims of tokens and names).
  */
-export type Namespace = 'kernels' | 'tokens' | 'sessions' | 'executions';
+export type Namespace = 'kernels' | 'tokens' | 'sessions' | 'executions' | 'submissions' | 'submission-index';
 
 export interface Store {
   get<T>(ns: Namespace, id: string): Promise<T | undefined>;

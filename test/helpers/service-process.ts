@@ -48,6 +48,8 @@ export interface ServiceProcessOptions {
   nodeArgs?: string[];
   /** Names the instance (`<label>-<random>`) and its state directory. */
   label?: string;
+  /** The instance label itself (and so its Redis prefix): a restart of an earlier service process. */
+  instance?: string;
   /** Also write the service's stderr to this process's (it is kept for `stderr()` either way). */
   echoStderr?: boolean;
   /** Headers `http` sends with every call: the admin token of a service started with KG_AUTH_TOKEN. */
@@ -58,7 +60,7 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
   const label = options.label ?? 'bench';
   const port = await freePort();
   const stateDir = await mkdtemp(path.join(os.tmpdir(), `pk-${label}-`));
-  const instance = `${label}-${randomUUID().slice(0, 8)}`;
+  const instance = options.instance ?? `${label}-${randomUUID().slice(0, 8)}`;
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: {
