@@ -1011,6 +1011,54 @@ static void remove_ipc(uid_t uid) {
   }
 }
 
+/*
+ * After a compile step: nothing of the builder's in the work directory stays writable by anyone else, and
+ * the directory itself is sticky again. Code the contestant's files run at compile time (an annotation
+ * processor javac finds on its class path, a compiler plugin) could otherwise leave a file or a directory
+ * the program may write, which no clean-up of the program's own files empties: a channel from one test to
+ * the next. Taking the group and other write bits also takes them from any ACL (they bound its mask).
+ */
+#define SEAL_MAX_DEPTH 256
+static int seal_dir(int dirfd, int depth) {
+  int fd = dup(dirfd);
+  if (fd < 0) return -1;
+  lseek(fd, 0, SEEK_SET);
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return -1;
+  }
+  int result = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    struct stat st;
+    if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_uid != BUILDER_UID || S_ISLNK(st.st_mode)) continue;
+    mode_t mode = st.st_mode & 07777 & ~(mode_t)(S_IWGRP | S_IWOTH);
+    if (S_ISDIR(st.st_mode)) mode |= S_IRWXU;
+    if (mode != (st.st_mode & 07777) && fchmodat(dirfd, e->d_name, mode, 0) != 0) result = -1;
+    if (!S_ISDIR(st.st_mode)) continue;
+    if (depth >= SEAL_MAX_DEPTH) {
+      fprintf(stderr, "supervisor: the builder's tree is deeper than %d directories\n", SEAL_MAX_DEPTH);
+      result = -1;
+      continue;
+    }
+    int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0 || seal_dir(sub, depth + 1) != 0) result = -1;
+    if (sub >= 0) close(sub);
+  }
+  closedir(d);
+  return result;
+}
+
+static int seal_builder_files(void) {
+  int top = open(WORK_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (top < 0) return -1;
+  int result = fchmod(top, 01777) == 0 ? seal_dir(top, 1) : -1;
+  close(top);
+  return result;
+}
+
 static int cleanup(uid_t uid) {
   pid_t pid = fork();
   if (pid < 0) return -1;
@@ -1019,6 +1067,7 @@ static int cleanup(uid_t uid) {
     if (drop_to(uid) != 0) _exit(2);
     int result = 0;
     if (uid == PROGRAM_UID && empty_dir(WORK_DIR, uid) != 0) result = 1;
+    if (uid == BUILDER_UID && seal_builder_files() != 0) result = 1;
     if (empty_dir("/tmp", uid) != 0) result = 1;
     if (empty_dir("/dev/shm", uid) != 0) result = 1;
     if (empty_dir("/dev/mqueue", uid) != 0) result = 1;
