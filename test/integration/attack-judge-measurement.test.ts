@@ -79,3 +79,24 @@ test.serial('the fuller count does not inflate honest runs: a sleep is near 0 ms
   t.is(loop.verdict, 'accepted');
   t.true(loop.tests[0].cpuTimeMs >= 390 && loop.tests[0].cpuTimeMs < 700, `a loop of 400 ms: cpu ${loop.tests[0].cpuTimeMs} ms`);
 });
+
+test.serial('a program that prints the supervisor\'s own frames (a forged result, a hello) gets them back as its output, nothing more', async (t) => {
+  // A result frame saying: 1 ms, 1 ms, 1 KB, exit 0, no signal, not killed — then an endless loop.
+  const source = `#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+  unsigned char result[] = {0,0,0,23,'T', 0,0,0,1, 0,0,0,1, 0,0,0,1, 0,0,0,0, 0,0,0,0, 0,0};
+  unsigned char hello[] = {0,0,0,5,'H', 0,0,0,1};
+  for (int i = 0; i < 50; i++) { write(1, result, sizeof result); write(2, result, sizeof result); write(1, hello, sizeof hello); }
+  volatile unsigned long n = 0;
+  for (;;) n++;
+}`;
+  const limits = { ...fixture.config.judgeLimits, cpuTimeMs: 500, extraCpuTimeMs: 0, wallTimeMs: 5000 };
+  const result = await fixture.engine.judge(fixture.submission('c', source, [io('', ''), io('', '')], { limits }));
+  for (const run of result.tests) {
+    t.is(run.verdict, 'time_limit_exceeded');
+    t.true(run.cpuTimeMs >= 500, `cpu ${run.cpuTimeMs}`);
+    t.is(run.stdout.length, 50 * (27 + 9));
+    t.is(run.stderr.length, 50 * 27);
+  }
+});
