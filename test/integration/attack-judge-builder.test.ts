@@ -8,13 +8,15 @@
 import { execFileSync } from 'node:child_process';
 import test from 'ava';
 import { io, judgeFixture, type JudgeFixture } from './judge-engine-helpers.js';
+import { runtimeRegistered } from './sandbox-helpers.js';
 
-let fixture: JudgeFixture;
+const RUNTIMES = ['runc', ...(runtimeRegistered('runsc') ? ['runsc'] : [])];
+const fixtures: Record<string, JudgeFixture> = {};
 test.before(async () => {
-  fixture = await judgeFixture();
+  for (const runtime of RUNTIMES) fixtures[runtime] = await judgeFixture({ POLYKERNEL_JUDGE_RUNTIME: runtime });
 });
 test.after.always(async () => {
-  await fixture?.close();
+  for (const fixture of Object.values(fixtures)) await fixture.close();
 });
 
 /** Run by javac at compile time (as the builder): a file every user may write, a directory too, the work directory without its sticky bit. */
@@ -61,7 +63,7 @@ public class Main {
 }
 `;
 
-function processorClass(): Buffer {
+function processorClass(fixture: JudgeFixture): Buffer {
   const image = `${fixture.config.imagePrefix}java:latest`;
   const base64 = execFileSync('docker', ['run', '--rm', '-i', '--network', 'none', '--label', 'org.polykernel.test=attack-judge-builder', image, 'sh', '-c', 'cd /tmp && cat > Evil.java && javac -d /tmp Evil.java && base64 -w0 Evil.class'], {
     input: PROCESSOR,
@@ -69,17 +71,24 @@ function processorClass(): Buffer {
   return Buffer.from(base64, 'base64');
 }
 
-test.serial('java: an annotation processor among the files runs at compile time, yet no test sees what an earlier one left', async (t) => {
+for (const runtime of RUNTIMES) {
+test.serial(`${runtime}: java: an annotation processor among the files runs at compile time, yet no test sees what an earlier one left`, async (t) => {
+  const fixture = fixtures[runtime];
   const files = [
     { name: 'Main.java', content: Buffer.from(PROGRAM) },
-    { name: 'Evil.class', content: processorClass() },
+    { name: 'Evil.class', content: processorClass(fixture) },
     { name: 'META-INF/services/javax.annotation.processing.Processor', content: Buffer.from('Evil\n') },
   ];
-  const result = await fixture.engine.judge(fixture.submission('java', PROGRAM, [io('ONE'), io('TWO'), io('THREE')], { files }));
+  const result = await fixture.engine.judge(fixture.submission('java', PROGRAM, [io('ONE'), io('TWO'), io('THREE')], {
+    files,
+    // A JVM under gVisor is measured past 128 MB (its RSS counts differently there).
+    limits: { ...fixture.config.judgeLimits, memoryKB: fixture.config.judgeLimitCaps.memoryKB },
+  }));
   t.is(result.compilations, 1);
   t.true(result.compile?.ok, result.compile?.stderr.toString());
   const seen = result.tests.map((r) => r.stdout.toString().trim());
-  t.log(seen.join(' | '));
+  t.log(seen.join(' | '), JSON.stringify(result.tests.map((r) => [r.verdict, r.message, r.exitCode, r.signal])));
   // The processor did run (the builder's shelf is there) — the attack is real — and nothing passed between tests.
   t.deepEqual(seen, ['saw [ shelf:a]', 'saw [ shelf:a]', 'saw [ shelf:a]'], result.tests.map((r) => r.stderr.toString()).join('\n'));
 });
+}
