@@ -100,3 +100,46 @@ int main(void) {
     t.is(run.stderr.length, 50 * 27);
   }
 });
+
+/** Keeps `mb` MB in files of 1 MB (the file-size limit) in the sandbox's tmpfs mounts, reads them back, holds them a while. */
+const FILES_AS_MEMORY = (mb: number) => `#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(void) {
+  static char block[1 << 20];
+  const char *dirs[] = {"/tmp", "/dev/shm", "/home/work"};
+  for (int i = 0; i < ${mb}; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "%s/m%d", dirs[i % 3], i);
+    memset(block, i, sizeof block);
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, block, sizeof block) != (ssize_t)sizeof block) { perror(path); return 1; }
+    close(fd);
+  }
+  long sum = 0;
+  for (int i = 0; i < ${mb}; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "%s/m%d", dirs[i % 3], i);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || read(fd, block, sizeof block) != (ssize_t)sizeof block) return 1;
+    sum += block[12345];
+    close(fd);
+  }
+  usleep(300000);
+  printf("kept ${mb} MB in files (%ld)\\n", sum);
+  return 0;
+}
+`;
+
+test.serial('memory kept in files (the sandbox\'s tmpfs is memory) counts: 150 MB of them is MLE past a 64 MB limit', async (t) => {
+  const limits = { ...fixture.config.judgeLimits, memoryKB: 64_000 };
+  const result = await fixture.engine.judge(fixture.submission('c', FILES_AS_MEMORY(150), [io('')], { limits }));
+  const run = result.tests[0];
+  t.log(`files: verdict ${run.verdict} (${run.message}), memory ${run.memoryKB} KB, ${run.stdout.toString().trim()} ${run.stderr.toString().trim()}`);
+  t.is(run.verdict, 'memory_limit_exceeded');
+  // Files that fit are counted, not killed: 20 MB of them under the same limit.
+  const small = await fixture.engine.judge(fixture.submission('c', FILES_AS_MEMORY(20), [io('')], { limits }));
+  t.is(small.tests[0].verdict, 'accepted', small.tests[0].stderr.toString());
+  t.true(small.tests[0].memoryKB >= 20_000, `20 MB of files: memory ${small.tests[0].memoryKB} KB`);
+});

@@ -39,6 +39,7 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -387,6 +388,29 @@ static long long self_cpu_ns(void) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/*
+ * KB in use in the sandbox's tmpfs mounts (the work directory, /tmp, /dev/shm): their files live in memory,
+ * so what a run keeps there is memory it uses beside its resident set (else a program could keep its data
+ * in files, out of its memory limit). Fixed mount points under a read-only root: nothing to follow.
+ */
+static int64_t files_kb(void) {
+  static const char *const mounts[] = {WORK_DIR, "/tmp", "/dev/shm"};
+  dev_t seen[3];
+  int count = 0;
+  int64_t total = 0;
+  for (int i = 0; i < 3; i++) {
+    struct stat st;
+    struct statfs fs;
+    if (stat(mounts[i], &st) != 0 || statfs(mounts[i], &fs) != 0) continue;
+    int again = 0;
+    for (int j = 0; j < count; j++) again |= seen[j] == st.st_dev;
+    if (again) continue;
+    seen[count++] = st.st_dev;
+    total += (int64_t)(fs.f_blocks - fs.f_bfree) * (int64_t)fs.f_bsize / 1024;
+  }
+  return total;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* the processes of a user, from /proc */
 
@@ -489,6 +513,8 @@ struct run {
   /* The container's CPU and the supervisor's own at the start: what the container used since, less the
      supervisor's share, is the run's (init idles), every process counted, however it was reaped. */
   long long cgroup_cpu_base, self_cpu_base;
+  /* KB in the tmpfs mounts at the start (the builder's files): what the run adds counts as its memory. */
+  int64_t files_base_kb;
   int exec_errno;
   int nproc_rlimit;
 };
@@ -498,6 +524,12 @@ static struct run run;
 static int under_gvisor;
 /* Once a clean-up or a kill failed, no further run is started: leftovers could leak into it. */
 static int unusable;
+
+/* What the run keeps in files in the tmpfs mounts, in KB. */
+static int64_t run_files_kb(void) {
+  int64_t kb = files_kb() - run.files_base_kb;
+  return kb < 0 ? 0 : kb;
+}
 
 /* The run's CPU by the container's cgroup, in ms (-1 where there is none). */
 static int64_t cgroup_run_cpu_ms(void) {
@@ -693,6 +725,7 @@ static void start_run(const unsigned char *p, size_t n) {
   r.pids_base = pids_refused();
   r.cgroup_cpu_base = cgroup_cpu_ns();
   r.self_cpu_base = self_cpu_ns();
+  r.files_base_kb = files_kb();
   r.nproc_rlimit = (r.flags & RUN_NPROC_RLIMIT) != 0;
   under_gvisor = r.nproc_rlimit;
   r.active = 1;
@@ -789,7 +822,8 @@ static void check_limits(void) {
   if (!run.active || run.exited || run.killed_for) return;
   int64_t wall = now_ms() - run.started_ms;
   struct usage u = live_usage(run.uid);
-  if (u.rss_kb > run.peak_kb) run.peak_kb = u.rss_kb;
+  int64_t memory = u.rss_kb + run_files_kb();
+  if (memory > run.peak_kb) run.peak_kb = memory;
   int64_t cpu = run.reaped_cpu_ms + u.cpu_ms;
   int64_t by_cgroup = cgroup_run_cpu_ms();
   if (by_cgroup > cpu) cpu = by_cgroup;
@@ -798,7 +832,7 @@ static void check_limits(void) {
   if (u.threads > (int)run.max_processes) kill_for(K_PROCESSES);
   else if (cpu > (int64_t)run.cpu_ms + run.extra_cpu_ms) kill_for(K_CPU);
   else if (wall > run.wall_ms) kill_for(K_WALL);
-  else if (u.rss_kb > run.memory_kb) kill_for(K_MEMORY);
+  else if (memory > run.memory_kb) kill_for(K_MEMORY);
   else {
     long long oom = oom_kills();
     long long refused = pids_refused();
@@ -837,6 +871,9 @@ static void finish_run(void) {
     if (oom > run.oom_base && run.oom_base >= 0) run.killed_for = K_MEMORY;
   }
   if (!run.killed_for && WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGXCPU) run.killed_for = K_CPU;
+  /* Its files are still there (the clean-up comes below): at least that much memory at the end. */
+  int64_t files = run_files_kb();
+  if (files > run.peak_kb) run.peak_kb = files;
   /* Every process of the run is dead and reaped: the cgroup's figure is complete. */
   int64_t by_cgroup = cgroup_run_cpu_ms();
   if (by_cgroup > run.polled_cpu_ms) run.polled_cpu_ms = by_cgroup;
