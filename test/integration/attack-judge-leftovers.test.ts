@@ -65,3 +65,45 @@ test.serial(`a program that makes as many empty files as it can for ${seconds} s
   }
 });
 }
+
+const MESSAGE_QUEUE = `#include <fcntl.h>
+#include <mqueue.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+  char input[64] = {0}, got[8192] = {0};
+  if (!fgets(input, sizeof input, stdin)) return 2;
+  input[strcspn(input, "\\n")] = 0;
+  mqd_t q = mq_open("/leak", O_RDWR | O_NONBLOCK);
+  if (q != (mqd_t)-1 && mq_receive(q, got, sizeof got, 0) > 0) printf("queue had [%s] ", got);
+  /* An abstract socket another test could connect to (it dies with its holder). */
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a = {AF_UNIX, "\\0leak"};
+  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) { read(s, got, sizeof got); printf("socket had [%s] ", got); }
+  struct mq_attr attr = {0, 4, 64, 0};
+  q = mq_open("/leak", O_RDWR | O_CREAT, 0666, &attr);
+  if (q != (mqd_t)-1 && mq_send(q, input, strlen(input) + 1, 0) == 0) printf("queued ");
+  fflush(stdout);
+  if (fork() == 0) {
+    setsid();
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 4) == 0 && printf("listening ") > 0 && fflush(stdout) == 0)
+      for (;;) { int c = accept(l, 0, 0); write(c, input, strlen(input) + 1); close(c); }
+    _exit(0);
+  }
+  usleep(50000);
+  /* The same run sees both (they work here). */
+  s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0 && read(s, got, sizeof got) > 0) printf("own socket ");
+  printf("done\\n");
+  return 0;
+}
+`;
+
+test.serial('a POSIX message queue and an abstract socket left by a test are gone for the next', async (t) => {
+  const result = await fixture.engine.judge(fixture.submission('c', MESSAGE_QUEUE, [io('ONE\n'), io('TWO\n'), io('THREE\n')]));
+  t.deepEqual(result.tests.map((r) => r.stdout.toString()), ['queued listening own socket done\n', 'queued listening own socket done\n', 'queued listening own socket done\n'], JSON.stringify(result.tests.map((r) => [r.verdict, r.stderr.toString()])));
+});
