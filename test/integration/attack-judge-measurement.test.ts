@@ -1,17 +1,20 @@
 /**
  * A contestant's program that tries to change its own measurements or verdict, on the real engine:
  * CPU hidden in children the kernel reaps by itself (SIGCHLD ignored), in orphans, in threads; protocol
- * bytes printed on its own stdout; limits it tries to raise again from inside.
+ * bytes printed on its own stdout; data kept in files instead of memory. Under runc and, where it is
+ * registered, gVisor (whose known gap, CPU of children the kernel reaps by itself, is a failing() test).
  */
 import test from 'ava';
 import { io, judgeFixture, type JudgeFixture } from './judge-engine-helpers.js';
+import { runtimeRegistered } from './sandbox-helpers.js';
 
-let fixture: JudgeFixture;
+const RUNTIMES = ['runc', ...(runtimeRegistered('runsc') ? ['runsc'] : [])];
+const fixtures: Record<string, JudgeFixture> = {};
 test.before(async () => {
-  fixture = await judgeFixture();
+  for (const runtime of RUNTIMES) fixtures[runtime] = await judgeFixture({ POLYKERNEL_JUDGE_RUNTIME: runtime });
 });
 test.after.always(async () => {
-  await fixture?.close();
+  for (const fixture of Object.values(fixtures)) await fixture.close();
 });
 
 /** Burns `ms` of CPU in children of a few ms each; `mode` says who reaps them. */
@@ -51,56 +54,6 @@ int main(void) {
 }
 `;
 
-for (const mode of ['ignored', 'nocldwait', 'orphans'] as const) {
-  test.serial(`cpu burnt in children reaped by the kernel (${mode}) counts: 1.5 s of it is TLE past a 1 s limit`, async (t) => {
-    const limits = { ...fixture.config.judgeLimits, cpuTimeMs: 1000, extraCpuTimeMs: 5000, wallTimeMs: 20_000 };
-    const result = await fixture.engine.judge(fixture.submission('c', HIDDEN_CPU(1500, mode), [io('')], { limits }));
-    const run = result.tests[0];
-    t.log(`${mode}: verdict ${run.verdict} (${run.message}), cpu ${run.cpuTimeMs} ms, wall ${run.wallTimeMs} ms, ${run.stdout.toString().trim()}`);
-    t.regex(run.stdout.toString(), /^\d+ children\n$/, run.stderr.toString());
-    t.true(run.cpuTimeMs >= 1300, `cpu ${run.cpuTimeMs} ms reported for 1.5 s burnt`);
-    t.is(run.verdict, 'time_limit_exceeded');
-  });
-}
-
-test.serial('the fuller count does not inflate honest runs: a sleep is near 0 ms of CPU, a 400 ms loop about 400 ms', async (t) => {
-  const limits = { ...fixture.config.judgeLimits, cpuTimeMs: 3000, wallTimeMs: 10_000 };
-  const sleep = await fixture.engine.judge(fixture.submission('c', '#include <unistd.h>\nint main(void){usleep(1000000);return 0;}', [io('')], { limits }));
-  t.is(sleep.verdict, 'accepted');
-  t.true(sleep.tests[0].cpuTimeMs < 60, `a sleep of 1 s: cpu ${sleep.tests[0].cpuTimeMs} ms`);
-  const loop = await fixture.engine.judge(
-    fixture.submission(
-      'c',
-      '#include <time.h>\nint main(void){struct timespec t;long long s=0,n;do{clock_gettime(CLOCK_PROCESS_CPUTIME_ID,&t);n=t.tv_sec*1000000000LL+t.tv_nsec;if(!s)s=n;}while(n-s<400000000LL);return 0;}',
-      [io('')],
-      { limits },
-    ),
-  );
-  t.is(loop.verdict, 'accepted');
-  t.true(loop.tests[0].cpuTimeMs >= 390 && loop.tests[0].cpuTimeMs < 700, `a loop of 400 ms: cpu ${loop.tests[0].cpuTimeMs} ms`);
-});
-
-test.serial('a program that prints the supervisor\'s own frames (a forged result, a hello) gets them back as its output, nothing more', async (t) => {
-  // A result frame saying: 1 ms, 1 ms, 1 KB, exit 0, no signal, not killed — then an endless loop.
-  const source = `#include <stdio.h>
-#include <unistd.h>
-int main(void) {
-  unsigned char result[] = {0,0,0,23,'T', 0,0,0,1, 0,0,0,1, 0,0,0,1, 0,0,0,0, 0,0,0,0, 0,0};
-  unsigned char hello[] = {0,0,0,5,'H', 0,0,0,1};
-  for (int i = 0; i < 50; i++) { write(1, result, sizeof result); write(2, result, sizeof result); write(1, hello, sizeof hello); }
-  volatile unsigned long n = 0;
-  for (;;) n++;
-}`;
-  const limits = { ...fixture.config.judgeLimits, cpuTimeMs: 500, extraCpuTimeMs: 0, wallTimeMs: 5000 };
-  const result = await fixture.engine.judge(fixture.submission('c', source, [io('', ''), io('', '')], { limits }));
-  for (const run of result.tests) {
-    t.is(run.verdict, 'time_limit_exceeded');
-    t.true(run.cpuTimeMs >= 500, `cpu ${run.cpuTimeMs}`);
-    t.is(run.stdout.length, 50 * (27 + 9));
-    t.is(run.stderr.length, 50 * 27);
-  }
-});
-
 /** Keeps `mb` MB in files of 1 MB (the file-size limit) in the sandbox's tmpfs mounts, reads them back, holds them a while. */
 const FILES_AS_MEMORY = (mb: number) => `#include <fcntl.h>
 #include <stdio.h>
@@ -132,14 +85,74 @@ int main(void) {
 }
 `;
 
-test.serial('memory kept in files (the sandbox\'s tmpfs is memory) counts: 150 MB of them is MLE past a 64 MB limit', async (t) => {
-  const limits = { ...fixture.config.judgeLimits, memoryKB: 64_000 };
-  const result = await fixture.engine.judge(fixture.submission('c', FILES_AS_MEMORY(150), [io('')], { limits }));
+for (const runtime of RUNTIMES) {
+const fixture = () => fixtures[runtime]!;
+
+for (const mode of ['ignored', 'nocldwait', 'orphans'] as const) {
+  // gVisor has no cgroup counter inside the sandbox: CPU of children the kernel reaps by itself is not
+  // counted there (a known gap, see the README); failing() says so, and fails once it is counted.
+  (runtime === 'runsc' && mode !== 'orphans' ? test.serial.failing : test.serial)(`${runtime}: cpu burnt in children reaped by the kernel (${mode}) counts: 1.5 s of it is TLE past a 1 s limit`, async (t) => {
+    const limits = { ...fixture().config.judgeLimits, cpuTimeMs: 1000, extraCpuTimeMs: 5000, wallTimeMs: 20_000 };
+    const result = await fixture().engine.judge(fixture().submission('c', HIDDEN_CPU(1500, mode), [io('')], { limits }));
+    const run = result.tests[0];
+    t.log(`${mode}: verdict ${run.verdict} (${run.message}), cpu ${run.cpuTimeMs} ms, wall ${run.wallTimeMs} ms, ${run.stdout.toString().trim()}`);
+    t.regex(run.stdout.toString(), /^\d+ children\n$/, run.stderr.toString());
+    // Each child burnt 3 ms (a slow machine makes fewer than 500 of them within the loop's wall time).
+    const burnt = Number(/^(\d+)/.exec(run.stdout.toString())?.[1] ?? 0) * 3;
+    t.true(burnt >= 1000, `only ${burnt} ms burnt`);
+    t.true(run.cpuTimeMs >= burnt * 0.85, `cpu ${run.cpuTimeMs} ms reported for ${burnt} ms burnt`);
+    t.is(run.verdict, 'time_limit_exceeded');
+  });
+}
+
+test.serial(`${runtime}: the fuller count does not inflate honest runs: a sleep is near 0 ms of CPU, a 400 ms loop about 400 ms`, async (t) => {
+  const limits = { ...fixture().config.judgeLimits, cpuTimeMs: 3000, wallTimeMs: 10_000 };
+  const sleep = await fixture().engine.judge(fixture().submission('c', '#include <unistd.h>\nint main(void){usleep(1000000);return 0;}', [io('')], { limits }));
+  t.is(sleep.verdict, 'accepted');
+  t.true(sleep.tests[0].cpuTimeMs < (runtime === 'runsc' ? 300 : 60), `a sleep of 1 s: cpu ${sleep.tests[0].cpuTimeMs} ms`);
+  const loop = await fixture().engine.judge(
+    fixture().submission(
+      'c',
+      '#include <time.h>\nint main(void){struct timespec t;long long s=0,n;do{clock_gettime(CLOCK_PROCESS_CPUTIME_ID,&t);n=t.tv_sec*1000000000LL+t.tv_nsec;if(!s)s=n;}while(n-s<400000000LL);return 0;}',
+      [io('')],
+      { limits },
+    ),
+  );
+  t.is(loop.verdict, 'accepted');
+  t.true(loop.tests[0].cpuTimeMs >= 390 && loop.tests[0].cpuTimeMs < 700, `a loop of 400 ms: cpu ${loop.tests[0].cpuTimeMs} ms`);
+});
+
+test.serial(`${runtime}: a program that prints the supervisor's own frames (a forged result, a hello) gets them back as its output, nothing more`, async (t) => {
+  // A result frame saying: 1 ms, 1 ms, 1 KB, exit 0, no signal, not killed — then an endless loop.
+  const source = `#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+  unsigned char result[] = {0,0,0,23,'T', 0,0,0,1, 0,0,0,1, 0,0,0,1, 0,0,0,0, 0,0,0,0, 0,0};
+  unsigned char hello[] = {0,0,0,5,'H', 0,0,0,1};
+  for (int i = 0; i < 50; i++) { write(1, result, sizeof result); write(2, result, sizeof result); write(1, hello, sizeof hello); }
+  volatile unsigned long n = 0;
+  for (;;) n++;
+}`;
+  const limits = { ...fixture().config.judgeLimits, cpuTimeMs: 500, extraCpuTimeMs: 0, wallTimeMs: 5000 };
+  const result = await fixture().engine.judge(fixture().submission('c', source, [io('', ''), io('', '')], { limits }));
+  for (const run of result.tests) {
+    t.is(run.verdict, 'time_limit_exceeded');
+    t.true(run.cpuTimeMs >= 500, `cpu ${run.cpuTimeMs}`);
+    t.is(run.stdout.length, 50 * (27 + 9));
+    t.is(run.stderr.length, 50 * 27);
+  }
+});
+
+
+test.serial(`${runtime}: memory kept in files (the sandbox's tmpfs is memory) counts: 150 MB of them is MLE past a 64 MB limit`, async (t) => {
+  const limits = { ...fixture().config.judgeLimits, memoryKB: 64_000 };
+  const result = await fixture().engine.judge(fixture().submission('c', FILES_AS_MEMORY(150), [io('')], { limits }));
   const run = result.tests[0];
   t.log(`files: verdict ${run.verdict} (${run.message}), memory ${run.memoryKB} KB, ${run.stdout.toString().trim()} ${run.stderr.toString().trim()}`);
   t.is(run.verdict, 'memory_limit_exceeded');
   // Files that fit are counted, not killed: 20 MB of them under the same limit.
-  const small = await fixture.engine.judge(fixture.submission('c', FILES_AS_MEMORY(20), [io('')], { limits }));
+  const small = await fixture().engine.judge(fixture().submission('c', FILES_AS_MEMORY(20), [io('')], { limits }));
   t.is(small.tests[0].verdict, 'accepted', small.tests[0].stderr.toString());
   t.true(small.tests[0].memoryKB >= 20_000, `20 MB of files: memory ${small.tests[0].memoryKB} KB`);
 });
+}
