@@ -1,6 +1,6 @@
 /**
  * A contestant's program that tries to change its own measurements or verdict, on the real engine:
- * CPU hidden in children the kernel reaps by itself (SIGCHLD ignored), in orphans, in threads; protocol
+ * CPU hidden in children the kernel reaps by itself (SIGCHLD ignored, SA_NOCLDWAIT) or in orphans; protocol
  * bytes printed on its own stdout; data kept in files instead of memory. Under runc and, where it is
  * registered, gVisor (whose known gap, CPU of children the kernel reaps by itself, is a failing() test).
  */
