@@ -9,10 +9,14 @@
  *  - executions per second over 4 kernels at once (direct ZMQ as the ceiling, v1, WebSocket)
  *  - the service's own memory per idle kernel, over 100 idle kernels, and its CPU while they idle
  *  - and, when Debian's jupyter_server is installed, the same workload against it
+ *  - judging through Judge0's API (bench/judging.ts): submissions per second against `docker run --rm`,
+ *    the overhead per test case, a burst of 50
  *
  * The service runs as its own process (`node dist/src/main.js`), configured by environment as a user
  * would. Prints a JSON document and a table with ratios. Options: --quick (fewer samples), --idle-kernels N,
- * --no-jupyter, --langs a,b.
+ * --no-jupyter, --langs a,b,
+ * --only judging (the judging section alone), --judge-runtimes runc,crun (also compare the judge sandboxes'
+ * OCI runtimes, each registered with the engine).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -23,6 +27,7 @@ import path from 'node:path';
 import { kernelsCpuMs } from './container-cpu.js';
 import { connectDirect, type DirectKernel } from './direct-zmq.js';
 import { HELLO } from './hello.js';
+import { benchJudging, compareSandboxRuntimes } from './judging.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
 import { jsonCall } from '../test/helpers/http-client.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
@@ -228,6 +233,25 @@ async function benchColdAndIdle(): Promise<void> {
   }
 }
 
+/** Judging, by a service with warm sandboxes for the two languages measured, as a judge would run it. */
+async function benchJudgingSection(): Promise<void> {
+  const service = await startServiceProcess({ env: { REDIS_URL, POLYKERNEL_JUDGE_WARM: 'python3=2,c=2' }, echoStderr: true });
+  try {
+    results.judging = await benchJudging(service, { concurrency: 4, perLanguage: QUICK ? 10 : 40 }, log);
+  } finally {
+    await service.stop();
+  }
+  const runtimes = option('--judge-runtimes', '').split(',').filter(Boolean);
+  if (runtimes.length < 2) return;
+  const services: Record<string, ServiceProcess> = {};
+  try {
+    for (const runtime of runtimes) services[runtime] = await startServiceProcess({ env: { REDIS_URL, POLYKERNEL_JUDGE_RUNTIME: runtime, POLYKERNEL_JUDGE_WARM: 'c=2' }, echoStderr: true });
+    results.judging_runtimes_c_ab_per_s = await compareSandboxRuntimes(services, { concurrency: 4, perLanguage: 10, rounds: QUICK ? 3 : 6 }, log);
+  } finally {
+    await Promise.all(Object.values(services).map((service) => service.stop()));
+  }
+}
+
 async function benchJupyterServer(): Promise<void> {
   const probe = spawn(JUPYTER_PYTHON, ['-c', 'import jupyter_server, ipykernel'], { stdio: 'ignore' });
   const ok = await new Promise<boolean>((resolve) => probe.on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
@@ -326,7 +350,26 @@ function table(): string {
       [`service CPU with ${r.idle.kernels} idle kernels`, `${r.idle.service_cpu_percent_while_idle} % of a core`, `${r.idle.answered_after_idling}/${r.idle.kernels} answered after`],
     );
   }
-  const lines = ['| what | p50 / p99 ms (or figure) | ratio |', '| --- | --- | --- |', ...rows.map((row) => `| ${row.join(' | ')} |`)];
+  const judging = r.judging;
+  if (judging) {
+    for (const [name, what] of [['python_print', 'Python print'], ['c_ab', 'C A+B, compiled and run']] as const) {
+      const s = judging.sustained[name];
+      rows.push([`judged submissions/s, ${what}, each in a fresh sandbox (${judging.concurrency} in flight)`, `${s.service_per_s} (docker run --rm: ${s.ceiling_per_s})`, `${s.of_ceiling}× the ceiling`]);
+    }
+    const o = judging.per_test_overhead_ms;
+    rows.push(
+      [`judging overhead per test case beyond the program's run (${o.tests} tests, ${o.compilations} compile)`, pair(o), ''],
+      ['judging, a burst of 50 C submissions: latency', pair(judging.burst_50), `${judging.burst_50.lost} lost`],
+    );
+  }
+  const byRuntime = r.judging_runtimes_c_ab_per_s as Record<string, number> | undefined;
+  if (byRuntime) {
+    const [first, ...others] = Object.entries(byRuntime);
+    for (const [runtime, perS] of [first!, ...others]) rows.push([`judged C A+B submissions/s, sandboxes under ${runtime} (alternating rounds)`, String(perS), ratio(perS, first![1]) + ` of ${first![0]}`]);
+  }
+  // A section that did not run (--only, no Jupyter Server) leaves no empty rows.
+  const measured = rows.filter((row) => row[1] !== '—');
+  const lines = ['| what | p50 / p99 ms (or figure) | ratio |', '| --- | --- | --- |', ...measured.map((row) => `| ${row.join(' | ')} |`)];
   return lines.join('\n');
 }
 
@@ -338,6 +381,11 @@ async function main(): Promise<void> {
     loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
     date: new Date().toISOString(),
   };
+  if (option('--only', '') === 'judging') {
+    await benchJudgingSection();
+    process.stdout.write(`${JSON.stringify(results, null, 2)}\n\n${table()}\n`);
+    return;
+  }
   const probe = await startServiceProcess({ env: { REDIS_URL }, echoStderr: true });
   const available = Object.keys((await probe.http.ok('GET', '/api/kernelspecs')).kernelspecs as Record<string, unknown>);
   await probe.stop();
@@ -359,6 +407,7 @@ async function main(): Promise<void> {
     await service.stop();
   }
   await benchColdAndIdle();
+  await benchJudgingSection();
   if (!flag('--no-jupyter') && existsSync(JUPYTER_PYTHON)) await benchJupyterServer();
   process.stdout.write(`${JSON.stringify(results, null, 2)}\n\n${table()}\n`);
 }

@@ -147,3 +147,22 @@ export async function benchJudging(service: ServiceProcess, options: JudgingOpti
   log(`judging burst of 50 ${JSON.stringify(burst_50)}`);
   return { concurrency, sustained, per_test_overhead_ms, burst_50 };
 }
+
+/**
+ * Sustained C A+B submissions/s of services that differ only in their sandboxes' OCI runtime, measured in
+ * alternating rounds so that the machine's load moves them alike: the median round of each.
+ */
+export async function compareSandboxRuntimes(services: Record<string, ServiceProcess>, options: JudgingOptions & { rounds: number }, log: (msg: string) => void): Promise<Record<string, number>> {
+  const perRound: Record<string, number[]> = Object.fromEntries(Object.keys(services).map((runtime) => [runtime, []]));
+  for (const service of Object.values(services)) await serviceWork(service).c_ab();
+  for (let round = 0; round < options.rounds; round++) {
+    for (const [runtime, service] of Object.entries(services)) {
+      const work = serviceWork(service);
+      const ms = await pool(options.perLanguage, options.concurrency, () => work.c_ab());
+      perRound[runtime]!.push((options.perLanguage * 1000) / ms);
+    }
+  }
+  const medians = Object.fromEntries(Object.entries(perRound).map(([runtime, rates]) => [runtime, Math.round(summarize(rates).p50 * 100) / 100]));
+  log(`judging sandbox runtimes, C A+B submissions/s ${JSON.stringify(medians)}`);
+  return medians;
+}

@@ -67,22 +67,7 @@ export function seconds(ms: number | null | undefined): string | null {
 
 const nonEmpty = (bytes: Buffer | undefined): Buffer | null => (bytes && bytes.length > 0 ? bytes : null);
 
-/** The figures and texts of one finished submission, before encoding. */
-interface Outcome {
-  status: Judge0Status;
-  stdout: Buffer | null;
-  stderr: Buffer | null;
-  compile_output: Buffer | null;
-  message: string | null;
-  exit_code: number | null;
-  exit_signal: number | null;
-  time: string | null;
-  wall_time: string | null;
-  memory: number | null;
-  tests: TestOutcome[];
-  compilations: number | null;
-}
-
+/** The figures and texts of one test's run, before encoding. */
 interface TestOutcome {
   status: Judge0Status;
   stdout: Buffer | null;
@@ -93,6 +78,13 @@ interface TestOutcome {
   time: string | null;
   wall_time: string | null;
   memory: number | null;
+}
+
+/** The figures and texts of one finished submission, before encoding. */
+interface Outcome extends TestOutcome {
+  compile_output: Buffer | null;
+  tests: TestOutcome[];
+  compilations: number | null;
 }
 
 function testOutcome(test: TestResult, mode: StatusIds): TestOutcome {
