@@ -97,6 +97,8 @@ export const decodeSubmission = (record: JobRecord): Submission => fromWire<Subm
 export class SubmissionQueue<M = unknown> {
   private readonly index = new Map<string, IndexEntry>();
   private readonly waiting: string[] = [];
+  /** Room held for requests still being read (reserve()). */
+  private reserved = 0;
   private readonly running = new Map<string, AbortController>();
   private readonly waiters = new Map<string, Set<(record: JobRecord<M>) => void>>();
   private readonly finishedHooks: ((job: FinishedJob<M>) => void)[] = [];
@@ -171,18 +173,37 @@ export class SubmissionQueue<M = unknown> {
     return { waiting: this.waiting.length, running: this.running.size, workers: this.deps.config.judge0Workers, kept: this.index.size };
   }
 
-  /** Whether `count` more submissions fit in the queue now. */
+  /** Whether `count` more submissions fit in the queue now (room held by reserve() counts as taken). */
   hasRoomFor(count: number): boolean {
-    return this.waiting.length + count <= this.deps.config.judge0MaxQueueSize;
+    return this.waiting.length + this.reserved + count <= this.deps.config.judge0MaxQueueSize;
+  }
+
+  /**
+   * Holds room for one submission while its request is read and checked, so that a full queue refuses a
+   * request before its body is read or parsed: without it, every request that comes while the queue has
+   * room reads and decodes its body (megabytes each) only to be refused at submit(), and a flood of them
+   * grows the service's memory with the number of requests instead of the queue's size. Returns the
+   * release (call it once the submission is submitted or refused), or undefined when the queue is full.
+   */
+  reserve(): (() => void) | undefined {
+    if (!this.hasRoomFor(1)) return undefined;
+    this.reserved += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.reserved -= 1;
+    };
   }
 
   /**
    * Stores and queues submissions, in order; the queue's room is checked for all of them first (a batch
    * is taken whole or refused). Returns their tokens.
    */
-  async submit(jobs: NewJob<M>[]): Promise<JobRecord<M>[]> {
+  async submit(jobs: NewJob<M>[], heldRoom = 0): Promise<JobRecord<M>[]> {
     if (this.stopping) throw unavailable('the service is shutting down');
-    if (!this.hasRoomFor(jobs.length)) throw unavailable('queue is full');
+    // Room the caller holds by reserve() is its own: counted in `reserved` already.
+    if (!this.hasRoomFor(jobs.length - heldRoom)) throw unavailable('queue is full');
     const records: JobRecord<M>[] = [];
     for (const job of jobs) {
       const record: JobRecord<M> = {

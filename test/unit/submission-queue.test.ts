@@ -152,6 +152,29 @@ test('a full queue is refused whole (503 "queue is full"), a batch included', as
   await queue.stop();
 });
 
+test('room reserved while a request is read counts as taken: the next request is refused before its body is read', async (t) => {
+  const engine = new FakeJudge(() => new Promise(() => undefined));
+  const queue = new SubmissionQueue<{ text: string }>({ config: queueConfig({ judge0Workers: 1, judge0MaxQueueSize: 2 }), store: new MemoryStore(), engine, log: silentLogger });
+  await queue.start();
+  await queue.submit([job('running')]);
+  await until(() => engine.judged.length === 1, 'first run');
+  const first = queue.reserve();
+  const second = queue.reserve();
+  t.truthy(first);
+  t.truthy(second);
+  t.is(queue.reserve(), undefined, 'the queue is full of reservations');
+  t.false(queue.hasRoomFor(1));
+  // A batch without a reservation does not take the reserved room; the holders do.
+  await t.throwsAsync(queue.submit([job('batch')]), { message: 'queue is full' });
+  await queue.submit([job('w1')], 1);
+  first!();
+  first!();
+  second!();
+  t.truthy(queue.reserve(), 'a released reservation (once, however often called) frees its room');
+  t.deepEqual(queue.stats().waiting, 1);
+  await queue.stop();
+});
+
 test('results go after their TTL and past maxKept, oldest first', async (t) => {
   let now = 1_000_000;
   const store = new MemoryStore();

@@ -39,6 +39,7 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -359,6 +360,57 @@ static long long pids_refused(void) {
   return v;
 }
 
+/*
+ * CPU time of every process the container ever ran, in ns (-1 without a cgroup file: gVisor). A child the
+ * kernel reaps by itself (its parent ignores SIGCHLD or set SA_NOCLDWAIT) reaches neither wait4 nor its
+ * parent's cutime, and one that lives shorter than a poll is never seen in /proc: only the cgroup counts it.
+ */
+static long long cgroup_cpu_ns(void) {
+  static const char *const v1[] = {"/sys/fs/cgroup/cpuacct/cpuacct.usage", "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"};
+  for (size_t i = 0; i < sizeof v1 / sizeof v1[0]; i++) {
+    char text[64];
+    int fd = open(v1[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) continue;
+    text[n] = 0;
+    return atoll(text);
+  }
+  long long usec = read_counter("/sys/fs/cgroup/cpu.stat", "usage_usec");
+  return usec < 0 ? -1 : usec * 1000;
+}
+
+/* The supervisor's own CPU time in ns (its polls and file writes are in the cgroup's figure too). */
+static long long self_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * KB in use in the sandbox's tmpfs mounts (the work directory, /tmp, /dev/shm): their files live in memory,
+ * so what a run keeps there is memory it uses beside its resident set (else a program could keep its data
+ * in files, out of its memory limit). Fixed mount points under a read-only root: nothing to follow.
+ */
+static int64_t files_kb(void) {
+  static const char *const mounts[] = {WORK_DIR, "/tmp", "/dev/shm"};
+  dev_t seen[3];
+  int count = 0;
+  int64_t total = 0;
+  for (int i = 0; i < 3; i++) {
+    struct stat st;
+    struct statfs fs;
+    if (stat(mounts[i], &st) != 0 || statfs(mounts[i], &fs) != 0) continue;
+    int again = 0;
+    for (int j = 0; j < count; j++) again |= seen[j] == st.st_dev;
+    if (again) continue;
+    seen[count++] = st.st_dev;
+    total += (int64_t)(fs.f_blocks - fs.f_bfree) * (int64_t)fs.f_bsize / 1024;
+  }
+  return total;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* the processes of a user, from /proc */
 
@@ -458,6 +510,11 @@ struct run {
      orphans are reaped by init instead of here (no subreaper), so their time never reaches wait4. */
   int64_t polled_cpu_ms;
   long long oom_base, pids_base;
+  /* The container's CPU and the supervisor's own at the start: what the container used since, less the
+     supervisor's share, is the run's (init idles), every process counted, however it was reaped. */
+  long long cgroup_cpu_base, self_cpu_base;
+  /* KB in the tmpfs mounts at the start (the builder's files): what the run adds counts as its memory. */
+  int64_t files_base_kb;
   int exec_errno;
   int nproc_rlimit;
 };
@@ -467,6 +524,21 @@ static struct run run;
 static int under_gvisor;
 /* Once a clean-up or a kill failed, no further run is started: leftovers could leak into it. */
 static int unusable;
+
+/* What the run keeps in files in the tmpfs mounts, in KB. */
+static int64_t run_files_kb(void) {
+  int64_t kb = files_kb() - run.files_base_kb;
+  return kb < 0 ? 0 : kb;
+}
+
+/* The run's CPU by the container's cgroup, in ms (-1 where there is none). */
+static int64_t cgroup_run_cpu_ms(void) {
+  if (run.cgroup_cpu_base < 0) return -1;
+  long long now = cgroup_cpu_ns();
+  if (now < 0) return -1;
+  long long ns = (now - run.cgroup_cpu_base) - (self_cpu_ns() - run.self_cpu_base);
+  return ns < 0 ? 0 : ns / 1000000;
+}
 
 static void account(const struct rusage *ru) {
   run.reaped_cpu_ms += (int64_t)ru->ru_utime.tv_sec * 1000 + ru->ru_utime.tv_usec / 1000 + (int64_t)ru->ru_stime.tv_sec * 1000 +
@@ -651,6 +723,9 @@ static void start_run(const unsigned char *p, size_t n) {
   drain_sigchld();
   r.oom_base = oom_kills();
   r.pids_base = pids_refused();
+  r.cgroup_cpu_base = cgroup_cpu_ns();
+  r.self_cpu_base = self_cpu_ns();
+  r.files_base_kb = files_kb();
   r.nproc_rlimit = (r.flags & RUN_NPROC_RLIMIT) != 0;
   under_gvisor = r.nproc_rlimit;
   r.active = 1;
@@ -747,14 +822,17 @@ static void check_limits(void) {
   if (!run.active || run.exited || run.killed_for) return;
   int64_t wall = now_ms() - run.started_ms;
   struct usage u = live_usage(run.uid);
-  if (u.rss_kb > run.peak_kb) run.peak_kb = u.rss_kb;
+  int64_t memory = u.rss_kb + run_files_kb();
+  if (memory > run.peak_kb) run.peak_kb = memory;
   int64_t cpu = run.reaped_cpu_ms + u.cpu_ms;
+  int64_t by_cgroup = cgroup_run_cpu_ms();
+  if (by_cgroup > cpu) cpu = by_cgroup;
   if (cpu > run.polled_cpu_ms) run.polled_cpu_ms = cpu;
   /* Processes first: a fork bomb also burns CPU, and its cause is the processes. */
   if (u.threads > (int)run.max_processes) kill_for(K_PROCESSES);
   else if (cpu > (int64_t)run.cpu_ms + run.extra_cpu_ms) kill_for(K_CPU);
   else if (wall > run.wall_ms) kill_for(K_WALL);
-  else if (u.rss_kb > run.memory_kb) kill_for(K_MEMORY);
+  else if (memory > run.memory_kb) kill_for(K_MEMORY);
   else {
     long long oom = oom_kills();
     long long refused = pids_refused();
@@ -793,6 +871,12 @@ static void finish_run(void) {
     if (oom > run.oom_base && run.oom_base >= 0) run.killed_for = K_MEMORY;
   }
   if (!run.killed_for && WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGXCPU) run.killed_for = K_CPU;
+  /* Its files are still there (the clean-up comes below): at least that much memory at the end. */
+  int64_t files = run_files_kb();
+  if (files > run.peak_kb) run.peak_kb = files;
+  /* Every process of the run is dead and reaped: the cgroup's figure is complete. */
+  int64_t by_cgroup = cgroup_run_cpu_ms();
+  if (by_cgroup > run.polled_cpu_ms) run.polled_cpu_ms = by_cgroup;
 
   unsigned char result[4 * 5 + 2];
   int exit_code = WIFEXITED(run.status) ? WEXITSTATUS(run.status) : -1;
@@ -964,6 +1048,54 @@ static void remove_ipc(uid_t uid) {
   }
 }
 
+/*
+ * After a compile step: nothing of the builder's in the work directory stays writable by anyone else, and
+ * the directory itself is sticky again. Code the contestant's files run at compile time (an annotation
+ * processor javac finds on its class path, a compiler plugin) could otherwise leave a file or a directory
+ * the program may write, which no clean-up of the program's own files empties: a channel from one test to
+ * the next. Taking the group and other write bits also takes them from any ACL (they bound its mask).
+ */
+#define SEAL_MAX_DEPTH 256
+static int seal_dir(int dirfd, int depth) {
+  int fd = dup(dirfd);
+  if (fd < 0) return -1;
+  lseek(fd, 0, SEEK_SET);
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return -1;
+  }
+  int result = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    struct stat st;
+    if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_uid != BUILDER_UID || S_ISLNK(st.st_mode)) continue;
+    mode_t mode = st.st_mode & 07777 & ~(mode_t)(S_IWGRP | S_IWOTH);
+    if (S_ISDIR(st.st_mode)) mode |= S_IRWXU;
+    if (mode != (st.st_mode & 07777) && fchmodat(dirfd, e->d_name, mode, 0) != 0) result = -1;
+    if (!S_ISDIR(st.st_mode)) continue;
+    if (depth >= SEAL_MAX_DEPTH) {
+      fprintf(stderr, "supervisor: the builder's tree is deeper than %d directories\n", SEAL_MAX_DEPTH);
+      result = -1;
+      continue;
+    }
+    int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0 || seal_dir(sub, depth + 1) != 0) result = -1;
+    if (sub >= 0) close(sub);
+  }
+  closedir(d);
+  return result;
+}
+
+static int seal_builder_files(void) {
+  int top = open(WORK_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (top < 0) return -1;
+  int result = fchmod(top, 01777) == 0 ? seal_dir(top, 1) : -1;
+  close(top);
+  return result;
+}
+
 static int cleanup(uid_t uid) {
   pid_t pid = fork();
   if (pid < 0) return -1;
@@ -972,6 +1104,7 @@ static int cleanup(uid_t uid) {
     if (drop_to(uid) != 0) _exit(2);
     int result = 0;
     if (uid == PROGRAM_UID && empty_dir(WORK_DIR, uid) != 0) result = 1;
+    if (uid == BUILDER_UID && seal_builder_files() != 0) result = 1;
     if (empty_dir("/tmp", uid) != 0) result = 1;
     if (empty_dir("/dev/shm", uid) != 0) result = 1;
     if (empty_dir("/dev/mqueue", uid) != 0) result = 1;

@@ -88,13 +88,22 @@ export function judge0Router(deps: Judge0Deps): Router {
   router.post('/submissions', async (ctx) => {
     const wait = query(ctx, 'wait') === 'true';
     if (wait && !config.judge0EnableWait) throw invalidInput('wait not allowed');
-    if (!submissions.hasRoomFor(1)) throw unavailable('queue is full');
-    const fields = fieldsOf(ctx);
-    const body = await readJsonBody(ctx, config.maxBodyBytes);
-    const context = await parseContext(ctx);
-    const parsed = parseSubmission(body, context);
-    if (!parsed.ok) throw unprocessable(parsed.errors);
-    const [record] = await submissions.submit([{ submission: parsed.submission, meta: parsed.meta, owner: tenantOf(ctx).owner }]);
+    // The room is held before the body is read: a full queue costs a refused request nothing.
+    const release = submissions.reserve();
+    if (!release) throw unavailable('queue is full');
+    let record: JobRecord<Judge0Meta> | undefined;
+    let fields: ReturnType<typeof fieldsOf>;
+    let context: Awaited<ReturnType<typeof parseContext>>;
+    try {
+      fields = fieldsOf(ctx);
+      const body = await readJsonBody(ctx, config.maxBodyBytes);
+      context = await parseContext(ctx);
+      const parsed = parseSubmission(body, context);
+      if (!parsed.ok) throw unprocessable(parsed.errors);
+      [record] = await submissions.submit([{ submission: parsed.submission, meta: parsed.meta, owner: tenantOf(ctx).owner }], 1);
+    } finally {
+      release();
+    }
     ctx.status = 201;
     if (!wait) {
       ctx.body = { token: record!.token };
