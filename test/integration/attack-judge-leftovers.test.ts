@@ -57,8 +57,11 @@ test.serial(`a program that makes as many empty files as it can for ${seconds} s
   const result = await fixture.engine.judge(fixture.submission('c', source, [io('make'), io('look'), io('look')], { limits }));
   t.log(`${Date.now() - started} ms: ${JSON.stringify(result.tests.map((r) => [r.verdict, r.message, r.stdout.toString().trim(), r.wallTimeMs, r.memoryKB]))}`);
   // Their inodes are kernel memory charged to the sandbox: past its cap the run is killed for memory.
-  if (result.tests[0].verdict === 'memory_limit_exceeded') t.is(result.tests[0].killedFor, 'memory');
-  else t.regex(result.tests[0].stdout.toString(), /^made \d+ files/);
+  const first = result.tests[0]!;
+  if (first.verdict === 'memory_limit_exceeded') t.is(first.killedFor, 'memory');
+  // A loaded machine may not empty half a million files within the sandbox's grace: it is given up.
+  else if (first.verdict === 'internal_error') t.regex(first.message ?? '', /the sandbox failed/);
+  else t.regex(first.stdout.toString(), /^made \d+ files/);
   for (const later of result.tests.slice(1)) {
     if (later.verdict === 'internal_error') continue;
     t.is(later.stdout.toString(), 'left 0\n');

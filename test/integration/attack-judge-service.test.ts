@@ -83,6 +83,7 @@ test.serial('180 /connect sockets (under the per-address cap of 256) that never 
     if (i % 2) await socket.next('runtime').catch(() => undefined);
     socket.ws.terminate();
   }
-  await until(() => containersOfInstance(svc.instance).length === 0, 60_000);
+  // Each goes at the latest when its run's wall-time limit ends it; a loaded machine makes them slowly.
+  await until(() => containersOfInstance(svc.instance).length === 0, 120_000);
   t.deepEqual(containersOfInstance(svc.instance), [], 'no sandbox left once the clients went');
 });

@@ -90,8 +90,11 @@ test.serial('an abort during a run ends it and removes the sandbox', async (t) =
 test.serial('a sandbox removed from outside during a run: internal_error for that test and the next, no hang', async (t) => {
   const limits = { ...fixture.config.judgeLimits, wallTimeMs: 15_000, cpuTimeMs: 10_000 };
   const started = Date.now();
+  const before = fixture.sandboxes.runs.length;
   const judging = fixture.engine.judge(fixture.submission('python3', 'import time, sys\nif sys.stdin.read() == "wait": time.sleep(60)\n', [io(''), io('wait'), io('')], { limits }));
-  for (let i = 0; i < 200 && !fixture.sandboxes.runs.some((run) => run.request.stdin.toString() === ''); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  // Once this submission's first test is over (earlier tests' runs are in the list too), the second sleeps.
+  const firstDone = () => fixture.sandboxes.runs.slice(before).some((run) => run.request.stdin.toString() === '');
+  for (let i = 0; i < 400 && !firstDone(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
   await new Promise((resolve) => setTimeout(resolve, 700));
   for (const id of fixture.leftovers()) docker('rm', '-f', id);
   const result = await judging;
