@@ -25,7 +25,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { Tenancy, type TenancyConfig } from '../../auth/tenancy.js';
 import type { Caller } from '../../auth/tenant.js';
 import type { Config } from '../../config/index.js';
-import { DomainError, forbidden, invalidInput } from '../../errors.js';
+import { DomainError, forbidden, invalidInput, unavailable } from '../../errors.js';
 import type { CompileResult, InteractiveRun, JudgeEngine, RunMeasurement } from '../../judge/model.js';
 import type { KernelManager } from '../../kernels/kernel-manager.js';
 import type { Logger } from '../../logger.js';
@@ -78,6 +78,8 @@ class ConnectSession {
   private stdinBytes = 0;
   private pendingSignal?: string;
   private closed = false;
+  /** Aborted when the session ends: a client gone while its job waits for a judging slot leaves the line. */
+  private readonly departed = new AbortController();
   private readonly initTimer: NodeJS.Timeout;
 
   constructor(
@@ -176,7 +178,7 @@ class ConnectSession {
       compileAnnounced = true;
     }
     try {
-      const started = await this.judge.interactive(job.submission);
+      const started = await this.judge.interactive(job.submission, this.departed.signal);
       this.handle = started;
       // The client left while its program compiled: nobody will read the run.
       if (this.closed) return void (await this.release());
@@ -254,6 +256,7 @@ class ConnectSession {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.initTimer);
+    this.departed.abort(unavailable('the client went away'));
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
     void this.release();
   }
@@ -262,6 +265,7 @@ class ConnectSession {
   private gone(): void {
     this.closed = true;
     clearTimeout(this.initTimer);
+    this.departed.abort(unavailable('the client went away'));
     void this.release();
   }
 
