@@ -7,17 +7,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import test from 'ava';
-import { io, judgeFixture, type JudgeFixture } from './judge-engine-helpers.js';
-import { runtimeRegistered } from './sandbox-helpers.js';
+import { ATTACK_RUNTIMES, fixturePerRuntime, io, type JudgeFixture } from './judge-engine-helpers.js';
 
-const RUNTIMES = ['runc', ...(runtimeRegistered('runsc') ? ['runsc'] : [])];
-const fixtures: Record<string, JudgeFixture> = {};
-test.before(async () => {
-  for (const runtime of RUNTIMES) fixtures[runtime] = await judgeFixture({ POLYKERNEL_JUDGE_RUNTIME: runtime });
-});
-test.after.always(async () => {
-  for (const fixture of Object.values(fixtures)) await fixture.close();
-});
+const RUNTIMES = ATTACK_RUNTIMES;
+const fixtures = fixturePerRuntime(test);
 
 /** Run by javac at compile time (as the builder): a file every user may write, a directory too, the work directory without its sticky bit. */
 const PROCESSOR = `import javax.annotation.processing.*;

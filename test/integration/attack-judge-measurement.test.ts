@@ -5,17 +5,10 @@
  * registered, gVisor (whose known gap, CPU of children the kernel reaps by itself, is a failing() test).
  */
 import test from 'ava';
-import { io, judgeFixture, type JudgeFixture } from './judge-engine-helpers.js';
-import { runtimeRegistered } from './sandbox-helpers.js';
+import { ATTACK_RUNTIMES, fixturePerRuntime, io } from './judge-engine-helpers.js';
 
-const RUNTIMES = ['runc', ...(runtimeRegistered('runsc') ? ['runsc'] : [])];
-const fixtures: Record<string, JudgeFixture> = {};
-test.before(async () => {
-  for (const runtime of RUNTIMES) fixtures[runtime] = await judgeFixture({ POLYKERNEL_JUDGE_RUNTIME: runtime });
-});
-test.after.always(async () => {
-  for (const fixture of Object.values(fixtures)) await fixture.close();
-});
+const RUNTIMES = ATTACK_RUNTIMES;
+const fixtures = fixturePerRuntime(test);
 
 /** Burns `ms` of CPU in children of a few ms each; `mode` says who reaps them. */
 const HIDDEN_CPU = (ms: number, mode: 'ignored' | 'nocldwait' | 'orphans') => `#define _GNU_SOURCE

@@ -10,7 +10,9 @@ import type { JudgeSandbox, JudgeSandboxes, RunMeasurement, RunRequest, SandboxS
 import { KernelSpecRegistry } from '../../src/kernels/kernel-specs.js';
 import { silentLogger } from '../../src/logger.js';
 import { DockerRuntime } from '../../src/runtime/docker.js';
+import type { TestFn } from 'ava';
 import { containersOfInstance } from '../helpers/docker.js';
+import { runtimeRegistered } from './sandbox-helpers.js';
 
 /** Times of every run() call as the engine sees them, beside what the supervisor measured. */
 export interface TimedRun {
@@ -92,3 +94,18 @@ export const io = (stdin: string, expectedOutput?: string): TestCase => ({
   stdin: Buffer.from(stdin),
   ...(expectedOutput === undefined ? {} : { expectedOutput: Buffer.from(expectedOutput) }),
 });
+
+/** runc, and runsc where the engine has it: the runtimes an attack runs under. */
+export const ATTACK_RUNTIMES = ['runc', ...(runtimeRegistered('runsc') ? ['runsc'] : [])];
+
+/** One judge fixture per runtime of ATTACK_RUNTIMES, made before a file's tests and closed after them. */
+export function fixturePerRuntime(test: TestFn): Record<string, JudgeFixture> {
+  const fixtures: Record<string, JudgeFixture> = {};
+  test.before(async () => {
+    for (const runtime of ATTACK_RUNTIMES) fixtures[runtime] = await judgeFixture({ POLYKERNEL_JUDGE_RUNTIME: runtime });
+  });
+  test.after.always(async () => {
+    for (const fixture of Object.values(fixtures)) await fixture.close();
+  });
+  return fixtures;
+}
