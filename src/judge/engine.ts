@@ -246,6 +246,8 @@ export class SandboxJudgeEngine implements JudgeEngine {
         }
       })());
     controller.signal.addEventListener('abort', () => void close(), { once: true });
+    // Aborted between the slot's grant and the listener: the event has fired already.
+    if (controller.signal.aborted) void close();
     try {
       const opened = await this.openSandbox(language, this.specOf(language, [submission.limits], submission.compileLimits));
       sandbox = opened;
