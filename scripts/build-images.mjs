@@ -27,7 +27,10 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGES_DIR = path.join(ROOT, 'images');
-const PREFIX = 'polykernel/';
+// Dockerfiles name their parent as polykernel/<parent>; images are tagged <POLYKERNEL_IMAGE_PREFIX><name>
+// (default polykernel/), so a private set of images can be built beside the shared one.
+const SOURCE_PREFIX = 'polykernel/';
+const PREFIX = process.env.POLYKERNEL_IMAGE_PREFIX || SOURCE_PREFIX;
 const TAG = 'latest';
 const HASH_LABEL = 'org.polykernel.source-hash';
 const DEFAULT_BASE = 'debian:bookworm-slim';
@@ -46,7 +49,8 @@ function usage(code) {
                (with --only, parents pulled in only as dependencies are still checked)
   --no-cache   pass --no-cache to docker build (fresh apt-get, e.g. for security updates)
   --verbose    stream docker/debootstrap output (otherwise it goes to ${LOG_DIR}/<name>.log)
-env: POLYKERNEL_BASE_IMAGE=<ref>  base of images/base (default ${DEFAULT_BASE}, made locally if absent)
+env: POLYKERNEL_IMAGE_PREFIX=<p>   tag images <p><name>:latest (default polykernel/; the service's option of the same name)
+     POLYKERNEL_BASE_IMAGE=<ref>  base of images/base (default ${DEFAULT_BASE}, made locally if absent)
      DOCKER=<path>                docker client (default /usr/bin/docker when present)
      DOCKER_BUILDKIT=0|1          builder (default 0: the classic builder needs no buildx)\n`;
   (code ? process.stderr : process.stdout).write(text);
@@ -151,7 +155,7 @@ function discover() {
     }
     let parent = null;
     let external = null;
-    const pm = baseDefault.startsWith(PREFIX) ? /^([^:@]+)(?::([^@]+))?$/.exec(baseDefault.slice(PREFIX.length)) : null;
+    const pm = baseDefault.startsWith(SOURCE_PREFIX) ? /^([^:@]+)(?::([^@]+))?$/.exec(baseDefault.slice(SOURCE_PREFIX.length)) : null;
     if (pm && (pm[2] ?? TAG) === TAG) {
       parent = pm[1];
     } else {
