@@ -1,8 +1,9 @@
 /**
- * Composition root: config -> store, runtime -> provisioner -> kernels -> app -> listen; graceful shutdown on SIGTERM.
+ * Composition root: config -> listen (503 "starting" until ready) -> store (waited for) -> runtime -> provisioner -> kernels -> app; graceful shutdown on SIGTERM.
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
@@ -20,6 +21,7 @@ import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
 import { createJudge0Runtime } from './api/judge0/runtime.js';
+import { refuseUpgradeWhileStarting, startingApp } from './api/starting.js';
 
 export interface RunningService {
   server: http.Server;
@@ -44,8 +46,46 @@ export async function startService(config: Config, log: Logger = createLogger(co
 }
 
 async function startParts(config: Config, log: Logger, opened: Array<() => unknown>): Promise<RunningService> {
-  const store = await createStore(config);
-  opened.push(() => store.close());
+  // The server listens first, answering 503 "starting: waiting for …" until every part is up: a client (or
+  // an orchestrator's health check) sees why the service does not serve yet, while it waits for Redis.
+  let waitingFor = 'the state store (Redis) to answer';
+  let handleRequest: http.RequestListener = startingApp(log, () => waitingFor).callback();
+  let handleUpgrade = (_req: http.IncomingMessage, socket: Duplex, _head: Buffer) => refuseUpgradeWhileStarting(socket, waitingFor);
+  const server = http.createServer(
+    {
+      // Connections that never finish their request hold a file descriptor each: they are closed after
+      // these bounds, checked every second (Node's default is every 30 s).
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: 1000,
+    },
+    (req, res) => handleRequest(req, res),
+  );
+  server.keepAliveTimeout = 5000;
+  limitConnections(server, config);
+  closeSilentConnections(server, config.headersTimeoutMs);
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head));
+  // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
+  const inFlight = new Set<http.ServerResponse>();
+  let stopping: Promise<void> | undefined;
+  server.on('request', (_req, res: http.ServerResponse) => {
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    if (stopping) res.setHeader('Connection', 'close');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.ip, () => resolve());
+  });
+  opened.push(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  const address = server.address();
+  log.info('polykernel listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address });
+
+  const store = await createStore(config, log, (store) => opened.push(() => store.close()));
+  waitingFor = 'its parts to start (adopting kernels, the Docker engine)';
   const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost), config.containerLabels);
   opened.push(() => runtime.close());
   const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
@@ -74,43 +114,16 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
   const app = createApp({ config, log, kernels, queries, store, executions, judge, judge0, connectionCount: (id) => channels.connectionCount(id) });
-  const server = http.createServer(
-    {
-      // Connections that never finish their request hold a file descriptor each: they are closed after
-      // these bounds, checked every second (Node's default is every 30 s).
-      headersTimeout: config.headersTimeoutMs,
-      requestTimeout: config.requestTimeoutMs,
-      connectionsCheckingInterval: 1000,
-    },
-    app.callback(),
-  );
-  server.keepAliveTimeout = 5000;
-  limitConnections(server, config);
-  closeSilentConnections(server, config.headersTimeoutMs);
   // Piston's /api/v2/connect WebSocket, beside the channels one.
   const pistonConnect = new PistonConnect(judge, kernels, config, log);
-  server.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) =>
-    (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head),
-  );
-  // Requests in flight, so that a shutdown answers them instead of cutting their sockets.
-  const inFlight = new Set<http.ServerResponse>();
-  let stopping: Promise<void> | undefined;
-  server.on('request', (_req, res: http.ServerResponse) => {
-    inFlight.add(res);
-    res.once('close', () => inFlight.delete(res));
-    if (stopping) res.setHeader('Connection', 'close');
-  });
+  handleRequest = app.callback();
+  handleUpgrade = (req, socket, head) => (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head);
+  log.info('polykernel ready');
   const drain = async (boundMs: number) => {
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
     const deadline = Date.now() + boundMs;
     while (inFlight.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   };
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.ip, () => resolve());
-  });
-  const address = server.address();
-  log.info('polykernel listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address });
 
   const stop = () =>
     (stopping ??= (async () => {

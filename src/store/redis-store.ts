@@ -38,6 +38,9 @@ function fromFields<T>(hash: Record<string, string>): T | undefined {
 
 export class RedisStore implements Store {
   private readonly redis: Redis;
+  private closed = false;
+  /** Calls of ready() still waiting: close() ends them. */
+  private readonly waiters = new Set<(error?: Error) => void>();
 
   constructor(url: string, private readonly prefix = 'polykernel:') {
     this.redis = new Redis(url, {
@@ -53,15 +56,27 @@ export class RedisStore implements Store {
     this.redis.on('error', () => undefined);
   }
 
-  /** Resolves when connected; rejects after `timeoutMs`. */
-  async ready(timeoutMs = 5000): Promise<void> {
+  /**
+   * Resolves once connected, however long that takes (ioredis reconnects on its own, every 2 s at most);
+   * `waiting` is called every `everyMs` meanwhile, so that a start waiting for Redis says so.
+   */
+  async ready(waiting: (waitedMs: number) => void = () => undefined, everyMs = 10_000): Promise<void> {
     if (this.redis.status === 'ready') return;
+    if (this.closed) throw unavailable('the state store was closed');
+    const started = Date.now();
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(unavailable('Redis did not answer in time')), timeoutMs);
-      this.redis.once('ready', () => {
-        clearTimeout(timer);
-        resolve();
-      });
+      const timer = setInterval(() => waiting(Date.now() - started), everyMs);
+      const settle = (error?: Error) => {
+        clearInterval(timer);
+        this.redis.off('ready', onReady);
+        this.waiters.delete(settle);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => settle();
+      this.redis.once('ready', onReady);
+      // Closed while waiting (a start cut short): the wait ends, and its timer with it.
+      this.waiters.add(settle);
     });
   }
 
@@ -119,7 +134,11 @@ export class RedisStore implements Store {
     for (const id of ids) pipeline.hgetall(this.recordKey(ns, id));
     const results = await this.call(() => pipeline.exec());
     return (results ?? [])
-      .map(([, hash]) => fromFields<T>(hash as Record<string, string>))
+      .map(([error, hash], i) => {
+        // A pipeline answers each command's error in place (a key of another type: WRONGTYPE).
+        if (error) throw unavailable(`the state store (Redis) could not read ${this.recordKey(ns, ids[i]!)}: ${error.message}`);
+        return fromFields<T>(hash as Record<string, string>);
+      })
       .filter((record): record is T => record !== undefined);
   }
 
@@ -132,6 +151,8 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const settle of [...this.waiters]) settle(unavailable('the state store was closed'));
     this.redis.disconnect();
   }
 }
