@@ -143,6 +143,7 @@ export const OPTIONS = {
   poolSizes: opt('POLYKERNEL_POOL_SIZES', pairs(int(0, 64)), 'warm kernels per language, e.g. python3=2,javascript=1'),
   wsPingIntervalMs: opt('POLYKERNEL_WS_PING_INTERVAL_MS', int(0, 3_600_000), 'ping every channels WebSocket this often and close one silent for three intervals (as jupyter_server); 0 = no pings'),
   poolRefillDelayMs: opt('POLYKERNEL_POOL_REFILL_DELAY_MS', int(0, 60_000), 'wait this long after a warm kernel is handed out before starting its replacement, so the start does not compete with the first run'),
+  streamHighWaterBytes: opt('POLYKERNEL_STREAM_HIGH_WATER_BYTES', int(16384), 'v1 streaming WebSocket: while more than this is queued unread for a client, its run\'s output is not taken (it waits in the run, bounded by POLYKERNEL_MAX_OUTPUT_BYTES) and its frames are not read'),
   wsMaxBufferedBytes: opt('POLYKERNEL_WS_MAX_BUFFERED_BYTES', int(65536), 'output queued for one channels (or Piston /api/v2/connect) WebSocket that does not read it; past this the connection is closed (1008), the kernel\'s other clients are unaffected (a Piston run is ended)'),
   maxConnections: opt('POLYKERNEL_MAX_CONNECTIONS', int(0), 'most open TCP connections to the service (HTTP and WebSocket); more are refused at once; 0 = no limit'),
   maxConnectionsPerPeer: opt('POLYKERNEL_MAX_CONNECTIONS_PER_PEER', int(0), 'most open connections from one client address; more are refused at once; 0 = no limit (set it to 0 or high behind a proxy)'),
