@@ -349,3 +349,23 @@ test('when iopub loses the idle status, the run finishes IDLE_AFTER_REPLY_MS aft
   t.deepEqual(result.console, [['stdout', 'kept'], ['stderr', "\n[output may be incomplete: the kernel's output channel dropped messages]\n"]]);
   t.is(kernel.listening, 0);
 });
+
+test('an eager call (the streaming socket) returns at the first output; a reported input request does not end the next one', async (t) => {
+  const { kernel, run } = await startRun({}, 'print(1); input("? ")');
+  const first = run.next(30_000, { eager: true });
+  kernel.stream('one\n');
+  t.deepEqual(await first, { runId: run.runId, status: 'continued', exitCode: null, console: [['stdout', 'one\n']], options: {} });
+  kernel.emit('stdin', 'input_request', { prompt: '? ', password: false });
+  t.is((await run.next(30_000, { eager: true })).status, 'waiting-input');
+  // Still waiting for input: the next eager call waits for something new, here the flush window.
+  const started = Date.now();
+  const again = await run.next(200, { eager: true });
+  t.true(Date.now() - started >= 150, 'it waited');
+  t.deepEqual([again.status, again.console], ['waiting-input', []]);
+  // A call that is not eager answers the pending input request at once, as before.
+  t.is((await run.next(30_000)).status, 'waiting-input');
+  const pending = run.next(30_000, { eager: true });
+  await run.sendInput('x');
+  kernel.finish();
+  t.deepEqual([(await pending).status, (await pending).exitCode], ['finished', 0]);
+});
