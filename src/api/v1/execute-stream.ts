@@ -48,7 +48,7 @@ const FRAMES_PER_SECOND = 100;
 const FRAME_BURST = 100;
 /** While the socket is not read (over budget, output unread), it is looked at again this often. */
 const FLOW_RECHECK_MS = 20;
-/** A run's `continued` answers that carry nothing are not sent; a change of status always is. */
+/** Statuses that end a run: the socket is free for the next one. */
 const FINAL_STATUSES = new Set(['finished', 'exec-timeout']);
 
 export type StreamConfig = Pick<Config, 'maxBodyBytes' | 'streamHighWaterBytes' | 'wsPingIntervalMs'> & TenancyConfig & EdgeConfig;
@@ -128,7 +128,8 @@ class StreamSession {
   private async drive(first: Extract<ExecuteRequest, { mode: 'query' | 'batch' }>): Promise<void> {
     const run = this.current!;
     let call: ExecuteRequest = first;
-    let lastStatus: string | undefined;
+    // An empty `continued` (a flush window with nothing new) is not worth a frame.
+    let lastStatus = 'continued';
     try {
       await this.tenant.mayExecute(this.kernelId);
       for (;;) {
