@@ -117,6 +117,12 @@ export class QueryRun implements Run {
   private abortedBecause?: string;
   /** A client interrupted the kernel while this run was going. */
   private interruptRequested = false;
+  /**
+   * The kernel has begun this run's request (its `busy` status): only then does an interrupt reach it. A
+   * request still queued behind another (a client that sent its next query while the interrupt of the
+   * one before was on its way) runs normally afterwards and is no interrupted run.
+   */
+  private executing = false;
   private readonly boundary = new RunBoundary();
   private readonly timer: NodeJS.Timeout;
   /** Sent once, then dropped: the code can be as large as a request body, the run outlives the call. */
@@ -181,6 +187,9 @@ export class QueryRun implements Run {
   private onOutput(msg: JupyterMessage): void {
     const content = msg.content;
     switch (msg.header.msg_type) {
+      case 'status':
+        if ((content as { execution_state?: string }).execution_state === 'busy') this.executing = true;
+        return;
       case 'stream': {
         const { name, text } = content as StreamContent;
         this.output.push([name === 'stderr' ? 'stderr' : 'stdout', text]);
@@ -273,7 +282,7 @@ export class QueryRun implements Run {
   }
 
   interrupted(): void {
-    if (this.done || this.expiring) return;
+    if (this.done || this.expiring || !this.executing) return;
     this.interruptRequested = true;
   }
 

@@ -160,10 +160,7 @@ test.serial('a client that goes away mid-run interrupts it: the loop stops, the 
   client.send({ mode: 'query', code: 'import time\nwhile True:\n    ticks += 1\n    print("tick", flush=True)\n    time.sleep(0.05)' });
   await client.next((f) => textOf([f]).includes('tick'), 30_000, 'the loop running');
   client.ws.terminate();
-  // The loop stopped: the kernel turns idle (the client cannot know when the interrupt is through: ipykernel
-  // refuses an execute that reaches it while it stops the interrupted one), and the ticks no longer grow.
-  t.true(await eventually(async () => (await svc.call('GET', `/v1/kernel/${kernel}`, undefined, A)).body.state === 'idle', 15_000, 100));
-  await sleep(500);
+  // The loop stopped: the next query, sent at once, runs behind it, and the ticks no longer grow.
   const after = await runToEnd(callA, kernel, { mode: 'query', code: 'a = ticks\nimport time\ntime.sleep(0.5)\nprint(kept + 1, ticks == a, a > 0)' });
   t.is(after.status, 'finished', after.text);
   t.is(after.text, '42 True True\n');

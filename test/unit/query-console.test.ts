@@ -183,6 +183,7 @@ test('an error without a traceback is rendered as "ename: evalue"; an aborted re
 
 test('a run whose kernel is interrupted ends with exit code 130 and an [interrupted] line after the kernel\'s own error', async (t) => {
   const { kernel, run } = await startRun({}, 'while True: pass');
+  kernel.emit('iopub', 'status', { execution_state: 'busy' });
   run.interrupted();
   t.is((await run.next(10)).status, 'continued', 'the interrupt alone does not end the run: the kernel does');
   kernel.emit('iopub', 'error', { ename: 'KeyboardInterrupt', evalue: '', traceback: [] });
@@ -368,4 +369,14 @@ test('an eager call (the streaming socket) returns at the first output; a report
   await run.sendInput('x');
   kernel.finish();
   t.deepEqual([(await pending).status, (await pending).exitCode], ['finished', 0]);
+});
+
+test('a run still queued (its request not begun: no busy status) when the kernel is interrupted is no interrupted run', async (t) => {
+  const { kernel, run } = await startRun({}, 'print(1)');
+  run.interrupted();
+  kernel.emit('iopub', 'status', { execution_state: 'busy' });
+  kernel.stream('1\n');
+  kernel.finish('ok');
+  const result = await run.next(1000);
+  t.deepEqual([result.status, result.exitCode, result.console], ['finished', 0, [['stdout', '1\n']]]);
 });
