@@ -4,7 +4,7 @@
  * socket, runs one after the other on one socket and a second one refused while the first runs, a client
  * that goes away mid-run interrupting it (the kernel keeps its variables, the loop stops), every kind of
  * malformed frame answered with an error frame (an oversized one with close 1009) and the socket and
- * kernel usable after it, and the handshake's token, tenant and Origin checks.
+ * kernel usable after it, the handshake's token, tenant and Origin checks, and a revoked key losing its socket.
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
@@ -16,6 +16,12 @@ import { eventually, sleep } from '../helpers/wait.js';
 
 const KEY_A = 'stream-key-of-tenant-a-0123456789';
 const KEY_B = 'stream-key-of-tenant-b-0123456789';
+const KEY_C = 'stream-key-of-tenant-c-0123456789';
+const KEYS = [
+  { id: 'tenant-a', key: KEY_A, maxKernels: 6 },
+  { id: 'tenant-b', key: KEY_B, maxKernels: 6 },
+  { id: 'tenant-c', key: KEY_C, maxKernels: 2 },
+];
 const A = auth(KEY_A);
 const B = auth(KEY_B);
 const MAX_BODY = 256 * 1024;
@@ -26,11 +32,8 @@ let callA: ReturnType<typeof jsonCall>;
 let kernel: string;
 
 test.before(async () => {
-  keys = await KeysFile.create([
-    { id: 'tenant-a', key: KEY_A, maxKernels: 6 },
-    { id: 'tenant-b', key: KEY_B, maxKernels: 6 },
-  ]);
-  svc = await startTestService({ authToken: 'stream-admin-token', apiKeysFile: keys.file, flushWindowMs: 1000, maxBodyBytes: MAX_BODY } as any);
+  keys = await KeysFile.create(KEYS);
+  svc = await startTestService({ authToken: 'stream-admin-token', apiKeysFile: keys.file, apiKeysReloadMs: 200, flushWindowMs: 1000, maxBodyBytes: MAX_BODY } as any);
   callA = jsonCall(svc.url, A);
   kernel = await create('python3');
 });
@@ -305,4 +308,17 @@ test.serial('a kernel deleted under the socket closes it with the reason; an exe
   const idle = await open(other);
   t.is((await svc.call('DELETE', `/v1/kernel/${other}`, undefined, A)).status, 204);
   t.regex((await idle.whenClosed()).reason, /kernel removed: deleted/);
+});
+
+test.serial('a key revoked while its socket is open loses the socket (1008) and its next handshake', async (t) => {
+  t.timeout(120_000);
+  const own = await create('python3', auth(KEY_C));
+  const client = await open(own, auth(KEY_C));
+  t.is(textOf(await client.run({ mode: 'query', code: 'print("before")' })), 'before\n');
+  await keys.write(KEYS.filter((key) => key.id !== 'tenant-c'));
+  const closed = await client.whenClosed(10_000);
+  t.is(closed.code, 1008);
+  t.regex(closed.reason, /API key revoked/);
+  t.is((await refused(streamUrl(svc.url, own), auth(KEY_C))).status, 401);
+  await keys.write(KEYS);
 });
