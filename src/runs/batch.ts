@@ -244,18 +244,18 @@ export class BatchRun implements Run {
     const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
     const marker = randomUUID();
     const running = this.options.kernel.exec(
-        { cmd: bounded(['sh', '-c', command], remainingMs), stdin, env: { [STEP_MARKER_VARIABLE]: marker } },
-        (stream, chunk) => {
-          this.options.onActivity();
-          if (!report) return;
-          const text = decoders[stream].write(chunk);
-          if (text) {
-            this.output.push([stream, text]);
-            // A streaming client is sent output as it comes (see next's `eager`).
-            this.notify();
-          }
-        },
-      );
+      { cmd: bounded(['sh', '-c', command], remainingMs), stdin, env: { [STEP_MARKER_VARIABLE]: marker } },
+      (stream, chunk) => {
+        this.options.onActivity();
+        if (!report) return;
+        const text = decoders[stream].write(chunk);
+        if (text) {
+          this.output.push([stream, text]);
+          // A streaming client is sent output as it comes (see next's `eager`).
+          this.notify();
+        }
+      },
+    );
     this.runningStep = { marker, ended: running.catch(() => undefined) };
     let exitCode: number;
     try {
