@@ -71,6 +71,12 @@ class StreamSession {
   private kernelGone?: string;
   private tokens = FRAME_BURST;
   private refilledAt = Date.now();
+  /**
+   * Frames received and not yet handled: ws hands over every frame of a read even once the socket is
+   * paused, so what one read held waits here (at most one read's worth) and is handled within the budget.
+   */
+  private backlog: [Buffer, boolean][] = [];
+  private backlogHead = 0;
   private paused = false;
   private recheck?: NodeJS.Timeout;
   lastHeard = Date.now();
@@ -92,11 +98,33 @@ class StreamSession {
 
   private receive(data: RawData, isBinary: boolean): void {
     if (this.closed) return;
-    this.admit();
+    this.lastHeard = Date.now();
+    this.backlog.push([rawBuffer(data), isBinary]);
+    this.pump();
+  }
+
+  /** Handles waiting frames while the client is within its budget and takes its answers, then sets the flow. */
+  private pump(): void {
+    while (this.backlogHead < this.backlog.length && !this.closed) {
+      this.refill();
+      if (this.tokens < 1 || this.ws.bufferedAmount > this.config.streamHighWaterBytes) break;
+      this.tokens -= 1;
+      const [data, isBinary] = this.backlog[this.backlogHead]!;
+      this.backlog[this.backlogHead++] = undefined as never;
+      this.handle(data, isBinary);
+    }
+    if (this.backlogHead >= this.backlog.length) {
+      this.backlog = [];
+      this.backlogHead = 0;
+    }
+    this.updateFlow();
+  }
+
+  private handle(data: Buffer, isBinary: boolean): void {
     let decoded: unknown;
     let request: StreamRequest;
     try {
-      decoded = decodeStreamFrame(rawBuffer(data), isBinary);
+      decoded = decodeStreamFrame(data, isBinary);
       request = parseStreamRequest(decoded, this.config.maxBodyBytes);
     } catch (error) {
       return this.sendError(error, runIdOf(decoded));
@@ -169,24 +197,18 @@ class StreamSession {
     }
   }
 
-  /** Counts a frame against the client's budget. */
-  private admit(): void {
-    const now = Date.now();
-    this.lastHeard = now;
-    this.tokens = Math.min(FRAME_BURST, this.tokens + ((now - this.refilledAt) * FRAMES_PER_SECOND) / 1000) - 1;
-    this.refilledAt = now;
-    this.updateFlow();
-  }
-
-  /**
-   * The socket is read only while the client is within its frame budget and takes its output: a client
-   * that floods frames, or sends frames and never reads the answers, is pushed back by TCP.
-   */
-  private updateFlow(): void {
+  private refill(): void {
     const now = Date.now();
     this.tokens = Math.min(FRAME_BURST, this.tokens + ((now - this.refilledAt) * FRAMES_PER_SECOND) / 1000);
     this.refilledAt = now;
-    const over = this.tokens < 0 || this.ws.bufferedAmount > this.config.streamHighWaterBytes;
+  }
+
+  /**
+   * The socket is read only while no frame waits for the budget and the client takes its output: a client
+   * that floods frames, or sends frames and never reads the answers, is pushed back by TCP.
+   */
+  private updateFlow(): void {
+    const over = this.backlogHead < this.backlog.length || this.ws.bufferedAmount > this.config.streamHighWaterBytes;
     if (over && !this.paused) {
       this.paused = true;
       this.ws.pause();
@@ -197,7 +219,7 @@ class StreamSession {
     if (this.paused && !this.recheck && !this.closed) {
       this.recheck = setTimeout(() => {
         this.recheck = undefined;
-        this.updateFlow();
+        this.pump();
       }, FLOW_RECHECK_MS);
       this.recheck.unref();
     }
@@ -242,6 +264,7 @@ class StreamSession {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.recheck);
+    this.backlog = [];
     const run = this.current;
     if (!run || run.over || this.closedByService || this.kernelGone) return;
     run.over = true;
