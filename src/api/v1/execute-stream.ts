@@ -19,8 +19,9 @@
  * query mode); the socket takes it from the run only while less than POLYKERNEL_STREAM_HIGH_WATER_BYTES
  * wait unread in the socket, so a client that never reads costs one bounded console and one high-water
  * mark, never more. Frames: at most POLYKERNEL_MAX_BODY_BYTES each (a larger one closes the socket with
- * 1009, as RFC 6455 says), at most FRAMES_PER_SECOND on average; past the budget, or while the client
- * leaves output unread, the socket is not read (TCP pushes back), so a flood of frames queues nothing.
+ * 1009, as RFC 6455 says), handled in order at most FRAMES_PER_SECOND on average; past the budget, or
+ * while the client leaves output unread, the socket is not read (TCP pushes back), so a flood of frames
+ * queues at most what one read held.
  * Keep-alive: pings every POLYKERNEL_WS_PING_INTERVAL_MS, a client silent for three intervals is cut.
  */
 import { randomUUID } from 'node:crypto';
