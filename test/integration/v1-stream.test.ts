@@ -17,10 +17,13 @@ import { eventually, sleep } from '../helpers/wait.js';
 const KEY_A = 'stream-key-of-tenant-a-0123456789';
 const KEY_B = 'stream-key-of-tenant-b-0123456789';
 const KEY_C = 'stream-key-of-tenant-c-0123456789';
+const KEY_D = 'stream-key-of-tenant-d-0123456789';
 const KEYS = [
   { id: 'tenant-a', key: KEY_A, maxKernels: 6 },
   { id: 'tenant-b', key: KEY_B, maxKernels: 6 },
   { id: 'tenant-c', key: KEY_C, maxKernels: 2 },
+  // Requests per window: its create, a handshake and two runs.
+  { id: 'tenant-d', key: KEY_D, maxKernels: 1, rateLimit: 4 },
 ];
 const A = auth(KEY_A);
 const B = auth(KEY_B);
@@ -320,4 +323,22 @@ test.serial('a key revoked while its socket is open loses the socket (1008) and 
   t.regex(closed.reason, /API key revoked/);
   t.is((await refused(streamUrl(svc.url, own), auth(KEY_C))).status, 401);
   await keys.write(KEYS);
+});
+
+test.serial('each run counts against the key\'s rate limit, as an execute call over HTTP does', async (t) => {
+  t.timeout(120_000);
+  const own = await create('python3', auth(KEY_D));
+  const client = await open(own, auth(KEY_D));
+  try {
+    t.is(textOf(await client.run({ mode: 'query', code: 'print(1)' })), '1\n');
+    t.is(textOf(await client.run({ mode: 'query', code: 'print(2)' })), '2\n');
+    const limited = await client.error({ mode: 'query', code: 'print(3)', runId: 'over' });
+    t.is(limited.error?.status, 429);
+    t.is(limited.runId, 'over');
+    t.regex(limited.msg!, /rate limit of key "tenant-d" reached \(4 requests per \d+ s\)/);
+    t.false(textOf(client.frames).includes('3'));
+    t.is(client.closed, undefined, 'the socket stays open');
+  } finally {
+    client.close();
+  }
 });

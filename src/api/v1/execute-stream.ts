@@ -88,6 +88,7 @@ class StreamSession {
     readonly kernelId: string,
     readonly tenant: Tenant,
     private readonly queries: QueryService,
+    private readonly kernels: KernelManager,
     private readonly config: StreamConfig,
     private readonly log: Logger,
   ) {
@@ -137,6 +138,9 @@ class StreamSession {
         request.runId,
       );
     }
+    // Each run counts against the key's rate limit, as an execute call over HTTP does.
+    const limited = Tenancy.of(this.config, this.kernels, this.log).countRequest(this.tenant.caller);
+    if (limited) return this.sendError(limited, request.runId);
     const runId = request.runId ?? randomUUID();
     this.current = { runId, over: false };
     void this.drive(request.mode === 'query' ? { mode: 'query', code: request.code, runId } : { mode: 'batch', options: request.options, runId });
@@ -350,7 +354,7 @@ export class ExecuteStream {
         (socket as Socket).setNoDelay?.(true);
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           explainOversizedClose(ws, this.config.maxBodyBytes);
-          const session = new StreamSession(ws, socket, kernelId, tenant, this.queries, this.config, this.log);
+          const session = new StreamSession(ws, socket, kernelId, tenant, this.queries, this.kernels, this.config, this.log);
           this.sessions.add(session);
           ws.once('close', () => this.sessions.delete(session));
         });
