@@ -8,6 +8,7 @@ import { createApp } from './app.js';
 import { ExecutionManager } from './executions/manager.js';
 import { ChannelBridge } from './channels/channel-bridge.js';
 import { PistonConnect } from './api/piston/connect.js';
+import { ExecuteStream } from './api/v1/execute-stream.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { DockerProvisioner } from './kernels/docker-provisioner.js';
 import { KernelManager } from './kernels/kernel-manager.js';
@@ -116,8 +117,11 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
   const app = createApp({ config, log, kernels, queries, store, executions, judge, judge0, connectionCount: (id) => channels.connectionCount(id) });
   // Piston's /api/v2/connect WebSocket, beside the channels one.
   const pistonConnect = new PistonConnect(judge, kernels, config, log);
+  // v1 streaming execution (/v1/stream/kernel/:id/execute), on the same runs as POST /v1/kernel/:id.
+  const executeStream = new ExecuteStream(kernels, queries, config, log);
   handleRequest = app.callback();
-  handleUpgrade = (req, socket, head) => (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : channels.handleUpgrade)(req, socket, head);
+  handleUpgrade = (req, socket, head) =>
+    (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : ExecuteStream.handles(req) ? executeStream.handleUpgrade : channels.handleUpgrade)(req, socket, head);
   log.info('polykernel ready');
   const drain = async (boundMs: number) => {
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
@@ -134,6 +138,7 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
       channels.close();
       // Interactive Piston runs end with their connections; their sandboxes go with the engine's stop below.
       pistonConnect.close();
+      executeStream.close();
       usage.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.

@@ -85,11 +85,18 @@ export class Tenancy {
       return { ok: false, error: unauthorized(`authentication required: send "Authorization: token <${how}>" (or Bearer, ?token=, Basic with it as the password, or Judge0's X-Auth-Token header)`), headers: {} };
     }
     const rate = this.limiter.hit(key.id, key.policy.rateLimit);
-    if (!rate.allowed) {
-      const message = `rate limit of key "${key.id}" reached (${rate.limit} requests per ${rate.windowS} s); retry in ${rate.resetS} s`;
-      return { ok: false, error: rateLimited(message), headers: rateHeaders(rate) };
-    }
+    if (!rate.allowed) return { ok: false, error: rateLimitReached(key.id, rate), headers: rateHeaders(rate) };
     return { ok: true, tenant: this.tenant({ kind: 'tenant', key }), headers: rateHeaders(rate) };
+  }
+
+  /**
+   * Counts one more request of a caller authenticated earlier: a run started on a WebSocket it opened
+   * (v1 streaming), which is one execute call as much as an HTTP one. The refusal when past the limit.
+   */
+  countRequest(caller: Caller): DomainError | undefined {
+    if (caller.kind !== 'tenant') return undefined;
+    const rate = this.limiter.hit(caller.key.id, caller.key.policy.rateLimit);
+    return rate.allowed ? undefined : rateLimitReached(caller.key.id, rate);
   }
 
   /** Whether a caller resolved earlier is still valid (its key not revoked since). */
@@ -128,6 +135,10 @@ export function presentedToken(headers: IncomingHttpHeaders, url: URL): string |
 
 /** Judge0's default AUTHN_HEADER (lower case, as Node names headers). */
 const JUDGE0_AUTHN_HEADER = 'x-auth-token';
+
+function rateLimitReached(keyId: string, rate: RateDecision): DomainError {
+  return rateLimited(`rate limit of key "${keyId}" reached (${rate.limit} requests per ${rate.windowS} s); retry in ${rate.resetS} s`);
+}
 
 /** Headers of a rate decision, as Backend.AI sends them (Reset and Window in seconds). */
 function rateHeaders(rate: RateDecision): Record<string, string> {

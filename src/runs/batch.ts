@@ -17,6 +17,14 @@
  * `clean` runs after exec (and after a failed build) while budget remains, before `finished` is reported,
  * so the work directory is clean when the client hears `finished`. Its output is not reported, only a
  * notice when it fails; it does not change the exit code.
+ *
+ * Interrupt: the kernel's SIGINT does not reach a step (it is no child of the kernel), so the run stops its
+ * step itself, from inside the container as the kernel's user: every process carrying the step's marker
+ * in its environment (the step's `timeout`, which also passes the signal to its process group, and what it
+ * started) gets SIGINT, and SIGKILL after BATCH_INTERRUPT_GRACE_MS if the step has not ended. The steps
+ * still to come are skipped, `clean` runs, and the run ends `finished` with exit code 130, as an
+ * interrupted query does. A process that left the group and cleared its environment is out of reach, as it
+ * is of the step's timeout.
  */
 import { randomUUID } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
@@ -24,7 +32,7 @@ import { DomainError, invalidInput } from '../errors.js';
 import type { KernelHandle } from '../kernels/kernel-handle.js';
 import { tarArchive, type BatchFile } from './batch-files.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
-import type { Run, RunResult, RunStatus } from './query.js';
+import type { NextOptions, Run, RunResult, RunStatus } from './query.js';
 import { RunBoundary } from './run-boundary.js';
 
 export interface BatchOptions {
@@ -57,6 +65,26 @@ const KILLED_EXIT_CODE = 137;
 export const BACKSTOP_GRACE_MS = 5000;
 /** Unpacking the files is not part of the steps' budget; it gets its own bound. */
 const FILE_WRITE_TIMEOUT_MS = 30_000;
+/** Exit code of an interrupted run: a SIGINT, as a shell reports it (and as an interrupted query ends). */
+export const INTERRUPTED_EXIT_CODE = 130;
+/** How long an interrupted step has to end after its SIGINT before it is killed. */
+export const BATCH_INTERRUPT_GRACE_MS = 1500;
+/** The environment variable that marks a step's processes, so an interrupt finds them in the container. */
+export const STEP_MARKER_VARIABLE = 'POLYKERNEL_BATCH_STEP';
+/** Bound of the command that signals a step's processes. */
+const SIGNAL_TIMEOUT_MS = 5000;
+
+/**
+ * Sends `$1` (a signal name) to every process whose environment holds `$2` (NAME=value), the signalling
+ * shell excepted. Only the kernel's user's processes are visible to it (/proc/<pid>/environ of others is
+ * unreadable), so it can reach nothing else whatever the step's code did.
+ */
+const SIGNAL_MARKED = [
+  'for d in /proc/[0-9]*; do',
+  '  p=${d#/proc/}; [ "$p" = "$$" ] && continue',
+  '  if tr "\\000" "\\n" < "$d/environ" 2>/dev/null | grep -qxF -e "$2"; then kill -s "$1" "$p" 2>/dev/null; fi',
+  'done; exit 0',
+].join('\n');
 
 /** The commands to run: absent or blank = skip the step, `"*"` = the language's default. */
 export function resolveBatchCommands(options: BatchOptions, lang: string, defaults: BatchDefaults | undefined): BatchCommands {
@@ -95,6 +123,8 @@ export interface BatchRunOptions {
   clock?: () => number;
   /** BACKSTOP_GRACE_MS unless a test says otherwise. */
   backstopGraceMs?: number;
+  /** BATCH_INTERRUPT_GRACE_MS unless a test says otherwise. */
+  interruptGraceMs?: number;
 }
 
 type StepOutcome = number | 'timeout';
@@ -115,6 +145,11 @@ export class BatchRun implements Run {
   /** The backstop is destroying the kernel: exec-timeout is due, not the removal's "died". */
   private expiring = false;
   private abortedBecause?: string;
+  /** A client interrupted the run: the running step is being stopped, the rest skipped. */
+  private interruptRequested = false;
+  /** The step running now: its marker (see STEP_MARKER_VARIABLE), and its end. */
+  private runningStep?: { marker: string; ended: Promise<unknown> };
+  private stepsDone: Promise<void> = Promise.resolve();
   private readonly boundary = new RunBoundary();
 
   constructor(
@@ -149,7 +184,7 @@ export class BatchRun implements Run {
         });
     }, this.options.timeoutMs + (this.options.backstopGraceMs ?? BACKSTOP_GRACE_MS));
     this.backstop.unref();
-    void this.steps();
+    this.stepsDone = this.steps();
   }
 
   private async writeFiles(): Promise<void> {
@@ -175,6 +210,7 @@ export class BatchRun implements Run {
       if (this.commands.build) {
         const build = await this.step(this.commands.build, undefined);
         if (this.done) return;
+        if (this.interruptRequested) return await this.endInterrupted();
         if (build === 'timeout') return this.timeOut();
         if (build !== 0) {
           await this.clean();
@@ -184,9 +220,11 @@ export class BatchRun implements Run {
       this.buildTail = this.output.take();
       this.buildFinished = true;
       this.notify();
+      if (this.interruptRequested) return await this.endInterrupted();
       // Always some stdin, even empty: a program that reads it gets EOF, never an open pipe.
       const exec = this.commands.exec ? await this.step(this.commands.exec, this.stdin ?? '') : 0;
       if (this.done) return;
+      if (this.interruptRequested) return await this.endInterrupted();
       if (exec === 'timeout') return this.timeOut();
       await this.clean();
       this.finish(exec);
@@ -204,15 +242,27 @@ export class BatchRun implements Run {
     const remainingMs = this.deadline - this.clock();
     if (remainingMs <= 0) return 'timeout';
     const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-    const { exitCode } = await this.options.kernel.exec(
-      { cmd: bounded(['sh', '-c', command], remainingMs), stdin },
+    const marker = randomUUID();
+    const running = this.options.kernel.exec(
+      { cmd: bounded(['sh', '-c', command], remainingMs), stdin, env: { [STEP_MARKER_VARIABLE]: marker } },
       (stream, chunk) => {
         this.options.onActivity();
         if (!report) return;
         const text = decoders[stream].write(chunk);
-        if (text) this.output.push([stream, text]);
+        if (text) {
+          this.output.push([stream, text]);
+          // A streaming client is sent output as it comes (see next's `eager`).
+          this.notify();
+        }
       },
     );
+    this.runningStep = { marker, ended: running.catch(() => undefined) };
+    let exitCode: number;
+    try {
+      ({ exitCode } = await running);
+    } finally {
+      this.runningStep = undefined;
+    }
     if (report) {
       for (const stream of ['stdout', 'stderr'] as const) {
         const rest = decoders[stream].end();
@@ -233,6 +283,42 @@ export class BatchRun implements Run {
     }
   }
 
+  /** The interrupted run: its clean step (the work directory left as after any run), then exit code 130. */
+  private async endInterrupted(): Promise<void> {
+    await this.clean();
+    this.output.notice('\n[interrupted]\n');
+    this.finish(INTERRUPTED_EXIT_CODE);
+  }
+
+  /** Stops the running step (SIGINT, then SIGKILL past the grace) and skips the steps still to come. */
+  interrupted(): void {
+    if (this.done || this.expiring || this.interruptRequested) return;
+    this.interruptRequested = true;
+    const step = this.runningStep;
+    if (step) void this.stopStep(step);
+  }
+
+  private async stopStep(step: { marker: string; ended: Promise<unknown> }): Promise<void> {
+    try {
+      await this.signalStep(step.marker, 'INT');
+      let grace: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<boolean>((resolve) => (grace = setTimeout(() => resolve(true), this.options.interruptGraceMs ?? BATCH_INTERRUPT_GRACE_MS)));
+      const stillRunning = await Promise.race([graceOver, step.ended.then(() => false)]);
+      clearTimeout(grace);
+      if (stillRunning) await this.signalStep(step.marker, 'KILL');
+    } catch (error) {
+      // The container is going (the kernel was removed): the step ends with it.
+      this.options.onError(error as Error);
+    }
+  }
+
+  private signalStep(marker: string, signal: 'INT' | 'KILL'): Promise<unknown> {
+    return this.options.kernel.exec(
+      { cmd: bounded(['sh', '-c', SIGNAL_MARKED, 'sh', signal, `${STEP_MARKER_VARIABLE}=${marker}`], SIGNAL_TIMEOUT_MS) },
+      () => undefined,
+    );
+  }
+
   private finish(exitCode: number): void {
     this.exitCode = exitCode;
     this.notify();
@@ -251,10 +337,16 @@ export class BatchRun implements Run {
     return this.done || (this.buildFinished && !this.buildFinishedReported);
   }
 
-  /** Resolves at the next boundary (build finished, finished, timeout) or after `flushWindowMs`. */
-  async next(flushWindowMs: number): Promise<RunResult> {
-    await this.boundary.until(() => this.atBoundary, flushWindowMs);
+  /** Resolves at the next boundary (build finished, finished, timeout; output too when eager) or after `flushWindowMs`. */
+  async next(flushWindowMs: number, options: NextOptions = {}): Promise<RunResult> {
+    const reached = options.eager ? () => this.atBoundary || this.output.hasPending : () => this.atBoundary;
+    await this.boundary.until(reached, flushWindowMs);
     return this.result();
+  }
+
+  /** Resolves when the steps have ended (clean included), whichever way. */
+  ended(): Promise<unknown> {
+    return this.stepsDone;
   }
 
   private result(): RunResult {

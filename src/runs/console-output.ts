@@ -60,6 +60,11 @@ export class ConsoleOutput {
     return this.pendingBytes;
   }
 
+  /** Whether anything waits to be taken (a streaming client is sent it at once). */
+  get hasPending(): boolean {
+    return this.pending.length > 0;
+  }
+
   /** Drops what is buffered and keeps nothing more (the run was discarded: nobody will take it). */
   discard(): void {
     this.pending = [];

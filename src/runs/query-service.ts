@@ -10,7 +10,7 @@ import type { Logger } from '../logger.js';
 import { BatchRun, resolveBatchCommands, type BatchOptions } from './batch.js';
 import { OomNotices } from './oom-notice.js';
 import { Completions, type Completion, type CompleteRequest } from './completion.js';
-import { QueryRun, QueryRuns, type Run, type RunResult } from './query.js';
+import { QueryRun, QueryRuns, type NextOptions, type Run, type RunResult } from './query.js';
 
 export type ExecuteRequest =
   | { mode: 'query'; code: string; runId?: string }
@@ -58,13 +58,17 @@ export class QueryService {
     clearInterval(this.sweeper);
   }
 
-  async execute(kernelId: string, request: ExecuteRequest): Promise<RunResult> {
+  /**
+   * One call of v1's execute. `eager` (the streaming socket, src/api/v1/execute-stream.ts): the call
+   * answers as soon as there is output instead of waiting for a boundary or the flush window.
+   */
+  async execute(kernelId: string, request: ExecuteRequest, options: NextOptions = {}): Promise<RunResult> {
     let run: Run;
     if (request.mode === 'query') run = await this.startRun(kernelId, request.code, request.runId);
     else if (request.mode === 'batch') run = await this.startBatch(kernelId, request.options, request.runId);
     else run = this.runs.get(kernelId, request.runId);
     if (request.mode === 'input') await run.sendInput(request.code);
-    const result = await run.next(this.config.flushWindowMs);
+    const result = await run.next(this.config.flushWindowMs, options);
     this.runs.settle(kernelId, result);
     if (result.status === 'finished' || result.status === 'exec-timeout') {
       // A program the kernel started killed by the memory cap, the kernel alive: say so (oom-notice.ts).
@@ -72,6 +76,22 @@ export class QueryService {
       if (kernel) await this.oom.end(kernel, result);
     }
     return result;
+  }
+
+  /**
+   * Answers a run's input request without waiting for what follows: the streaming socket's call that
+   * waits for the run (`execute` with `eager`) is already pending and sees the output.
+   */
+  async sendInput(kernelId: string, runId: string, line: string): Promise<void> {
+    await this.runs.get(kernelId, runId).sendInput(line);
+  }
+
+  /**
+   * Forgets a run nobody will continue (its streaming client went away); what it still prints is
+   * dropped. Its time limit holds until its code ends, as for any discarded run.
+   */
+  abandon(kernelId: string, runId: string, why: string): void {
+    this.runs.discard(kernelId, runId, why);
   }
 
   /** The kernel's completions at the cursor (completion.ts); a kernel gone is the unknown-kernel 404. */

@@ -55,17 +55,25 @@ export function consoleItemsOf(data: Record<string, unknown>): ConsoleItem[] {
   return [];
 }
 
+/**
+ * How a call waits for a run. `eager` (the streaming socket): output is a boundary of its own, so the call
+ * resolves as soon as there is any, and an input request already reported does not end the wait again.
+ */
+export interface NextOptions {
+  eager?: boolean;
+}
+
 /** A run the client drives with "continue" (and "input"): a query run or a batch run. */
 export interface Run {
   readonly runId: string;
   /** Resolves at the run's next boundary or after `flushWindowMs`, with the output since the last call. */
-  next(flushWindowMs: number): Promise<RunResult>;
+  next(flushWindowMs: number, options?: NextOptions): Promise<RunResult>;
   sendInput(line: string): Promise<void>;
   /** Ends the run because its kernel went away; its next result says why. */
   abort(reason: string): void;
   /**
-   * Its kernel is being interrupted (SIGINT): a run that then ends says it was interrupted. Batch runs
-   * lack it: their steps run beside the kernel and the signal does not reach them.
+   * Its kernel is being interrupted (SIGINT): a run that then ends says it was interrupted. A batch run,
+   * whose steps the kernel's signal does not reach, stops its running step itself (batch.ts).
    */
   interrupted?(): void;
   /** Resolves when the run's code has ended (never, if its kernel went away first). */
@@ -99,6 +107,8 @@ export class QueryRun implements Run {
   /** The execute_request in flight: it ends with its reply and idle status (request-future.ts). */
   private future?: RequestFuture;
   private inputRequest?: JupyterMessage;
+  /** The pending input request was reported (waiting-input) to a call that waits eagerly. */
+  private inputReported = false;
   private timedOut = false;
   /** The time is up and the kernel is being destroyed: exec-timeout is due, not the removal's "died". */
   private expiring = false;
@@ -107,6 +117,12 @@ export class QueryRun implements Run {
   private abortedBecause?: string;
   /** A client interrupted the kernel while this run was going. */
   private interruptRequested = false;
+  /**
+   * The kernel has begun this run's request (its `busy` status): only then does an interrupt reach it. A
+   * request still queued behind another (a client that sent its next query while the interrupt of the
+   * one before was on its way) runs normally afterwards and is no interrupted run.
+   */
+  private executing = false;
   private readonly boundary = new RunBoundary();
   private readonly timer: NodeJS.Timeout;
   /** Sent once, then dropped: the code can be as large as a request body, the run outlives the call. */
@@ -171,6 +187,9 @@ export class QueryRun implements Run {
   private onOutput(msg: JupyterMessage): void {
     const content = msg.content;
     switch (msg.header.msg_type) {
+      case 'status':
+        if ((content as { execution_state?: string }).execution_state === 'busy') this.executing = true;
+        return;
       case 'stream': {
         const { name, text } = content as StreamContent;
         this.output.push([name === 'stderr' ? 'stderr' : 'stdout', text]);
@@ -197,6 +216,7 @@ export class QueryRun implements Run {
     const { prompt } = msg.content as InputRequestContent;
     if (prompt) this.output.push(['stdout', prompt]);
     this.inputRequest = msg;
+    this.inputReported = false;
     this.notify();
   }
 
@@ -223,9 +243,12 @@ export class QueryRun implements Run {
     this.boundary.notify();
   }
 
-  /** Resolves at the next boundary (finished, input wanted, timeout) or after `flushWindowMs`. */
-  async next(flushWindowMs: number): Promise<RunResult> {
-    await this.boundary.until(() => this.done || this.inputRequest !== undefined, flushWindowMs);
+  /** Resolves at the next boundary (finished, input wanted, timeout; output too when eager) or after `flushWindowMs`. */
+  async next(flushWindowMs: number, options: NextOptions = {}): Promise<RunResult> {
+    const reached = options.eager
+      ? () => this.done || this.output.hasPending || (this.inputRequest !== undefined && !this.inputReported)
+      : () => this.done || this.inputRequest !== undefined;
+    await this.boundary.until(reached, flushWindowMs);
     return this.result();
   }
 
@@ -244,6 +267,7 @@ export class QueryRun implements Run {
       else if (this.interruptRequested) exitCode = 130;
     } else if (this.inputRequest) {
       status = 'waiting-input';
+      this.inputReported = true;
     }
     if (status === 'finished' || status === 'exec-timeout') this.dispose();
     return { runId: this.runId, status, exitCode, console, options: {} };
@@ -258,7 +282,7 @@ export class QueryRun implements Run {
   }
 
   interrupted(): void {
-    if (this.done || this.expiring) return;
+    if (this.done || this.expiring || !this.executing) return;
     this.interruptRequested = true;
   }
 
@@ -420,6 +444,11 @@ export class QueryRuns {
       total -= oldest.entry.run.bufferedBytes;
       this.evict(oldest.kernelId, oldest.runId, `the service holds more than ${this.limits.maxBufferedBytes} bytes of output not continued`);
     }
+  }
+
+  /** Discards a run nobody will continue; a later "continue" hears `why`. */
+  discard(kernelId: string, runId: string, why: string): void {
+    this.evict(kernelId, runId, why);
   }
 
   private evict(kernelId: string, runId: string, why: string): void {

@@ -96,9 +96,10 @@ test.serial('CSRF: a page elsewhere (Origin: http://evil.example) is refused on 
   t.log(`refused ${CROSS_SITE_WRITES.length * 3 + 4} cross-site requests; kernels before/after: ${before}/${await kernelCount()}`);
 });
 
-test.serial('CSRF: the channels WebSocket refuses a foreign Origin', async (t) => {
+test.serial('CSRF: the channels and v1 streaming WebSockets refuse a foreign Origin', async (t) => {
   const status = await wsHandshake(`/api/kernels/${victim}/channels`, { host: `127.0.0.1:${port}`, origin: 'http://evil.example' });
   t.is(status, 403);
+  t.is(await wsHandshake(`/v1/stream/kernel/${victim}/execute`, { host: `127.0.0.1:${port}`, origin: 'http://evil.example' }), 403);
 });
 
 test.serial('DNS rebinding: a foreign Host against the loopback-bound service is refused, with or without Origin', async (t) => {
@@ -115,6 +116,7 @@ test.serial('DNS rebinding: a foreign Host against the loopback-bound service is
     t.is(read.status, 403);
     const ws = await wsHandshake(`/api/kernels/${victim}/channels`, { host, origin: `http://${host}` });
     t.is(ws, 403, `${host}: the WebSocket handshake answered ${ws}`);
+    t.is(await wsHandshake(`/v1/stream/kernel/${victim}/execute`, { host, origin: `http://${host}` }), 403, `${host}: the v1 streaming handshake`);
   }
   t.is(await kernelCount(), before, 'no kernel was started');
 });
@@ -140,6 +142,7 @@ test.serial('non-browser clients keep working: curl -d (form-labelled JSON, no O
   t.is(sameOrigin.status, 200);
   t.is((await raw('DELETE', `/api/kernels/${curl.body.kernelId}`, { host: `127.0.0.1:${port}` })).status, 204);
   t.is(await wsHandshake(`/api/kernels/${victim}/channels`, { host: `127.0.0.1:${port}` }), 101, 'a WebSocket client without Origin connects');
+  t.is(await wsHandshake(`/v1/stream/kernel/${victim}/execute`, { host: `localhost:${port}` }), 101, 'a v1 streaming client without Origin connects');
 });
 
 test.serial('KG_ALLOW_ORIGIN, POLYKERNEL_LOCAL_HOSTNAMES and POLYKERNEL_ALLOW_REMOTE_ACCESS open what they name, and only that', async (t) => {

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { DomainError } from '../../src/errors.js';
-import { BatchRun, resolveBatchCommands, type BatchCommands, type BatchRunOptions } from '../../src/runs/batch.js';
+import { BatchRun, INTERRUPTED_EXIT_CODE, resolveBatchCommands, STEP_MARKER_VARIABLE, type BatchCommands, type BatchRunOptions } from '../../src/runs/batch.js';
 import type { RunResult } from '../../src/runs/query.js';
 import type { CommandOutputListener, KernelCommand } from '../../src/kernels/kernel-handle.js';
 
@@ -269,4 +269,91 @@ test('"*" takes the image\'s default command; blank skips a step; no default is 
   });
   t.throws(() => resolveBatchCommands({ files: [], exec: '*' }, 'r', undefined), { message: 'no default exec command for r; pass options.exec' });
   t.throws(() => resolveBatchCommands({ files: [], clean: '*' }, 'c', defaults), { message: /options\.clean has no default/ });
+});
+
+test('an eager call (the streaming socket) returns as soon as a step prints, long before the flush window', async (t) => {
+  let release!: () => void;
+  const until = new Promise<void>((resolve) => (release = resolve));
+  let print!: CommandOutputListener;
+  const kernel = {
+    calls: [] as KernelCommand[],
+    async exec(spec: KernelCommand, onOutput: CommandOutputListener) {
+      kernel.calls.push(spec);
+      print = onOutput;
+      await until;
+      return { exitCode: 0 };
+    },
+  };
+  const { run } = harness({ exec: 'slow' }, () => ({}), { kernel });
+  await run.start();
+  t.is((await run.next(60_000, { eager: true })).status, 'build-finished');
+  const pending = run.next(60_000, { eager: true });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  print('stdout', Buffer.from('early\n'));
+  const started = Date.now();
+  const middle = await pending;
+  t.true(Date.now() - started < 1000);
+  t.deepEqual([middle.status, middle.console], ['continued', [['stdout', 'early\n']]]);
+  release();
+  t.is((await run.next(60_000, { eager: true })).status, 'finished');
+});
+
+/** A fake handle whose steps run until a signal exec names their marker (SIGINT, or SIGKILL when `ignoreInt`). */
+function signalledKernel(ignoreInt = false) {
+  const steps = new Map<string, () => void>();
+  const signals: { signal: string; marker: string }[] = [];
+  const kernel = {
+    calls: [] as KernelCommand[],
+    async exec(spec: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }> {
+      kernel.calls.push(spec);
+      const marker = spec.env?.[STEP_MARKER_VARIABLE];
+      // `tidy` (a clean step) ends by itself; the others run until signalled.
+      if (marker && spec.cmd.at(-1) === 'tidy') return { exitCode: 0 };
+      if (marker) {
+        onOutput('stdout', Buffer.from(`running ${spec.cmd.at(-1)}\n`));
+        await new Promise<void>((resolve) => steps.set(`${STEP_MARKER_VARIABLE}=${marker}`, resolve));
+        return { exitCode: 130 };
+      }
+      // The signalling exec: sh -c SCRIPT sh <signal> <marker>.
+      const [signal, named] = spec.cmd.slice(-2) as [string, string];
+      signals.push({ signal, marker: named });
+      if (signal === 'KILL' || !ignoreInt) steps.get(named)?.();
+      return { exitCode: 0 };
+    },
+  };
+  return { kernel, signals };
+}
+
+test('an interrupt signals the running step by its marker, skips the steps to come, runs clean, and ends with 130', async (t) => {
+  const { kernel, signals } = signalledKernel();
+  const { run } = harness({ build: 'make', exec: 'never', clean: 'tidy' }, () => ({}), { kernel });
+  await run.start();
+  t.regex(text(await run.next(60_000, { eager: true })), /running make/);
+  run.interrupted();
+  const results = await drive(run);
+  const last = results.at(-1)!;
+  t.deepEqual([last.status, last.exitCode], ['finished', INTERRUPTED_EXIT_CODE]);
+  t.false(results.some((r) => r.status === 'build-finished'));
+  t.regex(results.map(text).join(''), /\[interrupted\]/);
+  t.deepEqual(signals.map((s) => s.signal), ['INT']);
+  const stepEnv = kernel.calls.find((call) => call.cmd.at(-1) === 'make')!.env!;
+  t.is(signals[0]!.marker, `${STEP_MARKER_VARIABLE}=${stepEnv[STEP_MARKER_VARIABLE]}`);
+  // exec skipped; clean ran (with a marker of its own), after the interrupted build.
+  const shells = kernel.calls.filter((call) => call.env?.[STEP_MARKER_VARIABLE]).map((call) => call.cmd.at(-1));
+  t.deepEqual(shells, ['make', 'tidy']);
+  t.is(await run.ended(), undefined);
+});
+
+test('a step that ignores SIGINT gets SIGKILL after the grace; an interrupt of a finished run does nothing', async (t) => {
+  const { kernel, signals } = signalledKernel(true);
+  const { run } = harness({ exec: 'stubborn' }, () => ({}), { kernel, interruptGraceMs: 50 });
+  await run.start();
+  await run.next(60_000, { eager: true });
+  t.regex(text(await run.next(60_000, { eager: true })), /running stubborn/);
+  run.interrupted();
+  const last = (await drive(run)).at(-1)!;
+  t.deepEqual([last.status, last.exitCode], ['finished', INTERRUPTED_EXIT_CODE]);
+  t.deepEqual(signals.map((s) => s.signal), ['INT', 'KILL']);
+  run.interrupted();
+  t.is(signals.length, 2);
 });

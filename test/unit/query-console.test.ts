@@ -183,6 +183,7 @@ test('an error without a traceback is rendered as "ename: evalue"; an aborted re
 
 test('a run whose kernel is interrupted ends with exit code 130 and an [interrupted] line after the kernel\'s own error', async (t) => {
   const { kernel, run } = await startRun({}, 'while True: pass');
+  kernel.emit('iopub', 'status', { execution_state: 'busy' });
   run.interrupted();
   t.is((await run.next(10)).status, 'continued', 'the interrupt alone does not end the run: the kernel does');
   kernel.emit('iopub', 'error', { ename: 'KeyboardInterrupt', evalue: '', traceback: [] });
@@ -348,4 +349,34 @@ test('when iopub loses the idle status, the run finishes IDLE_AFTER_REPLY_MS aft
   t.is(result.exitCode, 0);
   t.deepEqual(result.console, [['stdout', 'kept'], ['stderr', "\n[output may be incomplete: the kernel's output channel dropped messages]\n"]]);
   t.is(kernel.listening, 0);
+});
+
+test('an eager call (the streaming socket) returns at the first output; a reported input request does not end the next one', async (t) => {
+  const { kernel, run } = await startRun({}, 'print(1); input("? ")');
+  const first = run.next(30_000, { eager: true });
+  kernel.stream('one\n');
+  t.deepEqual(await first, { runId: run.runId, status: 'continued', exitCode: null, console: [['stdout', 'one\n']], options: {} });
+  kernel.emit('stdin', 'input_request', { prompt: '? ', password: false });
+  t.is((await run.next(30_000, { eager: true })).status, 'waiting-input');
+  // Still waiting for input: the next eager call waits for something new, here the flush window.
+  const started = Date.now();
+  const again = await run.next(200, { eager: true });
+  t.true(Date.now() - started >= 150, 'it waited');
+  t.deepEqual([again.status, again.console], ['waiting-input', []]);
+  // A call that is not eager answers the pending input request at once, as before.
+  t.is((await run.next(30_000)).status, 'waiting-input');
+  const pending = run.next(30_000, { eager: true });
+  await run.sendInput('x');
+  kernel.finish();
+  t.deepEqual([(await pending).status, (await pending).exitCode], ['finished', 0]);
+});
+
+test('a run still queued (its request not begun: no busy status) when the kernel is interrupted is no interrupted run', async (t) => {
+  const { kernel, run } = await startRun({}, 'print(1)');
+  run.interrupted();
+  kernel.emit('iopub', 'status', { execution_state: 'busy' });
+  kernel.stream('1\n');
+  kernel.finish('ok');
+  const result = await run.next(1000);
+  t.deepEqual([result.status, result.exitCode, result.console], ['finished', 0, [['stdout', '1\n']]]);
 });

@@ -40,7 +40,7 @@ interface CreateBody {
   resourceLimits?: { maxMem?: number; timeout?: number };
 }
 
-const EXECUTE_SCHEMA: ObjectSchema = {
+export const EXECUTE_SCHEMA: ObjectSchema = {
   mode: { type: 'string', required: true, enum: ['query', 'batch', 'continue', 'input'] },
   code: { type: 'string' },
   runId: { type: 'string', minLength: 1, maxLength: 64, pattern: /^[A-Za-z0-9_.:-]+$/ },
@@ -75,7 +75,8 @@ const BATCH_OPTIONS_SCHEMA: ObjectSchema = {
   stdin: { type: 'string' },
 };
 
-function toBatchOptions(options: Record<string, unknown> | undefined, maxBodyBytes: number): BatchOptions {
+/** Batch mode's options, checked (also on the streaming socket, stream-frames.ts). */
+export function toBatchOptions(options: Record<string, unknown> | undefined, maxBodyBytes: number): BatchOptions {
   const parsed = validateObject<Omit<BatchOptions, 'files'> & { files?: BatchOptions['files'] }>(BATCH_OPTIONS_SCHEMA, options ?? {}, 'options');
   return { ...parsed, files: checkBatchFiles(parsed.files ?? [], maxBodyBytes) };
 }
