@@ -1,5 +1,6 @@
 """Prints, as JSON, what a lesson can import in this image: the interpreter, then every installed
-distribution (Debian's python3-* packages) with its version and the top-level modules it provides.
+distribution (Debian's python3-* packages) with its version and the top-level modules it provides that
+import.
 
 Run when the image is built (its Dockerfile writes /usr/share/polykernel/packages.json); scripts/build-images.mjs
 turns that file into the image's org.polykernel.packages label, which the service shows in the kernelspec's
@@ -10,21 +11,38 @@ import importlib.metadata as metadata
 import importlib.util
 import json
 import platform
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 
 def importable(module):
+    """True when `import module` works, tried in a fresh interpreter (some modules of a distribution are
+    not meant to be imported on their own: pydevd's start-up hooks fail outside a debugger)."""
     try:
-        return importlib.util.find_spec(module) is not None
+        if importlib.util.find_spec(module) is None:
+            return False
     except (ImportError, ValueError):
         return False
+    try:
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
 
 
 def main():
+    # Private modules (_cffi_backend, _distutils_hack) and odd file names are not something to import.
+    candidates = {
+        module: dists
+        for module, dists in metadata.packages_distributions().items()
+        if not module.startswith("_") and module.isidentifier()
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        works = dict(zip(candidates, pool.map(importable, candidates)))
     modules_of = {}
-    for module, dists in metadata.packages_distributions().items():
-        # Private modules (_cffi_backend, _distutils_hack) and odd file names are not something to import.
-        if module.startswith("_") or not module.isidentifier() or not importable(module):
+    for module, dists in candidates.items():
+        if not works[module]:
             continue
         for dist in dists:
             modules_of.setdefault(dist.lower(), set()).add(module)
