@@ -97,6 +97,18 @@ function imageInfo(ref) {
   return JSON.parse(r.stdout);
 }
 
+/** Runs a command without blocking the builds beside it: its exit status, stdout and stderr. */
+function capture(cmd, args) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = { stdout: '', stderr: '' };
+    child.stdout.setEncoding('utf8').on('data', (chunk) => (out.stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk) => (out.stderr += chunk));
+    child.on('error', (error) => resolve({ status: null, ...out, error }));
+    child.on('close', (code) => resolve({ status: code, ...out }));
+  });
+}
+
 /**
  * Runs a command, output to the log file (and to the terminal with verbose), `input` (a string) on its
  * stdin if given. Resolves to the exit code.
@@ -472,7 +484,7 @@ async function buildImage(img, baseRef, hash, opts) {
  * goes on in a FROM-only build (no new layer); the image keeps every other label, its hash included.
  */
 async function labelPackages(img, { log, verbose, env }) {
-  const read = docker(['run', '--rm', '--network', 'none', '--user', '1000:1000', '--entrypoint', 'cat', img.ref, PACKAGES_FILE], { timeout: 120_000 });
+  const read = await capture(DOCKER, ['run', '--rm', '--network', 'none', '--user', '1000:1000', '--entrypoint', 'cat', img.ref, PACKAGES_FILE]);
   if (read.status !== 0) {
     if (/No such file/.test(read.stderr)) return;
     throw new BuildError(`cannot read ${PACKAGES_FILE} of ${img.ref}: ${read.stderr.trim() || read.error?.message}`);
