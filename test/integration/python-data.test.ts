@@ -90,6 +90,14 @@ if (!imagePresent('python-data')) {
       t.true(uri.startsWith('data:image/png;base64,'));
       t.true(isPng(uri.slice('data:image/png;base64,'.length)), 'the data URI holds a PNG');
 
+      // As in a notebook: a bare plt.plot(...) as the cell's last line, no show(); the figure still comes.
+      const bare = await query(svc.call, id, 'plt.plot([3, 1, 2])');
+      t.is(bare.status, 'finished', bare.text);
+      t.regex(bare.text, /Line2D/, 'the cell\'s value, the list of lines');
+      const bareMedia = bare.console.filter(([kind]) => kind === 'media');
+      t.is(bareMedia.length, 1, JSON.stringify(bare.console).slice(0, 300));
+      t.true(isPng((bareMedia[0]![1] as [string, string])[1].slice('data:image/png;base64,'.length)));
+
       const frame = await query(svc.call, id, FRAME);
       t.is(frame.status, 'finished', frame.text);
       const html = frame.console.filter(([kind]) => kind === 'html');
