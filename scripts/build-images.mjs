@@ -33,6 +33,9 @@ const SOURCE_PREFIX = 'polykernel/';
 const PREFIX = process.env.POLYKERNEL_IMAGE_PREFIX || SOURCE_PREFIX;
 const TAG = 'latest';
 const HASH_LABEL = 'org.polykernel.source-hash';
+// What an image has installed for programs to use (JSON), written by its Dockerfile; see labelPackages.
+const PACKAGES_FILE = '/usr/share/polykernel/packages.json';
+const PACKAGES_LABEL = 'org.polykernel.packages';
 const DEFAULT_BASE = 'debian:bookworm-slim';
 const SUITE = 'bookworm';
 const LOG_DIR = process.env.POLYKERNEL_IMAGES_LOG_DIR || path.join(os.tmpdir(), 'polykernel-images');
@@ -94,15 +97,31 @@ function imageInfo(ref) {
   return JSON.parse(r.stdout);
 }
 
-/** Runs a command, output to the log file (and to the terminal with verbose). Resolves to the exit code. */
-function run(cmd, args, { log, verbose, env, stdin }) {
+/** Runs a command without blocking the builds beside it: its exit status, stdout and stderr. */
+function capture(cmd, args) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = { stdout: '', stderr: '' };
+    child.stdout.setEncoding('utf8').on('data', (chunk) => (out.stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk) => (out.stderr += chunk));
+    child.on('error', (error) => resolve({ status: null, ...out, error }));
+    child.on('close', (code) => resolve({ status: code, ...out }));
+  });
+}
+
+/**
+ * Runs a command, output to the log file (and to the terminal with verbose), `input` (a string) on its
+ * stdin if given. Resolves to the exit code.
+ */
+function run(cmd, args, { log, verbose, env, stdin, input }) {
   return new Promise((resolve, reject) => {
     fs.appendFileSync(log, `\n$ ${[cmd, ...args].join(' ')}\n`);
     const out = fs.openSync(log, 'a');
     const child = spawn(cmd, args, {
       env: env ? { ...process.env, ...env } : process.env,
-      stdio: [stdin ?? 'ignore', verbose ? 'pipe' : out, verbose ? 'pipe' : out],
+      stdio: [input !== undefined ? 'pipe' : stdin ?? 'ignore', verbose ? 'pipe' : out, verbose ? 'pipe' : out],
     });
+    if (input !== undefined) child.stdin.end(input);
     if (verbose) {
       for (const [stream, dest] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
         stream.on('data', (chunk) => {
@@ -445,6 +464,7 @@ async function buildImage(img, baseRef, hash, opts) {
   const env = { DOCKER_BUILDKIT: process.env.DOCKER_BUILDKIT ?? '0' };
   const code = await run(DOCKER, args, { log, verbose: opts.verbose, env });
   if (code !== 0) throw fail(`docker build of ${img.ref}`, log, opts.verbose);
+  await labelPackages(img, { log, verbose: opts.verbose, env });
   const after = imageInfo(img.ref);
   if (!after || after.Config?.Labels?.[HASH_LABEL] !== hash) {
     throw new BuildError(`docker build of ${img.ref} succeeded but the image lacks ${HASH_LABEL}=${hash} (log: ${log})`);
@@ -455,6 +475,36 @@ async function buildImage(img, baseRef, hash, opts) {
     docker(['image', 'rm', before.Id], { timeout: 20_000 });
   }
   return (performance.now() - t0) / 1000;
+}
+
+/**
+ * An image that wrote PACKAGES_FILE while it was built (what it has installed that a program can use,
+ * made from what is really there) gets that list as its PACKAGES_LABEL too: a Dockerfile's labels cannot
+ * come from a RUN, and the service reads labels from the image list without starting anything. The label
+ * goes on in a FROM-only build (no new layer); the image keeps every other label, its hash included.
+ */
+async function labelPackages(img, { log, verbose, env }) {
+  const read = await capture(DOCKER, ['run', '--rm', '--network', 'none', '--user', '1000:1000', '--entrypoint', 'cat', img.ref, PACKAGES_FILE]);
+  if (read.status !== 0) {
+    if (/No such file/.test(read.stderr)) return;
+    throw new BuildError(`cannot read ${PACKAGES_FILE} of ${img.ref}: ${read.stderr.trim() || read.error?.message}`);
+  }
+  let packages;
+  try {
+    packages = JSON.parse(read.stdout);
+  } catch (err) {
+    throw new BuildError(`${PACKAGES_FILE} of ${img.ref} is not JSON (${err.message}); see images/${img.name}/Dockerfile`);
+  }
+  if (!Array.isArray(packages) || !packages.every((p) => p && typeof p.name === 'string' && typeof p.version === 'string')) {
+    throw new BuildError(`${PACKAGES_FILE} of ${img.ref} must be a JSON array of {name, version} objects`);
+  }
+  const code = await run(DOCKER, ['build', '--tag', img.ref, '--label', `${PACKAGES_LABEL}=${JSON.stringify(packages)}`, '-'], {
+    log,
+    verbose,
+    env,
+    input: `FROM ${img.ref}\n`,
+  });
+  if (code !== 0) throw fail(`labelling ${img.ref} with its packages`, log, verbose);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ function displayNameOf(entry: KernelSpecEntry, versionLine: string): string {
 
 export function judgedLanguage(entry: KernelSpecEntry, versionLine: string): JudgedLanguage | undefined {
   const labels = entry.labels;
+  if (labels[LABELS.judgeEnabled] === 'false') return undefined;
   const runCommand = labels[LABELS.judgeExec] || entry.exec;
   if (!runCommand) return undefined;
   const extension = labels[LABELS.fileExtension] ?? '';

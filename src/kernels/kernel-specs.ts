@@ -29,14 +29,48 @@ export interface KernelSpecEntry {
   labels: Record<string, string>;
 }
 
+/** One thing an image has installed for programs to use (its org.polykernel.packages label). */
+export interface DeclaredPackage {
+  name: string;
+  version: string;
+  /** Python: the top-level modules the distribution provides, i.e. what `import` takes. */
+  import?: string[];
+}
+
+/**
+ * The image's declared packages, or undefined when it declares none or the label is not a list of
+ * {name, version} (an image built by hand, or by an older scripts/build-images.mjs): its kernelspec is
+ * still listed, without them.
+ */
+export function declaredPackages(label: string | undefined): DeclaredPackage[] | undefined {
+  if (!label) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(label);
+    if (!Array.isArray(parsed)) return undefined;
+    const packages: DeclaredPackage[] = [];
+    for (const item of parsed as Record<string, unknown>[]) {
+      if (!item || typeof item.name !== 'string' || typeof item.version !== 'string') return undefined;
+      const entry: DeclaredPackage = { name: item.name, version: item.version };
+      if (Array.isArray(item.import)) entry.import = item.import.filter((m): m is string => typeof m === 'string');
+      packages.push(entry);
+    }
+    return packages;
+  } catch {
+    return undefined;
+  }
+}
+
 function parseImage(image: KernelImage): KernelSpecEntry | undefined {
   try {
     const parsed = JSON.parse(image.labels[LABELS.kernelspec] ?? '') as { name?: string; spec?: KernelSpec };
     if (!parsed.name || !parsed.spec) return undefined;
     const split = (label: string | undefined) => (label ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const packages = declaredPackages(image.labels[LABELS.packages]);
+    // Under metadata.polykernel, where a Jupyter client passes unknown kernelspec metadata through.
+    const spec = packages ? { ...parsed.spec, metadata: { ...parsed.spec.metadata, polykernel: { packages } } } : parsed.spec;
     return {
       name: parsed.name,
-      spec: parsed.spec,
+      spec,
       image: image.image,
       aliases: split(image.labels[LABELS.aliases]),
       resources: split(image.labels[LABELS.resources]),

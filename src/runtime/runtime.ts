@@ -28,6 +28,16 @@ export const LABELS = {
   judgeSource: 'org.polykernel.judge.source',
   judgeBuild: 'org.polykernel.judge.build',
   judgeExec: 'org.polykernel.judge.exec',
+  /**
+   * False ("false") on a kernel-only image: the judge (Judge0, Piston) does not offer its language, though
+   * its kernel and batch mode work (images/python-data: python3 is the judged Python).
+   */
+  judgeEnabled: 'org.polykernel.judge.enabled',
+  /**
+   * What the image has installed that a program can use: a JSON array of {name, version} (Python entries
+   * also name their `import` modules), made from the image itself when it is built (scripts/build-images.mjs).
+   */
+  packages: 'org.polykernel.packages',
   /** Written by scripts/build-images.mjs: a digest of the image's sources; a rebuilt image has a new one. */
   sourceHash: 'org.polykernel.source-hash',
 } as const;

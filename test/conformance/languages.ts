@@ -51,6 +51,21 @@ export const LANGUAGE_ROWS: LanguageRow[] = [
     state: { set: 'counter = 41', get: 'print(counter + 1)', stdout: '42\n' },
   },
   {
+    // The data-science Python is a Python first: the same cases as python3's (its plots: python-data.test.ts).
+    lang: 'python3-data',
+    image: 'python-data',
+    alias: 'pydata',
+    info: { name: 'python', file_extension: '.py' },
+    hello: 'print("hello, world")',
+    readLine: 'name = input("name? ")\nprint("hello", name)',
+    syntaxError: { code: 'print("x"', ename: 'SyntaxError', stderr: /SyntaxError/ },
+    runtimeError: { code: 'raise ValueError("boom")', ename: 'ValueError', stderr: /ValueError: boom/ },
+    endless: 'print("started")\nwhile True:\n    pass',
+    bigOutput: 'for i in range(10000):\n    print("line", i, "x" * 20)',
+    interruptEname: 'KeyboardInterrupt',
+    state: { set: 'counter = 41', get: 'print(counter + 1)', stdout: '42\n' },
+  },
+  {
     lang: 'javascript',
     alias: 'node',
     info: { name: 'javascript', file_extension: '.js' },

@@ -63,3 +63,9 @@ test('judge labels override batch mode\'s; a judge source label keeps the client
 test('an image without an exec label is not a judged language', (t) => {
   t.is(judgedLanguage(entry('odd', {}), '1.0'), undefined);
 });
+
+test('a kernel-only image (judge.enabled=false) is not a judged language, though it has batch commands', (t) => {
+  const labels = { 'org.polykernel.build': '', 'org.polykernel.exec': 'python3 main.py', 'org.polykernel.file_extension': '.py' };
+  t.truthy(judgedLanguage(entry('python3', labels), 'CPython 3.11.2'));
+  t.is(judgedLanguage(entry('python3-data', { ...labels, 'org.polykernel.judge.enabled': 'false' }), 'CPython 3.11.2'), undefined);
+});

@@ -53,7 +53,10 @@ test('every kernel image has a kernelspec, aliases and the batch labels', (t) =>
   const aliases = new Map<string, string>();
   for (const name of kernels) {
     const label = labels(dockerfileOf(name));
-    t.is(JSON.parse(label['org.polykernel.kernelspec']!).name, name === 'python' ? 'python3' : name);
+    // Python's kernelspecs keep Jupyter's name, python3 (python3-data beside it).
+    t.is(JSON.parse(label['org.polykernel.kernelspec']!).name, { python: 'python3', 'python-data': 'python3-data' }[name] ?? name);
+    // Its declared packages (the kernelspec's metadata) are made from the image when it is built.
+    t.regex(dockerfileOf(name), /> \/usr\/share\/polykernel\/packages\.json/, `${name} writes its packages.json`);
     for (const key of ['org.polykernel.build', 'org.polykernel.exec', 'org.polykernel.aliases']) t.true(key in label, `${name}: ${key}`);
     for (const alias of label['org.polykernel.aliases']!.split(',').filter(Boolean)) {
       t.false(aliases.has(alias.toLowerCase()), `alias ${alias} of ${name} is also ${aliases.get(alias.toLowerCase())}'s`);
