@@ -21,7 +21,8 @@
  *       "f <index> <size> <mode-octal> <mtime-s>\n" per file and "data\n", then exactly <size> bytes of each
  *       file in order (cut at <size> when it grew since, padded with zeros when it shrank).
  *   files put <root> <max-files>
- *       reads "f <size> <path>\n" + <size> bytes per file, then "commit\n"; the data is held in unnamed
+ *       reads "f <path>\n" per file, its data as chunks ("<length>\n" + <length> bytes, at most 1 MiB each)
+ *       ended by "0\n", then "commit\n" after the last file; the data is held in unnamed
  *       files (O_TMPFILE) of the work directory's file system and linked into place only at the commit,
  *       parents created then, so a request refused before its commit leaves nothing behind. An existing
  *       regular file is replaced (rename over it: a link swapped in meanwhile is replaced, never followed);
@@ -312,9 +313,14 @@ static __attribute__((noreturn)) void refuse_put(const char *kind, int index) {
   refuse(kind, index);
 }
 
-static int stage_file(int index, long long size, const char *path) {
+#define MAX_CHUNK (1u << 20)
+
+/* Copies one file's chunks from stdin into a staged file: 0, -1 with errno, or -2 for a malformed input. */
+static int stage_file(int index, const char *path) {
   struct staged *s = &staged[index];
-  snprintf(s->path, sizeof s->path, "%s", path);
+  size_t path_len = strlen(path);
+  if (path_len > MAX_PATH_BYTES) return -2;
+  memcpy(s->path, path, path_len + 1);
   s->temp[0] = '\0';
   s->fd = openat(root_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
   if (s->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
@@ -325,23 +331,28 @@ static int stage_file(int index, long long size, const char *path) {
   if (s->fd < 0) return -1;
   staged_count = index + 1;
   static char buf[CHUNK];
-  while (size > 0) {
-    size_t want = size < (long long)sizeof buf ? (size_t)size : sizeof buf;
-    ssize_t n = read(STDIN_FILENO, buf, want);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      errno = EPIPE;
-      return -2;
-    }
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = write(s->fd, buf + off, (size_t)(n - off));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return -1;
+  for (;;) {
+    char line[32];
+    if (read_line(line, sizeof line) <= 0) return -2;
+    char *end;
+    long long size = strtoll(line, &end, 10);
+    if (end == line || *end != '\0' || size < 0 || size > MAX_CHUNK) return -2;
+    if (size == 0) break;
+    while (size > 0) {
+      size_t want = size < (long long)sizeof buf ? (size_t)size : sizeof buf;
+      ssize_t n = read(STDIN_FILENO, buf, want);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return -2;
+      for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(s->fd, buf + off, (size_t)(n - off));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return -1;
+        }
+        off += w;
       }
-      off += w;
+      size -= n;
     }
-    size -= n;
   }
   if (fchmod(s->fd, 0644) < 0) return -1;
   return 0;
@@ -377,13 +388,10 @@ static int cmd_put(long max_files) {
     if (r <= 0) refuse_put("usage", count); /* cut short: the service gave up on the request */
     if (strcmp(line, "commit") == 0) break;
     if (count >= max_files || count >= MAX_FILES) refuse_put("usage", count);
-    char *end;
     if (line[0] != 'f' || line[1] != ' ') refuse_put("usage", count);
-    long long size = strtoll(line + 2, &end, 10);
-    if (end == line + 2 || *end != ' ' || size < 0) refuse_put("usage", count);
-    const char *path = end + 1;
+    const char *path = line + 2;
     if (!name_ok(path)) refuse_put("name", count);
-    int s = stage_file(count, size, path);
+    int s = stage_file(count, path);
     if (s == -2) refuse_put("usage", count);
     if (s < 0) refuse_put(kind_of_errno(errno), count);
     count++;
