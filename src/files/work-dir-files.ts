@@ -320,7 +320,8 @@ export class WorkDirFiles {
       body.end();
     });
     finished.catch((error: Error) => {
-      if (!body.destroyed) body.destroy(error);
+      // Before the body is handed out, nobody listens for its errors: the refusal is the caller's answer.
+      if (!body.destroyed) body.destroy(files ? error : undefined);
     });
     await Promise.race([ready, finished]);
     if (!files) {
