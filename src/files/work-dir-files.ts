@@ -96,6 +96,8 @@ function refusal(kind: string, name: string | undefined, limits: FilesLimits, wh
       return new DomainError('payload_too_large', "the kernel's work directory is full (POLYKERNEL_WORKDIR_MB); nothing of the upload was written");
     case 'name':
       return invalidInput(`${it} is not a valid path in the work directory`);
+    case 'outside':
+      return invalidInput(`${it} leads outside the work directory`);
     case 'exists':
       return new DomainError('conflict', `${it} exists and cannot be replaced`);
     default:
@@ -232,7 +234,8 @@ export class WorkDirFiles {
     // A client gone (or an answer refused) stops the helper's transfer at once.
     body.once('close', () => abort.abort(new Error('download closed')));
 
-    const head = new Bounded(64 + names.length * 96);
+    const headCap = 64 + names.length * 96;
+    let head: Buffer = Buffer.alloc(0);
     const stderr = new Bounded(2000);
     let files: DownloadedFile[] | undefined;
     let current = 0;
@@ -295,11 +298,15 @@ export class WorkDirFiles {
       (stream, chunk) => {
         if (stream === 'stderr') return stderr.push(chunk);
         if (files || broken) return onData(chunk);
-        head.push(chunk);
-        if (head.overflowed) return breakOff('file helper header is longer than its files allow');
-        const text = head.bytes();
+        // The header is a few short lines; the data that follows it may come in the same chunk.
+        const text = Buffer.concat([head, chunk]);
         const end = text.indexOf('data\n');
-        if (end < 0) return;
+        if (end < 0) {
+          if (text.length > headCap) return breakOff('file helper header is longer than its files allow');
+          head = text;
+          return;
+        }
+        if (end > headCap) return breakOff('file helper header is longer than its files allow');
         try {
           files = parseGetHeader(text.subarray(0, end).toString('utf8'), names, this.limits.downloadMaxBytes);
         } catch (error) {
@@ -314,7 +321,7 @@ export class WorkDirFiles {
     );
     const finished = transfer.then(({ exitCode }) => {
       if (broken) throw broken;
-      if (!files) throw this.refused(head.text(), exitCode, names, 'read');
+      if (!files) throw this.refused(head.toString('utf8'), exitCode, names, 'read');
       if (exitCode !== 0 || sent !== expected) throw new Error(`file helper ended with ${exitCode} after ${sent} of ${expected} bytes`);
       if (kind === 'tar') body.write(TAR_END);
       body.end();

@@ -4,14 +4,17 @@
  * list, read and write files of the work directory, where the kernel's code (a stranger's, the same user)
  * may plant links or swap a directory for a link at any moment.
  *
- * Confinement: every path is walked from a descriptor of the work directory one component at a time with
- * openat(O_NOFOLLOW|O_DIRECTORY) for directories and O_NOFOLLOW for the last component, so a link anywhere
- * on the path fails the walk (ELOOP, or ENOTDIR) instead of being followed, whenever it appears; ".." and
- * empty or "." components are refused before any walk. Each step resolves against the descriptor of the
- * step before, so a rename or swap between two steps cannot move the walk out of the tree it holds. The
- * kernel's user cannot mount anything, so no walk crosses into another file system. openat2's
- * RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS would do the same walk in one call, but gVisor and older kernels lack
- * it and a second code path would be tested on one runtime only; this walk behaves alike everywhere.
+ * Confinement: every path is walked from a descriptor of the work directory one component at a time, each
+ * opened with openat(O_NOFOLLOW) relative to the descriptor of the one before and checked with fstat: a
+ * directory where a directory is needed, and on the work directory's own file system (st_dev), so a link
+ * anywhere on the path fails the walk (ELOOP) instead of being followed, whenever it appears, and nothing
+ * outside the work directory's tmpfs is ever opened. ".." and empty or "." components are refused before
+ * any walk; a rename or swap between two steps cannot move the walk out of the tree it holds.
+ * O_DIRECTORY is not used on the walk: gVisor (runsc 2022-12) follows a link to a directory when it is
+ * given O_DIRECTORY|O_NOFOLLOW (Linux refuses it with ENOTDIR), while O_NOFOLLOW alone is honoured by both.
+ * Components are opened O_NONBLOCK|O_NOCTTY so that a FIFO (or a terminal) in their place is opened at
+ * once and refused, never waited on. openat2's RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS would do the walk in
+ * one call, but gVisor and older kernels lack it, and a second code path would be tested on one runtime only.
  *
  *   files list <root> <max-entries> <dir>
  *       "e <type> <mode-octal> <size> <mtime-s> <mtime-ns> <name>\0" per entry (type f d l o; never
@@ -28,7 +31,7 @@
  *       regular file is replaced (rename over it: a link swapped in meanwhile is replaced, never followed);
  *       an existing directory, link or other file is refused. Answers "ok\n".
  * Any refusal is "error <kind> <index>\n" (exit 2), kind one of: missing notdir symlink isdir notfile
- * toobig denied nospace name exists io usage.
+ * toobig denied nospace name exists outside io usage.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -90,6 +93,7 @@ static const char *kind_of_errno(int error) {
     case EDQUOT:
     case EFBIG: return "nospace";
     case ENAMETOOLONG: return "name";
+    case EXDEV: return "outside";
     case EEXIST:
     case ENOTEMPTY: return "exists";
     case ENXIO:
@@ -116,17 +120,35 @@ static int name_ok(const char *path) {
   }
 }
 
-/* ENOTDIR for a name that is a link (O_DIRECTORY|O_NOFOLLOW on a link) is told apart as ELOOP. */
-static int refine_errno(int dirfd, const char *name, int error) {
-  struct stat st;
-  if (error == ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) return ELOOP;
-  return error;
-}
+static dev_t root_dev;
 
 static int open_root(const char *root) {
   /* The work directory is a mount point on the read-only root fs: the kernel's user cannot replace it. */
   int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) refuse("io", -1);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) refuse("io", -1);
+  root_dev = st.st_dev;
+  return fd;
+}
+
+/*
+ * Opens one name in `dirfd` without following a link (ELOOP), and checks what was opened: on the work
+ * directory's file system (else EXDEV), and a directory when `want_dir` (else ENOTDIR).
+ */
+static int open_component(int dirfd, const char *name, int want_dir) {
+  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st;
+  int error = 0;
+  if (fstat(fd, &st) < 0) error = errno;
+  else if (st.st_dev != root_dev) error = EXDEV;
+  else if (S_ISLNK(st.st_mode)) error = ELOOP;
+  else if (want_dir && !S_ISDIR(st.st_mode)) error = ENOTDIR;
+  if (error) {
+    close(fd);
+    errno = error;
+    return -1;
+  }
   return fd;
 }
 
@@ -139,7 +161,7 @@ static struct {
 static int created_count;
 
 /*
- * Walks the directories of `path` below `dirfd` (every component but the last), without following links.
+ * Walks the directories of `path` below `dirfd` (every component but the last) with open_component.
  * When `create` is set, a missing directory is made (0755) and then opened the same way, so a link swapped
  * in between the two is refused too. Returns the parent's descriptor and points *last at the last name,
  * or returns -1 with errno set.
@@ -152,7 +174,7 @@ static int walk_parent(int dirfd, char *path, const char **last, int create) {
     char *slash = strchr(seg, '/');
     if (!slash) break;
     *slash = '\0';
-    int next = openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int next = open_component(cur, seg, 1);
     if (next < 0 && errno == ENOENT && create) {
       if (mkdirat(cur, seg, 0755) < 0) {
         if (errno != EEXIST) {
@@ -167,9 +189,9 @@ static int walk_parent(int dirfd, char *path, const char **last, int create) {
         snprintf(created[created_count].name, sizeof created[created_count].name, "%s", seg);
         created_count++;
       }
-      next = openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      next = open_component(cur, seg, 1);
     }
-    int e = next < 0 ? refine_errno(cur, seg, errno) : 0;
+    int e = errno;
     *slash = '/';
     close(cur);
     if (next < 0) {
@@ -183,15 +205,15 @@ static int walk_parent(int dirfd, char *path, const char **last, int create) {
   return cur;
 }
 
-/* Opens `path` below `rootfd` with `flags` (O_NOFOLLOW added): every component walked as walk_parent does. */
-static int open_beneath(int rootfd, const char *path, int flags) {
+/* Opens `path` below `rootfd`, every component walked as walk_parent does, the last one a directory when `want_dir`. */
+static int open_beneath(int rootfd, const char *path, int want_dir) {
   char copy[MAX_PATH_BYTES + 1];
   snprintf(copy, sizeof copy, "%s", path);
   const char *last;
   int parent = walk_parent(rootfd, copy, &last, 0);
   if (parent < 0) return -1;
-  int fd = openat(parent, last, flags | O_NOFOLLOW | O_CLOEXEC);
-  int e = fd < 0 ? refine_errno(parent, last, errno) : 0;
+  int fd = open_component(parent, last, want_dir);
+  int e = errno;
   close(parent);
   errno = e;
   return fd;
@@ -208,7 +230,7 @@ static int cmd_list(int rootfd, long max_entries, const char *dir) {
   int fd = -1;
   if (strcmp(dir, "") == 0 || strcmp(dir, ".") == 0) fd = dup(rootfd);
   else if (!name_ok(dir)) refuse("name", 0);
-  else fd = open_beneath(rootfd, dir, O_RDONLY | O_DIRECTORY);
+  else fd = open_beneath(rootfd, dir, 1);
   if (fd < 0) refuse(kind_of_errno(errno), 0);
   DIR *d = fdopendir(fd);
   if (!d) refuse(kind_of_errno(errno), 0);
@@ -241,8 +263,7 @@ static int cmd_get(int rootfd, long long max_total, int count, char **paths) {
   long long total = 0;
   for (int i = 0; i < count; i++) {
     if (!name_ok(paths[i])) refuse("name", i);
-    /* Non-blocking: opening a FIFO for reading would otherwise wait for a writer. */
-    fds[i] = open_beneath(rootfd, paths[i], O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    fds[i] = open_beneath(rootfd, paths[i], 0);
     if (fds[i] < 0) refuse(kind_of_errno(errno), i);
     if (fstat(fds[i], &st[i]) < 0) refuse("io", i);
     if (S_ISDIR(st[i].st_mode)) refuse("isdir", i);
