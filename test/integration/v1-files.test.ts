@@ -368,3 +368,120 @@ subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=su
     t.is((await list(svc, unknown)).status, 404);
   });
 }
+
+const MiB = 1024 * 1024;
+
+/** A multipart body of `files` files of `size` bytes each, generated as it is sent (the test holds 64 KiB of it). */
+function generatedUpload(names: string[], size: number): ReadableStream {
+  const chunk = Buffer.alloc(64 * 1024, 0x5a);
+  async function* parts() {
+    for (const name of names) {
+      yield Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n\r\n`);
+      for (let left = size; left > 0; left -= chunk.length) yield chunk.subarray(0, Math.min(left, chunk.length));
+      yield Buffer.from('\r\n');
+    }
+    yield Buffer.from(`--${BOUNDARY}--\r\n`);
+  }
+  return (ReadableStream as unknown as { from(source: AsyncIterable<Buffer>): ReadableStream }).from(parts());
+}
+
+/** The highest resident memory of this process (the service runs in it) while `work` runs, above the start. */
+async function peakGrowth<T>(work: () => Promise<T>): Promise<{ growth: number; result: T }> {
+  const start = process.memoryUsage().rss;
+  let peak = start;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+  try {
+    const result = await work();
+    return { growth: Math.max(peak, process.memoryUsage().rss) - start, result };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+test.serial("runc: big uploads and downloads are streamed: the service's memory stays bounded, a slow reader holds the helper back, a reader gone stops it", async (t) => {
+  const size = 40 * MiB;
+  const svc = await startTestService({
+    containerRuntime: 'runc',
+    uploadMaxFileBytes: 48 * MiB,
+    uploadMaxBytes: 200 * MiB,
+    downloadMaxBytes: 200 * MiB,
+    // An upload that replaces files holds the old and the new until its commit: room for both.
+    workDirSizeMB: 300,
+    flushWindowMs: 20_000,
+  });
+  try {
+    const id = await createKernel(svc.call, { lang: 'python3', resourceLimits: { maxMem: 1024 * 1024 } });
+    const names = ['big0.bin', 'big1.bin', 'big2.bin'];
+    const uploads = await peakGrowth(async () => {
+      const statuses: number[] = [];
+      // Three rounds of three at once: 360 MiB through the service, 120 MiB of it in flight at a time.
+      for (let round = 0; round < 3; round++) {
+        const answers = await Promise.all(
+          names.map((name) =>
+            fetch(`${svc.url}/v1/kernel/${id}/upload`, {
+              method: 'POST',
+              headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` },
+              body: generatedUpload([name], size),
+              duplex: 'half',
+            } as RequestInit),
+          ),
+        );
+        for (const answer of answers) {
+          statuses.push(answer.status);
+          await answer.text();
+        }
+      }
+      return statuses;
+    });
+    t.deepEqual(uploads.result, Array(9).fill(204));
+    t.log(`uploads: peak memory growth ${(uploads.growth / MiB).toFixed(1)} MiB for 360 MiB uploaded`);
+    t.true(uploads.growth < 80 * MiB, `memory grew by ${(uploads.growth / MiB).toFixed(1)} MiB`);
+    const listed = await list(svc, id);
+    t.deepEqual(listed.body.files.map((f: any) => [f.name, f.size]), names.map((name) => [name, size]));
+
+    const downloads = await peakGrowth(async () =>
+      Promise.all(
+        [['big0.bin'], ['big1.bin'], ['big1.bin', 'big2.bin']].map(async (files) => {
+          const response = await fetch(`${svc.url}/v1/kernel/${id}/download?${files.map((f) => `file=${f}`).join('&')}`);
+          let bytes = 0;
+          let zs = true;
+          for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+            bytes += chunk.length;
+            if (files.length === 1 && zs) zs = chunk.every((b) => b === 0x5a);
+          }
+          return { status: response.status, bytes, zs };
+        }),
+      ),
+    );
+    t.deepEqual(downloads.result.map((d) => d.status), [200, 200, 200]);
+    t.is(downloads.result[0]!.bytes, size);
+    t.true(downloads.result[0]!.zs);
+    t.true(downloads.result[2]!.bytes > 2 * size);
+    t.log(`downloads: peak memory growth ${(downloads.growth / MiB).toFixed(1)} MiB for 160 MiB downloaded`);
+    t.true(downloads.growth < 80 * MiB, `memory grew by ${(downloads.growth / MiB).toFixed(1)} MiB`);
+
+    // A reader that stops: the helper is held back (the service does not read 40 MiB ahead for it).
+    const controller = new AbortController();
+    const slow = await peakGrowth(async () => {
+      const response = await fetch(`${svc.url}/v1/kernel/${id}/download?file=big0.bin`, { signal: controller.signal });
+      const reader = response.body!.getReader();
+      await reader.read();
+      await sleep(3000);
+      return reader;
+    });
+    t.log(`a stalled reader: memory growth ${(slow.growth / MiB).toFixed(1)} MiB`);
+    t.true(slow.growth < 30 * MiB, `memory grew by ${(slow.growth / MiB).toFixed(1)} MiB while the reader stalled`);
+    const helperRunning = async () => (await py(svc, id, 'import os\nprint(sum(1 for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/cmdline","rb").read().startswith(b"/opt/polykernel/files")))')).trim();
+    t.is(await helperRunning(), '1', 'the helper waits for the stalled reader');
+    controller.abort();
+    await slow.result.cancel().catch(() => undefined);
+    let left = '1';
+    for (let i = 0; i < 50 && left !== '0'; i++) {
+      await sleep(200);
+      left = await helperRunning();
+    }
+    t.is(left, '0', 'the helper ends once its reader is gone');
+  } finally {
+    await svc.stop();
+  }
+});
