@@ -17,6 +17,14 @@ import type { KernelHandle } from '../kernels/kernel-handle.js';
 import { CONTAINER_WORK_DIR } from '../runtime/runtime.js';
 import { fileNameProblem, TAR_END, tarFileHeader, tarPadding } from '../runs/batch-files.js';
 
+/** What a transfer needs of a kernel: a command beside it, and its idle clock. */
+export type FilesKernel = Pick<KernelHandle, 'exec'> & { kernel: Pick<KernelHandle['kernel'], 'lastActivity'> };
+
+/** A transfer is a client's request even though it sends the kernel nothing: the idle culler must see it. */
+function touch(kernel: FilesKernel): void {
+  kernel.kernel.lastActivity = Date.now();
+}
+
 /** Where images/base installs the helper. */
 export const FILES_HELPER = '/opt/polykernel/files';
 
@@ -206,8 +214,9 @@ export class WorkDirFiles {
     return new Error(`file helper ended with ${exitCode}${exitCode === 137 ? ' (killed: past POLYKERNEL_FILES_TIMEOUT_MS, or out of memory)' : ''}`);
   }
 
-  async list(kernel: Pick<KernelHandle, 'exec'>, path: string): Promise<Listing> {
+  async list(kernel: FilesKernel, path: string): Promise<Listing> {
     const dir = path === '' || path === '.' ? '' : checkPath(path, 'path');
+    touch(kernel);
     const max = this.limits.listMaxEntries;
     // Each record: a type, mode, size, mtime and a name of at most 255 bytes.
     const out = new Bounded((max + 2) * 320);
@@ -223,7 +232,7 @@ export class WorkDirFiles {
    * Starts a download: resolves once every file is open and checked (a refusal rejects with its 4xx, before
    * anything is sent), with the body streaming the files as the client reads it.
    */
-  async download(kernel: Pick<KernelHandle, 'exec'>, names: string[]): Promise<Download> {
+  async download(kernel: FilesKernel, names: string[]): Promise<Download> {
     if (names.length === 0) throw invalidInput('name at least one file: ?file=<path> (repeat it for several)');
     if (names.length > this.limits.downloadMaxFiles) throw invalidInput(`${names.length} files asked for; at most ${this.limits.downloadMaxFiles} in one download (POLYKERNEL_DOWNLOAD_MAX_FILES)`);
     names.forEach((name, i) => checkPath(name, `file[${i}]`));
@@ -319,7 +328,9 @@ export class WorkDirFiles {
         if (rest.length > 0) return onData(rest);
       },
     );
+    touch(kernel);
     const finished = transfer.then(({ exitCode }) => {
+      touch(kernel);
       if (broken) throw broken;
       if (!files) throw this.refused(head.toString('utf8'), exitCode, names, 'read');
       if (exitCode !== 0 || sent !== expected) throw new Error(`file helper ended with ${exitCode} after ${sent} of ${expected} bytes`);
@@ -344,7 +355,8 @@ export class WorkDirFiles {
    * Writes the parts into the work directory, all or none: each part is checked (name, size, count) as it
    * comes, and the helper commits them only after the last was received within the caps.
    */
-  async upload(kernel: Pick<KernelHandle, 'exec'>, parts: AsyncIterable<UploadPart>): Promise<UploadResult> {
+  async upload(kernel: FilesKernel, parts: AsyncIterable<UploadPart>): Promise<UploadResult> {
+    touch(kernel);
     const abort = new AbortController();
     const stdin = new PassThrough({ highWaterMark: 64 * 1024 });
     const out = new Bounded(256);
@@ -404,12 +416,15 @@ export class WorkDirFiles {
       abort.abort(error);
       stdin.destroy();
       if (error instanceof HelperEnded) {
-        const result = await transfer.catch(() => undefined);
-        throw this.refused(out.text(), result?.exitCode ?? 1, names, 'write');
+        // The helper's refusal, or why it could not run (a container no longer running is a 409).
+        const result = await transfer.catch((failure: Error) => failure);
+        if (result instanceof Error) throw result;
+        throw this.refused(out.text(), result.exitCode, names, 'write');
       }
       throw error;
     }
     const { exitCode } = await transfer;
+    touch(kernel);
     if (exitCode !== 0 || out.text() !== 'ok\n') throw this.refused(out.text(), exitCode, names, 'write');
     return { files: written };
   }

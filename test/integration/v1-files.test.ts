@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { containersOfKernel, docker } from '../helpers/docker.js';
 import { createKernel, query } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
@@ -94,6 +95,11 @@ async function py(svc: TestService, id: string, code: string): Promise<string> {
   return outcome.text;
 }
 
+/** How many file helpers run in the kernel's container. */
+async function helpersRunning(svc: TestService, id: string): Promise<string> {
+  return (await py(svc, id, 'import os\nprint(sum(1 for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/cmdline","rb").read().startswith(b"/opt/polykernel/files")))')).trim();
+}
+
 function untar(tar: Buffer): Map<string, Buffer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pk-untar-'));
   try {
@@ -145,6 +151,15 @@ for (const runtime of RUNTIMES) {
     t.is(one.headers.get('content-type'), 'application/octet-stream');
     t.is(one.headers.get('content-length'), String(binary.length));
     t.regex(one.headers.get('content-disposition') ?? '', /filename="bin.dat"/);
+
+    // More than the pipes between the helper and the service hold: a helper nobody reads would wait.
+    await py(svc, id, 'open("head.bin", "wb").write(b"h" * (4 * 2**20 - 1))');
+    const head = await fetch(`${svc.url}/v1/kernel/${id}/download?file=head.bin`, { method: 'HEAD' });
+    t.is(head.status, 200);
+    t.is(head.headers.get('content-length'), String(4 * 2 ** 20 - 1));
+    await sleep(500);
+    t.is(await helpersRunning(svc, id), '0', 'a HEAD request leaves no helper behind');
+    await py(svc, id, 'import os; os.remove("head.bin")');
 
     const several = await download(svc, id, ['notes.txt', 'data/bin.dat', 'data/deep/tricky', 'empty']);
     t.is(several.status, 200);
@@ -366,6 +381,13 @@ subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=su
     t.is((await upload(svc, id, [{ name: 'x', data: 'x' }])).status, 404);
     const unknown = '00000000-0000-4000-8000-000000000000';
     t.is((await list(svc, unknown)).status, 404);
+
+    // A kernel whose container was killed under it: a 4xx, whether the service saw the death yet or not.
+    const dead = await createKernel(svc.call);
+    docker('kill', containersOfKernel(dead));
+    for (const answer of [await list(svc, dead), await upload(svc, dead, [{ name: 'x', data: 'x' }]), await download(svc, dead, ['x'])]) {
+      t.true(answer.status === 404 || answer.status === 409, `a dead kernel: ${answer.status}`);
+    }
   });
 }
 
@@ -471,7 +493,7 @@ test.serial("runc: big uploads and downloads are streamed: the service's memory 
     });
     t.log(`a stalled reader: memory growth ${(slow.growth / MiB).toFixed(1)} MiB`);
     t.true(slow.growth < 30 * MiB, `memory grew by ${(slow.growth / MiB).toFixed(1)} MiB while the reader stalled`);
-    const helperRunning = async () => (await py(svc, id, 'import os\nprint(sum(1 for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/cmdline","rb").read().startswith(b"/opt/polykernel/files")))')).trim();
+    const helperRunning = () => helpersRunning(svc, id);
     t.is(await helperRunning(), '1', 'the helper waits for the stalled reader');
     controller.abort();
     await slow.result.cancel().catch(() => undefined);

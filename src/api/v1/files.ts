@@ -107,6 +107,8 @@ export function mountFileRoutes(router: Router, deps: FileRoutesDeps): void {
       ctx.type = 'application/x-tar';
       ctx.set('Content-Disposition', attachment('files.tar'));
     }
+    // Koa destroys a stream body when the answer ends (a HEAD request's at once, a client gone mid-way),
+    // and that stops the helper.
     ctx.body = result.body;
     ctx.length = result.length;
   };
