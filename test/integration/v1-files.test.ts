@@ -178,6 +178,13 @@ for (const runtime of RUNTIMES) {
     t.is((await upload(svc, id, [{ name: 'mine.txt', data: 'replaced' }])).status, 204);
     t.is(await py(svc, id, 'print(open("mine.txt").read())'), 'replaced\n');
     t.is((await download(svc, id, ['mine.txt'])).bytes.toString(), 'replaced');
+
+    // A listing stops at POLYKERNEL_LIST_MAX_ENTRIES (50 here) and says so.
+    await py(svc, id, 'import os; os.makedirs("many"); [open(f"many/{i:03}", "w").close() for i in range(60)]');
+    const many = await list(svc, id, 'many');
+    t.is(many.body.files.length, 50);
+    t.true(many.body.truncated);
+    t.false((await list(svc, id, 'data')).body.truncated);
     await svc.call('DELETE', `/v1/kernel/${id}`);
   });
 
