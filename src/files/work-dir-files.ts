@@ -333,7 +333,7 @@ export class WorkDirFiles {
       touch(kernel);
       if (broken) throw broken;
       if (!files) throw this.refused(head.toString('utf8'), exitCode, names, 'read');
-      if (exitCode !== 0 || sent !== expected) throw new Error(`file helper ended with ${exitCode} after ${sent} of ${expected} bytes`);
+      if (exitCode !== 0 || sent !== expected) throw new Error(`file helper ended with ${exitCode} after ${sent} of ${expected} bytes: ${stderr.text().slice(0, 200)}`);
       if (kind === 'tar') body.write(TAR_END);
       body.end();
     });
