@@ -14,6 +14,7 @@ import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { containersOfKernel, docker } from '../helpers/docker.js';
 import { createKernel, query } from '../helpers/v1-client.js';
+import { auth, KeysFile } from '../helpers/tenant-keys.js';
 import { sleep } from '../helpers/wait.js';
 
 const RUNTIMES = ['runc', 'runsc'] as const;
@@ -512,5 +513,36 @@ test.serial("runc: big uploads and downloads are streamed: the service's memory 
     t.is(left, '0', 'the helper ends once its reader is gone');
   } finally {
     await svc.stop();
+  }
+});
+
+test.serial("files routes need the token and a tenant's own kernel: another tenant's kernel is 404, no token 401", async (t) => {
+  const keys = await KeysFile.create([
+    { id: 'a', key: 'files-key-of-tenant-a-0123' },
+    { id: 'b', key: 'files-key-of-tenant-b-0123' },
+  ]);
+  const svc = await startTestService({ containerRuntime: 'runc', authToken: 'files-admin-token', apiKeysFile: keys.file } as any);
+  try {
+    const A = auth('files-key-of-tenant-a-0123');
+    const B = auth('files-key-of-tenant-b-0123');
+    const created = await svc.call('POST', '/v1/kernel/create', { lang: 'python3' }, A);
+    t.is(created.status, 201);
+    const id = created.body.kernelId as string;
+    const send = (headers: Record<string, string>, method: string, route: string, body?: Buffer) =>
+      fetch(`${svc.url}/v1/kernel/${id}${route}`, { method, headers: { ...headers, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body: body ? new Uint8Array(body) : undefined });
+    const form = multipart([{ name: 'mine.txt', data: 'of tenant a' }]);
+    t.is((await send(A, 'POST', '/upload', form)).status, 204);
+    for (const [headers, expected] of [[B, 404], [{}, 401]] as const) {
+      t.is((await send(headers, 'POST', '/upload', form)).status, expected, 'upload');
+      t.is((await send(headers, 'GET', '/files')).status, expected, 'list');
+      t.is((await send(headers, 'GET', '/download?file=mine.txt')).status, expected, 'download');
+    }
+    const mine = await send(A, 'GET', '/download?file=mine.txt');
+    t.is(await mine.text(), 'of tenant a');
+    const listed = await (await send(A, 'GET', '/files')).json();
+    t.deepEqual(listed.files.map((f: any) => f.name), ['mine.txt'], "tenant b's upload wrote nothing");
+  } finally {
+    await svc.stop();
+    await keys.remove();
   }
 });
