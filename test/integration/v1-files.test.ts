@@ -7,6 +7,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -210,6 +211,19 @@ for (const runtime of RUNTIMES) {
     t.is(twice.status, 400);
     const fileAndDir = await upload(svc, id, [small, { name: 'first.txt/under', data: 'x' }]);
     t.is(fileAndDir.status, 400);
+
+    // A client gone mid-upload (after the first file, inside the second).
+    const partial = multipart([small, { name: 'cut.bin', data: Buffer.alloc(100_000) }]);
+    await new Promise<void>((resolve) => {
+      const request = http.request(`${svc.url}/v1/kernel/${id}/upload`, {
+        method: 'POST',
+        headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, 'content-length': String(partial.length) },
+      });
+      request.on('error', () => resolve());
+      request.write(partial.subarray(0, 50_000), () => setTimeout(() => (request.destroy(), resolve()), 500));
+    });
+    await sleep(1000);
+    t.is(await helpersRunning(svc, id), '0', 'the helper of the cut upload has ended');
 
     // Nothing of any refused upload is there, not even the parts before the refused one.
     t.deepEqual((await list(svc, id)).body.files, []);

@@ -27,10 +27,19 @@ function uploadTooLarge(limit: number): DomainError {
 /** The request body, refused (413) past `limit` bytes as it arrives. */
 async function* capped(req: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
   let size = 0;
-  for await (const chunk of req) {
-    size += chunk.length;
+  const chunks = req[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<Buffer>;
+    try {
+      next = await chunks.next();
+    } catch {
+      // The client went away mid-body: nobody reads the answer, and it is not a fault of the service.
+      throw invalidInput('the upload was cut short; nothing was written');
+    }
+    if (next.done) return;
+    size += next.value.length;
     if (size > limit) throw uploadTooLarge(limit);
-    yield chunk;
+    yield next.value;
   }
 }
 
