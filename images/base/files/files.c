@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -442,6 +443,12 @@ int main(int argc, char **argv) {
   /* Not dumpable: other processes of the same user (the kernel's code) can neither trace this one nor
      read or write its memory through /proc. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  /* A put holds a descriptor per staged file, per target directory and per directory it made. */
+  struct rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   if (argc < 4) refuse("usage", -1);
   root_fd = open_root(argv[2]);
   char *end;
