@@ -134,6 +134,7 @@ export class DockerProvisioner implements KernelProvisioner {
       {
         cmd: command.cmd,
         stdin: command.stdin,
+        signal: command.signal,
         env: command.env,
         user: command.as === 'root' ? ROOT_USER : KERNEL_USER,
         workingDir: command.workingDir ?? CONTAINER_WORK_DIR,

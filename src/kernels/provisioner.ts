@@ -9,6 +9,7 @@
  * provisioner (docker-provisioner.ts) is the first implementation; a node agent reached over the network
  * is meant to be the second.
  */
+import type { Readable } from 'node:stream';
 import type { ConnectionInfo } from '../protocol/connection-file.js';
 import type { DeathReason, ResourceUsage } from '../runtime/runtime.js';
 
@@ -45,8 +46,10 @@ export interface LaunchRequest {
 /** A command run beside the kernel in its container: by default as the kernel's user, in its work directory. */
 export interface KernelCommand {
   cmd: string[];
-  /** Written to the command's stdin, which is then closed. Absent: the command reads EOF at once. */
-  stdin?: Buffer | string;
+  /** Written to the command's stdin, which is then closed (a stream: as it comes). Absent: EOF at once. */
+  stdin?: Buffer | string | Readable;
+  /** Cuts the connection to the command (see ExecSpec.signal). */
+  signal?: AbortSignal;
   env?: Record<string, string>;
   /** `root` is for the service's own checks, which read what the kernel must not. */
   as?: 'kernel' | 'root';
@@ -54,7 +57,8 @@ export interface KernelCommand {
   workingDir?: string;
 }
 
-export type CommandOutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+/** A promise returned holds the command's output back until it settles (backpressure). */
+export type CommandOutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void | Promise<void>;
 
 /** A kernel the provisioner found running (or stopped) at start, for adoption. */
 export interface FoundKernel {

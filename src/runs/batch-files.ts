@@ -66,12 +66,12 @@ function octal(value: number, width: number): string {
   return `${value.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-function header(name: string, size: number, type: '0' | 'x', mtime: number): Buffer {
+function header(name: string, size: number, type: '0' | 'x', mtime: number, mode = 0o644): Buffer {
   const block = Buffer.alloc(BLOCK);
   const nameBytes = Buffer.from(name);
   if (nameBytes.length > 100) throw new Error(`tar header name longer than 100 bytes: ${name.slice(0, 40)}…`);
   nameBytes.copy(block, 0);
-  block.write(octal(0o644, 8), 100, 'ascii');
+  block.write(octal(mode & 0o7777, 8), 100, 'ascii');
   block.write(octal(KERNEL_UID, 8), 108, 'ascii');
   block.write(octal(KERNEL_GID, 8), 116, 'ascii');
   block.write(octal(size, 12), 124, 'ascii');
@@ -98,20 +98,38 @@ function padded(data: Buffer): Buffer[] {
   return rest === 0 ? [data] : [data, Buffer.alloc(BLOCK - rest)];
 }
 
+/**
+ * The header blocks of one regular file of a tar archive (a pax `path` record first when the name is longer
+ * than the header's 100 bytes); its `size` bytes and `tarPadding(size)` follow.
+ */
+export function tarFileHeader(name: string, size: number, mtime: number, mode = 0o644): Buffer {
+  const parts: Buffer[] = [];
+  if (Buffer.byteLength(name) > 100) {
+    const pax = paxRecord('path', name);
+    parts.push(header('PaxHeader', pax.length, 'x', mtime), ...padded(pax));
+    // The pax record names the file; the header's own name is only for readers without pax support.
+    name = 'long-name';
+  }
+  parts.push(header(name, size, '0', mtime, mode));
+  return Buffer.concat(parts);
+}
+
+/** The zeros that fill a file's data up to a whole block. */
+export function tarPadding(size: number): Buffer {
+  const rest = size % BLOCK;
+  return Buffer.alloc(rest === 0 ? 0 : BLOCK - rest);
+}
+
+/** The end of an archive: two zero blocks. */
+export const TAR_END = Buffer.alloc(2 * BLOCK);
+
 /** A tar archive of regular files (mode 0644), for `tar -x` in the work directory. */
 export function tarArchive(files: readonly BatchFile[], mtime = Math.floor(Date.now() / 1000)): Buffer {
   const parts: Buffer[] = [];
   for (const file of files) {
     const content = Buffer.from(file.content);
-    let name = file.name;
-    if (Buffer.byteLength(name) > 100) {
-      const pax = paxRecord('path', name);
-      parts.push(header('PaxHeader', pax.length, 'x', mtime), ...padded(pax));
-      // The pax record names the file; the header's own name is only for readers without pax support.
-      name = 'long-name';
-    }
-    parts.push(header(name, content.length, '0', mtime), ...padded(content));
+    parts.push(tarFileHeader(file.name, content.length, mtime), ...padded(content));
   }
-  parts.push(Buffer.alloc(2 * BLOCK));
+  parts.push(TAR_END);
   return Buffer.concat(parts);
 }

@@ -7,10 +7,11 @@
  *   files reach a kernel's work directory through `exec` (batch mode pipes a tar archive into `tar -x`).
  * - An exec's output stream can end a moment before the engine records its exit code.
  */
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { conflict, unavailable } from '../errors.js';
 import { cgroupOomKills, cgroupProcessIds } from './cgroup-files.js';
+import { demuxExecOutput } from './exec-demux.js';
 import type { Logger } from '../logger.js';
 import { CONTAINER_CONNECTION_DIR } from '../protocol/connection-file.js';
 import { GVISOR_SECCOMP_PROFILE, gvisorHostPidsLimit, isGvisorRuntime, underGvisorFilter } from './gvisor.js';
@@ -522,25 +523,29 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
       throw error;
     }
     const stream = await this.call('start exec', () => exec.start({ hijack: true, stdin: withStdin }));
-    await new Promise<void>((resolve) => {
-      const sink = (name: 'stdout' | 'stderr') =>
-        new Writable({
-          write(chunk: Buffer, _encoding, callback) {
-            onOutput(name, chunk);
-            callback();
-          },
-        });
-      this.docker.modem.demuxStream(stream, sink('stdout'), sink('stderr'));
-      stream.once('end', resolve);
-      stream.once('close', resolve);
-      // EPIPE/ECONNRESET when the command exits without reading all its stdin: its exit code still tells.
-      stream.on('error', (error: Error) => {
+    const signal = spec.signal;
+    const onAbort = () => stream.destroy();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (signal?.aborted) stream.destroy();
+      const input = spec.stdin;
+      if (input instanceof Readable) {
+        // pipe: the source's backpressure holds; its end half-closes the connection (the command's stdin).
+        input.once('error', () => stream.destroy());
+        input.pipe(stream);
+      } else if (withStdin) {
+        // end() half-closes the hijacked connection: the engine then closes the command's stdin.
+        stream.end(input);
+      }
+      await demuxExecOutput(stream, onOutput).catch((error: Error) => {
+        // EPIPE/ECONNRESET when the command exits without reading all its stdin: its exit code still tells.
         this.log.debug('Exec stream error', { containerId: containerId.slice(0, 12), error: error.message });
-        resolve();
       });
-      // end() half-closes the hijacked connection: the engine then closes the command's stdin.
-      if (withStdin) stream.end(spec.stdin);
-    });
+      if (signal?.aborted) throw signal.reason ?? new Error('exec aborted');
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (spec.stdin instanceof Readable) spec.stdin.unpipe(stream);
+    }
     for (let attempt = 0; ; attempt++) {
       const info = await this.call('inspect exec', () => exec.inspect());
       if (!info.Running && info.ExitCode !== null) {

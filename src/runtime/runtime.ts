@@ -2,6 +2,8 @@
  * The container runtime as the kernel layer sees it. `docker.ts` is its one implementation (and the only
  * importer of dockerode); tests of pure kernel logic can stand a fake in for it.
  */
+import type { Readable } from 'node:stream';
+
 export const LABELS = {
   managed: 'org.polykernel.managed',
   /** Which service instance owns the container: several instances (or test runs) share one engine. */
@@ -130,17 +132,26 @@ export interface ResourceUsage {
   cpuMs: number;
 }
 
-/** A command run beside the kernel in its container (batch mode's build, exec and clean steps). */
+/** A command run beside the kernel in its container (batch mode's build, exec and clean steps, file transfers). */
 export interface ExecSpec {
   cmd: string[];
-  /** Written to the command's stdin, which is then closed. Absent: the command reads EOF at once. */
-  stdin?: Buffer | string;
+  /**
+   * Written to the command's stdin, which is then closed (a stream: piped as it comes, with backpressure,
+   * and closed at its end). Absent: the command reads EOF at once.
+   */
+  stdin?: Buffer | string | Readable;
   user: string;
   workingDir: string;
   env?: Record<string, string>;
+  /**
+   * Aborting drops the connection to the command at once (its stdin and output are cut) and rejects with
+   * the signal's reason; the command itself ends by its own bound (`timeout`) or when it next writes.
+   */
+  signal?: AbortSignal;
 }
 
-export type ExecOutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+/** A promise returned holds the command's output back (no more is read) until it settles. */
+export type ExecOutputListener = (stream: 'stdout' | 'stderr', chunk: Buffer) => void | Promise<void>;
 
 export type DeathListener = (containerId: string, reason: DeathReason, labels: Record<string, string>) => void;
 

@@ -13,6 +13,7 @@ import { invalidInput } from '../../errors.js';
 import { tenantOf } from '../../auth/tenant.js';
 import { readJsonBody } from '../http.js';
 import { parseCompleteBody } from './complete-body.js';
+import { mountFileRoutes } from './files.js';
 import { assertKernelId, validateObject, type ObjectSchema } from '../validate.js';
 
 export interface V1Deps {
@@ -161,6 +162,8 @@ export function v1Router(deps: V1Deps): Router {
     await deps.queries.interrupt(id);
     ctx.status = 204;
   });
+
+  mountFileRoutes(router, deps);
 
   router.post('/:id', async (ctx) => {
     const kernelId = assertKernelId(ctx.params.id!);
