@@ -121,7 +121,10 @@ export class QueryRun implements Run {
       store_history: true,
       user_expressions: {},
       allow_stdin: true,
-      stop_on_error: true,
+      // Each v1 query is a request of its own, not a cell of a notebook run top to bottom: its error must
+      // not make the kernel refuse the next query. With stop_on_error, ipykernel aborts every execute that
+      // reaches it until its event loop clears the flag, which a query sent right after the answer can beat.
+      stop_on_error: false,
     });
     this.timer = setTimeout(() => {
       this.expiring = true;
@@ -210,7 +213,7 @@ export class QueryRun implements Run {
     if (!this.expiring) clearTimeout(this.timer);
     if (!end.idle && !endedOtherwise) this.output.notice('\n[output may be incomplete: the kernel\'s output channel dropped messages]\n');
     if (this.interruptRequested && !endedOtherwise) this.output.notice('\n[interrupted]\n');
-    // ipykernel refuses the executes that reach it just after an error or an interrupt (stop_on_error).
+    // ipykernel refuses the executes that reach it just after another client's error (stop_on_error).
     if (this.replyStatus === 'aborted' && !endedOtherwise) this.output.notice('[not run: the kernel aborted this request because the one before it failed or was interrupted; send it again]\n');
     if (this.discarded) this.dispose();
     this.notify();

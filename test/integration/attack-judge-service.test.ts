@@ -5,7 +5,7 @@
  * that go away mid-compile leave no sandbox behind.
  */
 import test from 'ava';
-import { containersOfInstance } from '../helpers/docker.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 import { openPiston } from '../helpers/piston-ws.js';
 import { startServiceProcess, type ServiceProcess } from '../helpers/service-process.js';
 
@@ -15,7 +15,8 @@ let svc: ServiceProcess;
 test.before(async () => {
   svc = await startServiceProcess({
     label: 'attack-judge',
-    env: { POLYKERNEL_JUDGE_CONCURRENCY: '1', POLYKERNEL_JUDGE_QUEUE_SIZE: String(QUEUE) },
+    // debug: a failure shows what the service did with each sandbox.
+    env: { POLYKERNEL_JUDGE_CONCURRENCY: '1', POLYKERNEL_JUDGE_QUEUE_SIZE: String(QUEUE), POLYKERNEL_LOG_LEVEL: 'debug' },
   });
 });
 
@@ -85,5 +86,7 @@ test.serial('180 /connect sockets (under the per-address cap of 256) that never 
   }
   // Each goes at the latest when its run's wall-time limit ends it; a loaded machine makes them slowly.
   await until(() => containersOfInstance(svc.instance).length === 0, 120_000);
-  t.deepEqual(containersOfInstance(svc.instance), [], 'no sandbox left once the clients went');
+  const left = containersOfInstance(svc.instance);
+  if (left.length) t.log(`left: ${docker('inspect', '--format', '{{.Id}} {{.State.Status}} {{.State.StartedAt}} {{.State.FinishedAt}}', ...left)}\nservice log:\n${svc.stderr()}`);
+  t.deepEqual(left, [], 'no sandbox left once the clients went');
 });

@@ -119,6 +119,20 @@ test('a raising query finishes with exitCode 1 and the traceback on stderr', asy
   await svc.call('DELETE', `/v1/kernel/${id}`);
 });
 
+test('a query never makes the kernel refuse the next: one sent while a failing one runs still runs', async (t) => {
+  const id = await createKernel(svc.call);
+  // The second reaches the kernel while the first is running, so it waits in the kernel's queue when the
+  // first fails: with stop_on_error the kernel would answer it "aborted" without running it.
+  const failing = svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'import time\ntime.sleep(1)\n1/0' });
+  await sleep(300);
+  const next = await svc.call('POST', `/v1/kernel/${id}`, { mode: 'query', code: 'print("ran")' });
+  t.is((await failing).body.result.exitCode, 1);
+  t.is(next.body.result.status, 'finished');
+  t.deepEqual(next.body.result.console, [['stdout', 'ran\n']], JSON.stringify(next.body.result));
+  t.is(next.body.result.exitCode, 0);
+  await svc.call('DELETE', `/v1/kernel/${id}`);
+});
+
 test('a long query answers "continued" with output so far, then "continue" finishes it', async (t) => {
   const local = await startTestService({ flushWindowMs: 1000 });
   try {
