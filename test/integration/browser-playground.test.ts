@@ -10,6 +10,7 @@ import test from 'ava';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { collectPageErrors, guardOrigins, launchBrowser, screenshot, type OriginGuard } from '../helpers/browser.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { eventually } from '../helpers/wait.js';
 
 let svc: TestService;
 let browser: Browser;
@@ -139,7 +140,14 @@ test.serial('a plot (image/png display_data) and HTML are shown', async (t) => {
   t.regex((await image.getAttribute('src')) ?? '', /^data:image\/png;base64,/);
   t.true(await image.evaluate((img) => (img as HTMLImageElement).complete && (img as HTMLImageElement).naturalWidth > 0), 'the PNG decodes');
 
-  const html = await run('from IPython.display import HTML\nHTML("<table><tr><th>x</th><td id=cell>42</td></tr></table><script>parent.document.title = \\"owned\\"</script>")');
+  // The HTML also tries to reach another origin four ways: each must be stopped before the network.
+  const elsewhere = 'http://127.0.0.1:9';
+  const html = await run(
+    "from IPython.display import HTML\nHTML('''<table><tr><th>x</th><td id=cell>42</td></tr></table>" +
+      '<script>parent.document.title = "owned"</script>' +
+      `<img src="${elsewhere}/pixel.png"><link rel="stylesheet" href="${elsewhere}/style.css">` +
+      `<iframe src="${elsewhere}/frame"></iframe><meta http-equiv="refresh" content="1;url=${elsewhere}/refresh">''')`,
+  );
   await finished(html);
   const frame = html.locator('iframe.display.html');
   await frame.waitFor(WAIT);
@@ -147,6 +155,13 @@ test.serial('a plot (image/png display_data) and HTML are shown', async (t) => {
   t.is((await html.frameLocator('iframe.display.html').locator('#cell').innerText()).trim(), '42');
   t.not(await page.title(), 'owned', 'a script in kernel HTML did not run');
   await screenshot(page, 'playground-plot');
+  await page.waitForTimeout(1500); // past the refresh's 1 s
+  t.is((await html.frameLocator('iframe.display.html').locator('#cell').innerText()).trim(), '42', 'the frame was not navigated away');
+  t.deepEqual(guard.foreign, [], 'kernel HTML reached no other origin');
+  // What stopped each: the page's CSP (inherited by the srcdoc frame) and the frame's sandbox.
+  for (const blocked of [/pixel\.png' violates .*img-src/, /style\.css' violates .*style-src/, /Framing 'http:\/\/127\.0\.0\.1:9\/' violates .*frame-src/, /Refused to execute the redirect .*sandboxed/]) {
+    t.true(errors.some((error) => blocked.test(error)), `blocked: ${blocked}`);
+  }
   if (dataKernel) await choose('python3');
 });
 
@@ -179,7 +194,14 @@ test.serial('the page made no request to any other origin', (t) => {
   t.deepEqual(guard.foreign, [], 'requests to other origins');
   t.true(guard.requested.some((url) => url.startsWith(svc.url.replace('http', 'ws'))), 'the channels WebSocket was recorded');
   t.true(guard.requested.some((url) => url.startsWith(`${svc.url}/api/kernelspecs`)));
-  // Chromium reports the script of the kernel HTML test that the sandbox kept from running.
-  const sandboxed = /Blocked script execution in 'about:srcdoc' because the document's frame is sandboxed/;
-  t.deepEqual(errors.filter((error) => !sandboxed.test(error)), [], 'page errors');
+  // Chromium reports what the kernel HTML test tried and the CSP or the sandbox refused.
+  const refused = /Blocked script execution in 'about:srcdoc'|violates the following Content Security Policy|Refused to execute the redirect/;
+  t.deepEqual(errors.filter((error) => !refused.test(error)), [], 'page errors');
+});
+
+test.serial('a language change shuts the old kernel down, and leaving the page deletes the last one', async (t) => {
+  const before = (await svc.call('GET', '/api/kernels')).body as Array<{ name: string }>;
+  t.deepEqual(before.map((kernel) => kernel.name), ['c'], 'only the kernel of the language in use is left');
+  await page.close({ runBeforeUnload: true });
+  t.true(await eventually(async () => (await svc.call('GET', '/api/kernels')).body.length === 0, 20_000), 'the kernel is deleted');
 });
