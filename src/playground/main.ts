@@ -3,7 +3,7 @@
  * channels WebSocket (@jupyterlab/services), see output stream in, answer input(), interrupt, restart.
  * One kernel at a time; it is shut down when the language changes or the page goes away.
  */
-import { KernelManager, type Kernel, type KernelMessage, type KernelSpecAPI, type ServerConnection } from '@jupyterlab/services';
+import { KernelAPI, KernelConnection, type Kernel, type KernelMessage, type KernelSpecAPI, type ServerConnection } from '@jupyterlab/services';
 import { probe, storedToken, storeToken } from './connection.js';
 import { CodeEditor } from './editor.js';
 import { RunOutput } from './output.js';
@@ -21,7 +21,6 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 
 class Playground {
   private readonly editor: CodeEditor;
-  private readonly kernels: KernelManager;
   private kernel?: Kernel.IKernelConnection;
   private runs = 0;
   private sample = '';
@@ -33,7 +32,6 @@ class Playground {
     private readonly settings: ServerConnection.ISettings,
     private readonly specs: KernelSpecAPI.ISpecModels,
   ) {
-    this.kernels = new KernelManager({ serverSettings: settings });
     this.editor = new CodeEditor($('editor'), () => void this.run());
     const names = Object.keys(specs.kernelspecs).sort((a, b) => displayName(specs, a).localeCompare(displayName(specs, b)));
     for (const name of names) this.select.append(new Option(displayName(specs, name), name));
@@ -74,7 +72,10 @@ class Playground {
     }
     if (old) await old.shutdown().catch(() => old.dispose());
     try {
-      const kernel = await this.kernels.startNew({ name });
+      // A connection of its own, not a KernelManager: that polls GET /api/kernels, which the page does not
+      // need and which KG_LIST_KERNELS=false refuses.
+      const model = await KernelAPI.startNew({ name }, this.settings);
+      const kernel: Kernel.IKernelConnection = new KernelConnection({ model, serverSettings: this.settings });
       if (this.select.value !== name) {
         // The language changed again while this one started.
         await kernel.shutdown().catch(() => kernel.dispose());
