@@ -69,6 +69,7 @@ export class CodeEditor {
           Prec.highest(keymap.of([{ key: 'Shift-Enter', run }, { key: 'Mod-Enter', run }])),
           basicSetup,
           this.language.of([]),
+          EditorView.lineWrapping,
           EditorView.contentAttributes.of({ 'aria-label': 'code' }),
         ],
       }),
