@@ -17,6 +17,9 @@ const SAMPLES: Record<string, string> = {
   ruby: 'puts "Hello from Ruby: #{6 * 7}"\n',
 };
 
+/** Runs kept on the page; older ones are removed. */
+const MAX_RUNS_SHOWN = 50;
+
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
 class Playground {
@@ -53,8 +56,12 @@ class Playground {
   private setStatus(text: string): void {
     this.status.textContent = text;
     this.status.dataset.status = text;
-    const ready = this.kernel !== undefined && text !== 'starting' && text !== 'restarting' && text !== 'dead';
-    for (const id of ['run', 'interrupt', 'restart']) $<HTMLButtonElement>(id).disabled = !ready;
+    const settled = this.kernel !== undefined && text !== 'starting' && text !== 'restarting';
+    const usable = settled && text !== 'dead';
+    $<HTMLButtonElement>('run').disabled = !usable;
+    $<HTMLButtonElement>('interrupt').disabled = !usable;
+    // A dead kernel (out of memory, killed) is what Restart is for.
+    $<HTMLButtonElement>('restart').disabled = !settled;
   }
 
   private async startKernel(name: string): Promise<void> {
@@ -100,12 +107,22 @@ class Playground {
     const code = this.editor.code;
     if (!kernel || code.trim() === '') return;
     const out = new RunOutput(this.output, ++this.runs, code);
+    // The oldest runs go once there are many: the page's memory stays bounded however long it is used.
+    const runs = this.output.querySelectorAll('.run');
+    for (let i = 0; i < runs.length - MAX_RUNS_SHOWN; i++) runs[i]!.remove();
     out.state = 'running';
     out.node.scrollIntoView({ block: 'nearest' });
     const future = kernel.requestExecute({ code, allow_stdin: true, stop_on_error: true });
+    let scrolling = false;
     future.onIOPub = (msg) => {
       out.handle(msg);
-      out.node.scrollIntoView({ block: 'end' });
+      // At most one scroll (one layout) per frame however fast the output comes.
+      if (scrolling) return;
+      scrolling = true;
+      requestAnimationFrame(() => {
+        scrolling = false;
+        out.node.scrollIntoView({ block: 'end' });
+      });
     };
     future.onStdin = (msg) => {
       if (msg.header.msg_type === 'input_request') this.askInput(kernel, msg as KernelMessage.IInputRequestMsg, out);

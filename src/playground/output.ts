@@ -14,11 +14,20 @@ export const stripAnsi = (text: string) => text.replace(ANSI, '');
 
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/svg+xml'];
 
+/**
+ * Stream text one run shows at most: a program printing without end must not grow the page until the tab
+ * stalls. What comes past it is counted, not kept (the kernel's own output is not cut).
+ */
+export const MAX_RUN_TEXT = 100_000;
+
 export class RunOutput {
   readonly node: HTMLElement;
   private lastStream?: { name: string; pre: HTMLPreElement };
   private readonly displays = new Map<string, HTMLElement[]>();
   private clearPending = false;
+  private shownText = 0;
+  private droppedText = 0;
+  private dropNote?: HTMLElement;
 
   constructor(parent: HTMLElement, index: number, code: string) {
     this.node = el('section', 'run');
@@ -83,12 +92,31 @@ export class RunOutput {
   }
 
   private stream(name: string, text: string): void {
+    let shown = stripAnsi(text);
+    const room = MAX_RUN_TEXT - this.shownText;
+    if (shown.length > room) {
+      this.dropped(shown.length - Math.max(room, 0));
+      shown = shown.slice(0, Math.max(room, 0));
+      if (shown === '') return;
+    }
+    this.shownText += shown.length;
     if (!this.lastStream || this.lastStream.name !== name) {
       const pre = el('pre', `stream ${name}`);
+      pre.append(document.createTextNode(''));
       this.outputs.append(pre);
       this.lastStream = { name, pre };
     }
-    this.lastStream.pre.append(document.createTextNode(stripAnsi(text)));
+    // One text node per block, grown in place: a program printing line by line adds no node per line.
+    (this.lastStream.pre.lastChild as Text).appendData(shown);
+  }
+
+  private dropped(count: number): void {
+    this.droppedText += count;
+    if (!this.dropNote) {
+      this.dropNote = el('p', 'note truncated');
+      this.node.append(this.dropNote);
+    }
+    this.dropNote.textContent = `output cut: ${this.droppedText.toLocaleString('en')} more characters past the first ${MAX_RUN_TEXT.toLocaleString('en')} are not shown`;
   }
 
   private display(data: MimeBundle, displayId?: string): void {
@@ -123,6 +151,7 @@ export class RunOutput {
 
   private clear(): void {
     this.clearPending = false;
+    this.shownText = 0;
     this.outputs.replaceChildren();
     this.lastStream = undefined;
     this.displays.clear();

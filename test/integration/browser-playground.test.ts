@@ -106,6 +106,18 @@ test.serial('Python: an error is shown with its traceback', async (t) => {
   await screenshot(page, 'playground-error');
 });
 
+test.serial('Python: a run printing more than the page keeps is cut with a note, and the page stays usable', async (t) => {
+  const cell = await run('for _ in range(30):\n    print("x" * 49_999)\nprint("the end")');
+  await finished(cell);
+  t.is(await cell.getAttribute('data-state'), 'ok');
+  const shown = await cell.locator('.stream.stdout').evaluate((pre) => pre.textContent!.length);
+  t.is(shown, 100_000, 'the first 100,000 characters are shown');
+  t.regex(await cell.locator('.note.truncated').innerText(), /output cut: 1,400,008 more characters/);
+  const next = await run('print("after", 1)');
+  await finished(next);
+  t.is((await next.locator('.stream.stdout').innerText()).trim(), 'after 1');
+});
+
 test.serial('Python: Interrupt stops an endless loop, and the kernel then runs the next code', async (t) => {
   const cell = await run('n = 0\nwhile True:\n    n += 1');
   await page.locator('#status[data-status="busy"]').waitFor(WAIT);
