@@ -24,7 +24,13 @@ const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javas
 /** A static site: URL prefixes mapped to directories, nothing outside them served. */
 async function staticSite(mounts: Record<string, string>): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer(async (req, res) => {
-    const pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    let pathname: string;
+    try {
+      pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
     const prefix = Object.keys(mounts).sort((a, b) => b.length - a.length).find((p) => pathname.startsWith(p));
     const root = prefix === undefined ? undefined : mounts[prefix]!;
     const file = root === undefined ? undefined : path.resolve(root, `.${pathname.slice(prefix!.length - 1)}`);
