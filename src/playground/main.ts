@@ -181,7 +181,9 @@ class Playground {
       await kernel.restart();
       this.notice('kernel restarted');
     } catch (error) {
-      this.notice(`restart failed: ${(error as Error).message}`);
+      // The kernel is gone (it died and was removed, or was culled while idle): a new one instead.
+      this.notice(`the kernel could not be restarted (${(error as Error).message}); starting a new one`);
+      await this.startKernel(this.select.value);
     }
   }
 

@@ -189,6 +189,21 @@ test.serial('Restart: the kernel comes back without its state', async (t) => {
   t.is(await cell.locator('.error').getAttribute('data-ename'), 'NameError');
 });
 
+test.serial('a kernel removed under the page (culled, or dead and not restarted) is replaced by Restart', async (t) => {
+  const [gone] = (await svc.call('GET', '/api/kernels')).body as Array<{ id: string }>;
+  t.is((await svc.call('DELETE', `/api/kernels/${gone!.id}`)).status, 204);
+  await page.locator('#status:not([data-status="idle"])').waitFor(WAIT);
+  await page.click('#restart');
+  await page.getByText('starting a new one').waitFor(WAIT);
+  await page.locator('#status[data-status="idle"]').waitFor(WAIT);
+  const cell = await run('print("a new kernel")');
+  await finished(cell);
+  t.is((await cell.locator('.stream.stdout').innerText()).trim(), 'a new kernel');
+  const now = (await svc.call('GET', '/api/kernels')).body as Array<{ id: string }>;
+  t.is(now.length, 1);
+  t.not(now[0]!.id, gone!.id);
+});
+
 test.serial('C: a compiled language runs, and a compile error is shown', async (t) => {
   await choose('c');
   const cell = await run('#include <stdio.h>\nint main(void) {\n    for (int i = 1; i <= 3; i++) printf("square %d\\n", i * i);\n    return 0;\n}\n');
