@@ -48,7 +48,8 @@ export function createApp(deps: AppDeps): Koa {
   // CORS headers on every response, errors included; preflights answered before auth (they carry no token).
   app.use(cors(deps.config));
   // Web pages elsewhere (CSRF) and DNS rebinding are refused before anything else is looked at.
-  app.use(browserEdge(deps.config));
+  // The playground page may be opened from a link elsewhere (a top-level navigation); nothing else may.
+  app.use(browserEdge(deps.config, deps.config.playground ? ['/'] : []));
   // The playground page loads without a token: it asks for one and sends it with every API call.
   if (deps.config.playground) app.use(playground());
   app.use(authenticate(deps));

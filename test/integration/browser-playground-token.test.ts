@@ -5,6 +5,8 @@
  * runs code; a reload needs no new entry. With POLYKERNEL_PLAYGROUND=false `/` is a 404 like any unknown
  * path, and the asset route serves bundle files only.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { collectPageErrors, guardOrigins, launchBrowser, screenshot, type OriginGuard } from '../helpers/browser.js';
@@ -18,12 +20,18 @@ let context: BrowserContext;
 let page: Page;
 let guard: OriginGuard;
 let errors: string[];
+/** A page of another site that links to the playground. */
+let elsewhere: http.Server;
+let elsewhereUrl: string;
 const WAIT = { timeout: 45_000 };
 
 test.before(async () => {
   [svc, off, browser] = await Promise.all([startTestService({ authToken: TOKEN }), startTestService({ playground: false }), launchBrowser()]);
+  elsewhere = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(`<a id="go" href="${svc.url}/">try it in the playground</a>`));
+  await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+  elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
   context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
-  guard = await guardOrigins(context, [svc.url]);
+  guard = await guardOrigins(context, [svc.url, elsewhereUrl]);
   page = await context.newPage();
   errors = collectPageErrors(page);
 });
@@ -31,7 +39,7 @@ test.before(async () => {
 test.after.always(async () => {
   await context?.close().catch(() => undefined);
   await browser?.close().catch(() => undefined);
-  await Promise.all([svc?.stop(), off?.stop()]);
+  await Promise.all([svc?.stop(), off?.stop(), new Promise((resolve) => (elsewhere ? elsewhere.close(resolve) : resolve(undefined)))]);
 });
 
 test.serial('token mode: the page asks for the token once, keeps it in sessionStorage and sends it as Jupyter clients do', async (t) => {
@@ -39,8 +47,11 @@ test.serial('token mode: the page asks for the token once, keeps it in sessionSt
   page.on('request', (request) => {
     if (new URL(request.url()).pathname.startsWith('/api/')) authorizations.push(request.headers().authorization ?? '');
   });
-  const response = await page.goto(`${svc.url}/`);
-  t.is(response?.status(), 200, 'the page itself needs no token');
+  // Opened from a link on another site, as a README or a course page would link to it.
+  await page.goto(`${elsewhereUrl}/`);
+  const [response] = await Promise.all([page.waitForNavigation(), page.click('#go')]);
+  t.is(response?.url(), `${svc.url}/`);
+  t.is(response?.status(), 200, 'the page itself needs no token, and a link from elsewhere opens it');
   const form = page.locator('#token-form');
   await form.waitFor({ state: 'visible', ...WAIT });
   t.is(await page.locator('#token-message').innerText(), 'This service needs a token.');
@@ -100,4 +111,22 @@ test('the asset route serves only bundle files', async (t) => {
   }
   const head = await fetch(`${svc.url}/`, { method: 'POST' });
   t.is(head.status, 401, 'only GET and HEAD reach the page');
+});
+
+test('a navigation from another site opens the page; the Origin check still refuses that site everything else', async (t) => {
+  const port = Number(new URL(svc.url).port);
+  const get = (path: string, headers: Record<string, string>, method = 'GET') =>
+    new Promise<number>((resolve, reject) => {
+      http.request({ host: '127.0.0.1', port, path, method, headers }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      }).on('error', reject).end();
+    });
+  const navigation = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', host: `127.0.0.1:${port}` };
+  t.is(await get('/', navigation), 200);
+  t.is(await get('/api/kernels', navigation), 403, 'a navigation to an API is still refused');
+  t.is(await get('/playground/playground.js', { ...navigation, 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'script' }), 403, 'a script tag elsewhere cannot load the bundle');
+  t.is(await get('/', { ...navigation, 'sec-fetch-dest': 'iframe' }), 403, 'nor frame the page');
+  t.is(await get('/', { ...navigation, host: 'rebound.example:80' }), 403, 'the Host check (DNS rebinding) still applies');
+  t.is(await get('/', { ...navigation, origin: 'http://evil.example' }, 'POST'), 403, 'a cross-site POST is refused');
 });
