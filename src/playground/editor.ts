@@ -1,10 +1,11 @@
 /**
- * The code editor: CodeMirror 6 with the basic setup, a language mode per kernelspec language, and
- * Shift+Enter (or Ctrl/Cmd+Enter) to run.
+ * The code editor: CodeMirror 6 with the basic setup, a language mode per kernelspec language, the
+ * kernel's completions, and Shift+Enter (or Ctrl/Cmd+Enter) to run.
  */
 import { basicSetup, EditorView } from 'codemirror';
 import { Compartment, EditorState, Prec, type Extension } from '@codemirror/state';
 import { keymap } from '@codemirror/view';
+import { autocompletion, type CompletionContext, type CompletionResult } from '@codemirror/autocomplete';
 import { StreamLanguage, type StreamParser } from '@codemirror/language';
 
 const legacy = async (load: () => Promise<StreamParser<unknown>>): Promise<Extension> => StreamLanguage.define(await load());
@@ -51,12 +52,32 @@ export async function languageMode(language: string): Promise<Extension> {
   }
 }
 
+/** What the kernel offers at a cursor (Jupyter's complete_request); positions in code points, as Jupyter counts. */
+export type Completer = (code: string, cursorPos: number) => Promise<{ matches: string[]; cursorStart: number; cursorEnd: number } | undefined>;
+
+const codePoints = (text: string) => [...text].length;
+/** The UTF-16 offset in `text` of code point `n` (CodeMirror counts UTF-16 units). */
+const offsetOf = (text: string, n: number) => [...text].slice(0, n).join('').length;
+
 export class CodeEditor {
   readonly view: EditorView;
   private readonly language = new Compartment();
   private languageName = '';
 
-  constructor(parent: HTMLElement, onRun: () => void) {
+  constructor(parent: HTMLElement, onRun: () => void, complete?: Completer) {
+    // Names completed by the kernel: on Ctrl+Space, or while a name is typed.
+    const fromKernel = async (context: CompletionContext): Promise<CompletionResult | null> => {
+      if (!complete || (!context.explicit && !context.matchBefore(/[\w.]{2,}$/))) return null;
+      const code = context.state.doc.toString();
+      const reply = await complete(code, codePoints(code.slice(0, context.pos)));
+      if (!reply || reply.matches.length === 0 || context.aborted) return null;
+      return {
+        from: offsetOf(code, reply.cursorStart),
+        to: offsetOf(code, reply.cursorEnd),
+        options: reply.matches.slice(0, 200).map((label) => ({ label })),
+        filter: false,
+      };
+    };
     const run = () => {
       onRun();
       return true;
@@ -69,6 +90,7 @@ export class CodeEditor {
           Prec.highest(keymap.of([{ key: 'Shift-Enter', run }, { key: 'Mod-Enter', run }])),
           basicSetup,
           this.language.of([]),
+          autocompletion({ override: [fromKernel], activateOnTypingDelay: 250 }),
           EditorView.lineWrapping,
           EditorView.contentAttributes.of({ 'aria-label': 'code' }),
         ],

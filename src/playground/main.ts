@@ -35,7 +35,7 @@ class Playground {
     private readonly settings: ServerConnection.ISettings,
     private readonly specs: KernelSpecAPI.ISpecModels,
   ) {
-    this.editor = new CodeEditor($('editor'), () => void this.run());
+    this.editor = new CodeEditor($('editor'), () => void this.run(), (code, cursorPos) => this.complete(code, cursorPos));
     const names = Object.keys(specs.kernelspecs).sort((a, b) => displayName(specs, a).localeCompare(displayName(specs, b)));
     for (const name of names) this.select.append(new Option(displayName(specs, name), name));
     const wanted = new URLSearchParams(location.search).get('kernel');
@@ -140,6 +140,16 @@ class Playground {
     } finally {
       if ($('stdin').dataset.run === String(this.runs)) this.hideStdin();
     }
+  }
+
+  /** The kernel's completions; none while it is busy (its reply would wait for the run to end). */
+  private async complete(code: string, cursorPos: number) {
+    const kernel = this.kernel;
+    if (!kernel || kernel.status !== 'idle') return undefined;
+    const reply = await kernel.requestComplete({ code, cursor_pos: cursorPos }).catch(() => undefined);
+    const content = reply?.content;
+    if (!content || content.status !== 'ok') return undefined;
+    return { matches: content.matches, cursorStart: content.cursor_start, cursorEnd: content.cursor_end };
   }
 
   private askInput(kernel: Kernel.IKernelConnection, msg: KernelMessage.IInputRequestMsg, out: RunOutput): void {

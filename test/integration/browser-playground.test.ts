@@ -95,6 +95,18 @@ test.serial('Python: input() is asked for in the page and answered there', async
   t.true(await page.locator('#stdin').isHidden());
 });
 
+test.serial('Python: the kernel completes a name in the editor (Ctrl+Space)', async (t) => {
+  await page.locator('#editor .cm-content').click();
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText('import o');
+  await page.keyboard.press('Control+Space');
+  const option = page.locator('.cm-tooltip-autocomplete li', { hasText: /^os$/ });
+  await option.waitFor(WAIT);
+  await option.click();
+  t.is(await page.locator('#editor .cm-content').innerText(), 'import os');
+});
+
 test.serial('Python: an error is shown with its traceback', async (t) => {
   const cell = await run('def f(x):\n    return 1 / x\nf(0)');
   await finished(cell);
