@@ -56,6 +56,9 @@ test('the page, its script chunks and stylesheet are served; nothing else is', a
     t.is(asset.headers.get('x-content-type-options'), 'nosniff');
     t.is(asset.headers.get('content-security-policy'), null, 'the CSP is the page\'s');
   }
+  t.is((await fetch(`${site.url}/playground/chunk-AB12.js`)).headers.get('cache-control'), 'public, max-age=31536000, immutable', 'hashed chunks are kept');
+  t.is((await fetch(`${site.url}/playground/playground.js`)).headers.get('cache-control'), 'no-cache', 'the entry is checked each time');
+  t.is(page.headers.get('cache-control'), 'no-cache');
   const head = await fetch(`${site.url}/playground/playground.js`, { method: 'HEAD' });
   t.is(head.status, 200);
 

@@ -72,7 +72,8 @@ export function playground(dir: URL = BUNDLE_DIR): Middleware {
       throw unavailable('the playground is not built: `npm run build` bundles it into dist/playground (or set POLYKERNEL_PLAYGROUND=false)');
     }
     ctx.type = type;
-    ctx.set('Cache-Control', 'no-cache');
+    // Chunks are named by their content's hash: a new build names them anew, so they may be kept for good.
+    ctx.set('Cache-Control', file.startsWith('chunk-') ? 'public, max-age=31536000, immutable' : 'no-cache');
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'no-referrer');
     if (type === PAGE_TYPE) {
