@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes a Debian/Ubuntu host ready to run polykernel and its tests: installs what is missing from
 # Debian's archive (Docker engine, Redis, debootstrap, gVisor, the Jupyter peers used by the
-# compatibility tests, Chromium for the browser tests), and starts dockerd and redis-server on loopback when they are not running.
+# compatibility tests, Chromium for the browser tests, docker-compose), and starts dockerd and redis-server on loopback when they are not running.
 # Idempotent: every step checks first. Writes the PIDs of what it started to $STATE_DIR so that
 # scripts/host-teardown.sh stops only what this script started.
 set -euo pipefail
@@ -17,6 +17,8 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v runsc >/dev/null || need+=(runsc)
 # The browser tests (playground, Thebe) drive Debian's Chromium through playwright-core.
 command -v chromium >/dev/null || need+=(chromium)
+# The compose set-up's test (test/integration/deploy-compose.test.ts) runs it as a user would.
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
 /usr/bin/python3 -c 'import jupyter_client, ipykernel, nbformat, jupyter_server' 2>/dev/null ||
   need+=(python3-jupyter-client python3-ipykernel python3-nbformat python3-jupyter-server)
 if [ ${#need[@]} -gt 0 ]; then

@@ -54,6 +54,15 @@ const pairs = <T>(valueParser: Parser<T>): Parser<Record<string, T>> => (raw, na
   return out;
 };
 
+/** Extra container labels; the service's own (org.polykernel.*) cannot be set or overridden this way. */
+const containerLabels: Parser<Record<string, string>> = (raw, name) => {
+  const labels = pairs(str)(raw, name);
+  for (const key of Object.keys(labels)) {
+    if (key.startsWith('org.polykernel.')) throw new ConfigError(`${name}: ${key} is one of the service's own labels and cannot be set`);
+  }
+  return labels;
+};
+
 /** `auto`, or true/false (POLYKERNEL_ALLOW_REMOTE_ACCESS: `auto` decides by the listening address). */
 const autoBool: Parser<boolean | 'auto'> = (raw, name) => (raw.trim().toLowerCase() === 'auto' ? 'auto' : bool(raw, name));
 /**
@@ -116,6 +125,7 @@ export const OPTIONS = {
   redisUrl: opt('REDIS_URL', str, 'Redis for shared state; empty = in-process store'),
   redisPrefix: opt('POLYKERNEL_REDIS_PREFIX', str, 'prefix of every Redis key'),
   stateDir: opt('POLYKERNEL_STATE_DIR', str, 'host directory holding one socket directory per kernel'),
+  containerLabels: opt('POLYKERNEL_CONTAINER_LABELS', containerLabels, 'extra labels on every container the service starts, key=value,…; e.g. com.docker.compose.project=<name> makes `docker compose down --remove-orphans` remove the kernels too'),
   dockerHost: opt('POLYKERNEL_DOCKER_HOST', str, 'Docker engine: unix:///path or tcp://host:port; empty = DOCKER_HOST, else /var/run/docker.sock'),
   imagePrefix: opt('POLYKERNEL_IMAGE_PREFIX', str, 'kernel images are <prefix><lang>:latest'),
   containerRuntime: opt('KG_CONTAINER_RUNTIME', str, 'OCI runtime for kernels (runc, runsc)'),

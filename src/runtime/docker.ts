@@ -152,7 +152,13 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
   private readonly oomEvents = new Map<string, number>();
   private readonly oomWaiters = new Map<string, () => void>();
 
-  constructor(private readonly log: Logger, private readonly instance: string, options: Docker.DockerOptions = {}) {
+  constructor(
+    private readonly log: Logger,
+    private readonly instance: string,
+    options: Docker.DockerOptions = {},
+    /** Labels of the operator's on every container (POLYKERNEL_CONTAINER_LABELS); the service's own win. */
+    private readonly extraLabels: Record<string, string> = {},
+  ) {
     this.docker = new Docker(options);
   }
 
@@ -175,6 +181,7 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
     // exec: compiled languages build and run their programs in the work directory.
     else tmpfs[CONTAINER_WORK_DIR] = `rw,exec,nosuid,nodev,size=${spec.workDirSizeMB}m,uid=${KERNEL_UID},gid=${KERNEL_GID},mode=0755`;
     const labels = {
+      ...this.extraLabels,
       ...spec.labels,
       [LABELS.managed]: 'true',
       [LABELS.instance]: this.instance,
@@ -218,6 +225,7 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
 
   async startSandbox(spec: SandboxContainerSpec): Promise<SandboxConnection> {
     const labels = {
+      ...this.extraLabels,
       ...spec.labels,
       [LABELS.managed]: 'true',
       [LABELS.instance]: this.instance,
@@ -437,7 +445,7 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
         Image: image,
         // Never run; a command only because create refuses an image that has none.
         Cmd: ['true'],
-        Labels: { [LABELS.managed]: 'true', [LABELS.instance]: this.instance },
+        Labels: { ...this.extraLabels, [LABELS.managed]: 'true', [LABELS.instance]: this.instance },
         NetworkDisabled: true,
         HostConfig: { NetworkMode: 'none' },
       }),

@@ -135,3 +135,13 @@ test('overrides replace parsed values, and the config is frozen', (t) => {
     (config as { port: number }).port = 1;
   }, { instanceOf: TypeError });
 });
+
+test('POLYKERNEL_CONTAINER_LABELS: key=value pairs, never one of the service\'s own org.polykernel.* labels', (t) => {
+  t.deepEqual(loadConfig({}).containerLabels, {});
+  t.deepEqual(loadConfig({ POLYKERNEL_CONTAINER_LABELS: 'com.docker.compose.project=pk,com.docker.compose.oneoff=False' }).containerLabels, {
+    'com.docker.compose.project': 'pk',
+    'com.docker.compose.oneoff': 'False',
+  });
+  failsNaming(t, { POLYKERNEL_CONTAINER_LABELS: 'org.polykernel.instance=other' }, /POLYKERNEL_CONTAINER_LABELS/, /org\.polykernel\.instance/);
+  failsNaming(t, { POLYKERNEL_CONTAINER_LABELS: 'no-value' }, /POLYKERNEL_CONTAINER_LABELS/);
+});
