@@ -112,7 +112,9 @@ class Playground {
     for (let i = 0; i < runs.length - MAX_RUNS_SHOWN; i++) runs[i]!.remove();
     out.state = 'running';
     out.node.scrollIntoView({ block: 'nearest' });
-    const future = kernel.requestExecute({ code, allow_stdin: true, stop_on_error: true });
+    // Each run stands alone, as in a console: one that fails must not get the next one aborted
+    // (ipykernel aborts what reaches it just after an error when stop_on_error is set).
+    const future = kernel.requestExecute({ code, allow_stdin: true, stop_on_error: false });
     let scrolling = false;
     future.onIOPub = (msg) => {
       out.handle(msg);
