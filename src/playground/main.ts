@@ -249,7 +249,9 @@ async function boot(): Promise<void> {
       return;
     }
     storeToken('');
+    $('status').textContent = 'waiting for a token';
     token = await askToken(answer.message);
+    $('status').textContent = 'connecting';
   }
 }
 

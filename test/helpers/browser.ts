@@ -38,11 +38,11 @@ export async function launchBrowser(): Promise<Browser> {
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const ARTIFACTS_DIR = process.env.POLYKERNEL_TEST_ARTIFACTS || path.join(REPO, 'test-artifacts');
 
-/** Writes a PNG of the page to the artifacts directory as `<name>.png`; returns its path. */
-export async function screenshot(page: Page, name: string): Promise<string> {
+/** Writes a PNG of the page's viewport (or all of it) to the artifacts directory as `<name>.png`; returns its path. */
+export async function screenshot(page: Page, name: string, options: { fullPage?: boolean } = {}): Promise<string> {
   await mkdir(ARTIFACTS_DIR, { recursive: true });
   const file = path.join(ARTIFACTS_DIR, `${name.replace(/[^\w.-]+/g, '-')}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: options.fullPage ?? false });
   return file;
 }
 

@@ -128,6 +128,8 @@ test.serial('Python: a run printing more than the page keeps is cut with a note,
   const next = await run('print("after", 1)');
   await finished(next);
   t.is((await next.locator('.stream.stdout').innerText()).trim(), 'after 1');
+  await page.click('#clear');
+  t.is(await page.locator('#output .run').count(), 0, 'Clear empties the output');
 });
 
 test.serial('Python: Interrupt stops an endless loop, and the kernel then runs the next code', async (t) => {

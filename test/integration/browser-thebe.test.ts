@@ -102,7 +102,7 @@ test.serial('a tutorial page on another origin runs its code blocks on the servi
   t.regex(await output('total').innerText(), /7 squares add up to 140/);
   t.regex(await output('total').innerText(), /140/, 'the execute_result of the block');
   t.is((await output('table').locator('table.squares td').allInnerTexts()).join(','), '1,1,2,4,3,9,4,16');
-  await screenshot(page, 'thebe-tutorial');
+  await screenshot(page, 'thebe-tutorial', { fullPage: true });
 
   // An edited block runs as edited, in the same kernel.
   await page.locator('pre#total').evaluate((pre) => (pre.textContent = 'print("edited:", total * 2)'));
