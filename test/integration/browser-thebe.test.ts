@@ -2,8 +2,9 @@
  * Thebe (thebe-core from npm, its own browser build) on the example tutorial page (examples/thebe),
  * served from another origin than the service's, as a tutorial site would be: the service allows that
  * origin the documented way (KG_ALLOW_ORIGIN and the CORS headers, README "Thebe"), Thebe connects to it
- * as its Jupyter server with a token, and every code block of the page runs on a real Docker kernel and
- * shows its output. The page reaches only its own origin and the service.
+ * as its Jupyter server with the site's own API key (as the README advises for a key a page publishes),
+ * and every code block of the page runs on a real Docker kernel and shows its output. The page reaches
+ * only its own origin and the service.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -15,9 +16,12 @@ import test from 'ava';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { collectPageErrors, guardOrigins, launchBrowser, screenshot, type OriginGuard } from '../helpers/browser.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { KeysFile } from '../helpers/tenant-keys.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const TOKEN = 'thebe-token';
+const ADMIN = 'thebe-admin-token';
+/** The tutorial site's own API key, with the quotas the README recommends for a key published in a page. */
+const SITE_KEY = 'tutorial-site-key';
 const WAIT = { timeout: 60_000 };
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.map': 'application/json' };
 
@@ -51,6 +55,7 @@ async function staticSite(mounts: Record<string, string>): Promise<{ url: string
 
 let site: Awaited<ReturnType<typeof staticSite>>;
 let svc: TestService;
+let keys: KeysFile;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
@@ -60,9 +65,11 @@ let errors: string[];
 test.before(async () => {
   // What `npx copy-thebe-assets examples/thebe/thebe core` would copy, served in place.
   site = await staticSite({ '/': path.join(REPO, 'examples/thebe'), '/thebe/': path.join(REPO, 'node_modules/thebe-core/dist/lib') });
+  keys = await KeysFile.create([{ id: 'tutorial', key: SITE_KEY, maxKernels: 2, maxMemKB: 1_048_576, rateLimit: 1000 }]);
   [svc, browser] = await Promise.all([
     startTestService({
-      authToken: TOKEN,
+      authToken: ADMIN,
+      apiKeysFile: keys.file,
       allowOrigin: site.url,
       allowHeaders: 'Authorization,Content-Type',
       allowMethods: 'GET,POST,PATCH,DELETE',
@@ -79,19 +86,20 @@ test.after.always(async () => {
   await context?.close().catch(() => undefined);
   await browser?.close().catch(() => undefined);
   await Promise.all([svc?.stop(), site?.close()]);
+  await keys?.remove();
 });
 
 test.serial('a tutorial page on another origin runs its code blocks on the service through Thebe', async (t) => {
   t.not(new URL(site.url).origin, new URL(svc.url).origin);
-  const query = new URLSearchParams({ server: `${svc.url}/`, token: TOKEN, kernel: 'python3' });
+  const query = new URLSearchParams({ server: `${svc.url}/`, token: SITE_KEY, kernel: 'python3' });
   await page.goto(`${site.url}/index.html?${query}`);
   await page.click('#activate');
   await page.locator('#thebe-status[data-status="ready"]').waitFor(WAIT).catch(async (error: Error) => {
     throw new Error(`${error.message}\nstatus: ${await page.locator('#thebe-status').innerText()}\n${errors.join('\n')}\nforeign: ${guard.foreign.join(' ')}`);
   });
 
-  const sessions = await svc.call('GET', '/api/sessions', undefined, { authorization: `token ${TOKEN}` });
-  t.is(sessions.body.length, 1, 'Thebe made one session on the service');
+  const sessions = await svc.call('GET', '/api/sessions', undefined, { authorization: `token ${SITE_KEY}` });
+  t.is(sessions.body.length, 1, 'Thebe made one session on the service, under the site\'s key');
   t.is(sessions.body[0].kernel.name, 'python3');
 
   await page.click('#run-all');
