@@ -9,7 +9,9 @@ RUN npm ci --no-audit --no-fund
 COPY src ./src
 COPY test ./test
 COPY bench ./bench
-RUN npx tsc -p tsconfig.json
+COPY scripts/build-playground.mjs ./scripts/
+# tsc, then the playground page's bundle (dist/playground): the runtime stage needs no browser libraries.
+RUN npm run build --silent
 
 FROM ${NODE_IMAGE}
 WORKDIR /app

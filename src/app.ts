@@ -14,6 +14,7 @@ import type { JudgeEngine } from './judge/model.js';
 import { cors } from './api/jupyter/cors.js';
 import { jupyterRouter } from './api/jupyter/routes.js';
 import { pistonRouter } from './api/piston/routes.js';
+import { playground } from './api/playground/routes.js';
 import { SessionManager } from './sessions/session-manager.js';
 import type { KernelManager } from './kernels/kernel-manager.js';
 import type { QueryService } from './runs/query-service.js';
@@ -47,7 +48,10 @@ export function createApp(deps: AppDeps): Koa {
   // CORS headers on every response, errors included; preflights answered before auth (they carry no token).
   app.use(cors(deps.config));
   // Web pages elsewhere (CSRF) and DNS rebinding are refused before anything else is looked at.
-  app.use(browserEdge(deps.config));
+  // The playground page may be opened from a link elsewhere (a top-level navigation); nothing else may.
+  app.use(browserEdge(deps.config, deps.config.playground ? ['/'] : []));
+  // The playground page loads without a token: it asks for one and sends it with every API call.
+  if (deps.config.playground) app.use(playground());
   app.use(authenticate(deps));
   const v1 = v1Router(deps);
   app.use(v1.routes());

@@ -15,6 +15,8 @@
  *   the CORS header a browser needs to read an answer. Requests without Origin pass: browsers send it on
  *   every cross-origin request but the no-cors subresource GET, which Sec-Fetch-Site then marks
  *   `cross-site` / `same-site`, and that is refused too.
+ *   One exception: a top-level navigation to one of the service's own pages (the playground), which a
+ *   link on another site opens; see isPageNavigation.
  *   Unlike jupyter_server, a token does not waive the Origin check: a cross-origin browser client needs
  *   KG_ALLOW_ORIGIN for CORS anyway, and the check stays independent of how a request authenticates.
  * - Content-Type (see `refusesNonJsonBody`): a browser request's JSON body must be labelled
@@ -75,12 +77,12 @@ export function hostName(hostHeader: string): string {
 const clip = (value: string) => JSON.stringify(value.slice(0, 200));
 
 /** Builds the check of a request's headers: a message saying why it is refused, or undefined. */
-export function edgeCheck(config: EdgeConfig): (headers: IncomingHttpHeaders, method?: string) => string | undefined {
+export function edgeCheck(config: EdgeConfig): (headers: IncomingHttpHeaders, method?: string, pageNavigation?: boolean) => string | undefined {
   const checkHost = !remoteAccessAllowed(config);
   const localNames = new Set(config.localHostnames.map((name) => name.toLowerCase()));
   const allowOrigin = config.allowOrigin.trim().replace(/\/$/, '').toLowerCase();
 
-  return (headers, method) => {
+  return (headers, method, pageNavigation = false) => {
     const host = typeof headers.host === 'string' ? headers.host : undefined;
     if (checkHost && host !== undefined) {
       const name = hostName(host);
@@ -93,7 +95,7 @@ export function edgeCheck(config: EdgeConfig): (headers: IncomingHttpHeaders, me
         );
       }
     }
-    if (method === 'OPTIONS' || allowOrigin === '*') return undefined;
+    if (method === 'OPTIONS' || allowOrigin === '*' || pageNavigation) return undefined;
     const origin = typeof headers.origin === 'string' ? headers.origin : undefined;
     if (origin === undefined) {
       const site = headers['sec-fetch-site'];
@@ -122,11 +124,28 @@ function sameOrigin(origin: string, host: string): boolean {
   }
 }
 
-/** Koa middleware: the Host and Origin checks on every request, before auth. */
-export function browserEdge(config: EdgeConfig): Middleware {
+/**
+ * A browser opening one of the service's own web pages (`pages`: the playground at /) as a document:
+ * a top-level GET navigation (Sec-Fetch-Mode: navigate, Sec-Fetch-Dest: document), e.g. a link on another
+ * site. It reads nothing and changes nothing (the page is static; what it does next is same-origin and
+ * checked as usual), so the Origin check does not refuse it; the Host check still does (DNS rebinding).
+ * Such a page must not be framed (its CSP says frame-ancestors 'none').
+ */
+function isPageNavigation(pages: ReadonlySet<string>, path: string, method: string, headers: IncomingHttpHeaders): boolean {
+  return (
+    pages.has(path) &&
+    (method === 'GET' || method === 'HEAD') &&
+    headers['sec-fetch-mode'] === 'navigate' &&
+    headers['sec-fetch-dest'] === 'document'
+  );
+}
+
+/** Koa middleware: the Host and Origin checks on every request, before auth. `pages`: see isPageNavigation. */
+export function browserEdge(config: EdgeConfig, pages: readonly string[] = []): Middleware {
   const check = edgeCheck(config);
+  const navigable = new Set(pages);
   return async (ctx, next) => {
-    const refusal = check(ctx.headers, ctx.method);
+    const refusal = check(ctx.headers, ctx.method, isPageNavigation(navigable, ctx.path, ctx.method, ctx.headers));
     if (refusal) throw forbidden(refusal);
     await next();
   };

@@ -120,6 +120,7 @@ export const OPTIONS = {
   allowCredentials: opt('KG_ALLOW_CREDENTIALS', str, 'Access-Control-Allow-Credentials'),
   exposeHeaders: opt('KG_EXPOSE_HEADERS', str, 'Access-Control-Expose-Headers'),
   maxAge: opt('KG_MAX_AGE', str, 'Access-Control-Max-Age'),
+  playground: opt('POLYKERNEL_PLAYGROUND', bool, 'serve the playground page (a code editor running on the channels WebSocket) at /; false = / is 404 as any unknown path'),
   instance: opt('POLYKERNEL_INSTANCE', name, 'name of this service instance; it adopts and reaps only containers labelled with it'),
   redisUrl: opt('REDIS_URL', str, 'Redis for shared state; empty = in-process store'),
   redisPrefix: opt('POLYKERNEL_REDIS_PREFIX', str, 'prefix of every Redis key'),
