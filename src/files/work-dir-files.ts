@@ -12,7 +12,7 @@
  * after every part was received within the caps; a refusal before that leaves the work directory as it was.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { DomainError, forbidden, invalidInput, notFound, notImplemented } from '../errors.js';
+import { DomainError, forbidden, invalidInput, kernelFailed, notFound, notImplemented } from '../errors.js';
 import type { KernelHandle } from '../kernels/kernel-handle.js';
 import { CONTAINER_WORK_DIR } from '../runtime/runtime.js';
 import { fileNameProblem, TAR_END, tarFileHeader, tarPadding } from '../runs/batch-files.js';
@@ -161,6 +161,30 @@ function helperCommand(ms: number, args: string[]): string[] {
   return ['timeout', '-s', 'KILL', (Math.max(1, Math.ceil(ms)) / 1000).toFixed(3), FILES_HELPER, args[0]!, CONTAINER_WORK_DIR, ...args.slice(1)];
 }
 
+/**
+ * The service's own deadline on a transfer: `timeout` in the container is not enough, since the kernel's
+ * code (the same user) can SIGSTOP both it and the helper, and then nothing in the container ever ends the
+ * exec; the request and its connection to the engine would be held for good, even after the client left.
+ * A little later than the helper's timeout (which starts only once the exec runs), so that one speaks first.
+ */
+export const FILES_DEADLINE_GRACE_MS = 3000;
+
+function transferDeadline(limits: FilesLimits): AbortSignal {
+  const ms = limits.filesTimeoutMs + FILES_DEADLINE_GRACE_MS;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () =>
+      controller.abort(
+        kernelFailed(
+          `the file transfer in the kernel's container did not end within POLYKERNEL_FILES_TIMEOUT_MS (${limits.filesTimeoutMs} ms): it was given up (the kernel's own processes may have stopped the file helper, or the engine is overloaded)`,
+        ),
+      ),
+    ms,
+  );
+  timer.unref();
+  return controller.signal;
+}
+
 /** timeout's exit code when the command could not be found: an image built before the helper existed. */
 const NOT_FOUND_EXIT = 127;
 const REFUSED_EXIT = 2;
@@ -211,7 +235,11 @@ export class WorkDirFiles {
       const index = Number(match[2]);
       return refusal(match[1]!, index >= 0 ? names[index] : undefined, this.limits, what);
     }
-    return new Error(`file helper ended with ${exitCode}${exitCode === 137 ? ' (killed: past POLYKERNEL_FILES_TIMEOUT_MS, or out of memory)' : ''}`);
+    // Killed or crashed: by its timeout, the kernel's memory cap or the kernel's own processes (the same
+    // user may signal it), not a fault of the service.
+    return kernelFailed(
+      `the file helper in the kernel's container ended with ${exitCode}${exitCode === 137 ? ' (killed: past POLYKERNEL_FILES_TIMEOUT_MS, out of memory, or by the kernel\'s own processes)' : ''}`,
+    );
   }
 
   async list(kernel: FilesKernel, path: string): Promise<Listing> {
@@ -220,7 +248,8 @@ export class WorkDirFiles {
     const max = this.limits.listMaxEntries;
     // Each record: a type, mode, size, mtime and a name of at most 255 bytes.
     const out = new Bounded((max + 2) * 320);
-    const { exitCode } = await kernel.exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['list', String(max), dir]) }, (stream, chunk) => {
+    const signal = transferDeadline(this.limits);
+    const { exitCode } = await kernel.exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['list', String(max), dir]), signal }, (stream, chunk) => {
       if (stream === 'stdout') out.push(chunk);
     });
     if (exitCode !== 0) throw this.refused(out.text(), exitCode, [dir || '.'], 'list');
@@ -303,7 +332,7 @@ export class WorkDirFiles {
     };
 
     const transfer = kernel.exec(
-      { cmd: helperCommand(this.limits.filesTimeoutMs, ['get', String(this.limits.downloadMaxBytes), ...names]), signal: abort.signal },
+      { cmd: helperCommand(this.limits.filesTimeoutMs, ['get', String(this.limits.downloadMaxBytes), ...names]), signal: AbortSignal.any([abort.signal, transferDeadline(this.limits)]) },
       (stream, chunk) => {
         if (stream === 'stderr') return stderr.push(chunk);
         if (files || broken) return onData(chunk);
@@ -362,7 +391,7 @@ export class WorkDirFiles {
     const out = new Bounded(256);
     let helperEnded = false;
     const transfer = kernel
-      .exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['put', String(this.limits.uploadMaxFiles)]), stdin, signal: abort.signal }, (stream, chunk) => {
+      .exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['put', String(this.limits.uploadMaxFiles)]), stdin, signal: AbortSignal.any([abort.signal, transferDeadline(this.limits)]) }, (stream, chunk) => {
         if (stream === 'stdout') out.push(chunk);
       })
       .finally(() => {
