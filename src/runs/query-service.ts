@@ -3,7 +3,7 @@
  * batch runs live in one table, so "continue" works the same for both.
  */
 import type { Config } from '../config/index.js';
-import { conflict } from '../errors.js';
+import { conflict, notFound } from '../errors.js';
 import type { KernelHandle } from '../kernels/kernel-handle.js';
 import type { KernelEvents } from '../kernels/kernel-manager.js';
 import type { Logger } from '../logger.js';
@@ -33,6 +33,8 @@ export class QueryService {
   private readonly runs: QueryRuns;
   private readonly oom = new OomNotices();
   private readonly completions: Completions;
+  /** v1 interrupts of each kernel still being delivered (see interrupt). */
+  private readonly interrupting = new Map<string, Promise<void>>();
   /** Runs abandoned or past the bounds are discarded by this sweep (see QueryRuns). */
   private readonly sweeper: NodeJS.Timeout;
 
@@ -69,6 +71,10 @@ export class QueryService {
     else run = this.runs.get(kernelId, request.runId);
     if (request.mode === 'input') await run.sendInput(request.code);
     const result = await run.next(this.config.flushWindowMs, options);
+    // Discarded while this call waited (more runs started on the kernel than it keeps): its output was
+    // dropped, so an empty "finished" would be a lie; the caller hears why instead, as a later call would.
+    const discarded = this.runs.discardedWhy(kernelId, run.runId);
+    if (discarded !== undefined) throw notFound(`run ${run.runId} was discarded: ${discarded}`);
     this.runs.settle(kernelId, result);
     if (result.status === 'finished' || result.status === 'exec-timeout') {
       // A program the kernel started killed by the memory cap, the kernel alive: say so (oom-notice.ts).
@@ -108,6 +114,33 @@ export class QueryService {
    * is anything the client sends once it heard the 204.
    */
   async interrupt(kernelId: string): Promise<void> {
+    // Runs started meanwhile wait for it (see startRun): the SIGINT must not land on them.
+    const interrupting = this.interruptNow(kernelId);
+    const settled = interrupting.catch(() => undefined);
+    this.interrupting.set(kernelId, settled);
+    void settled.finally(() => {
+      if (this.interrupting.get(kernelId) === settled) this.interrupting.delete(kernelId);
+    });
+    return interrupting;
+  }
+
+  /**
+   * Interrupts the kernel for one run whose client went away (the streaming socket), unless that run's
+   * code has ended already: a client leaving just as its run ends must not have its SIGINT hit the next
+   * run, another client's or its own sent over a new socket.
+   */
+  async interruptRun(kernelId: string, runId: string): Promise<void> {
+    const run = this.runs.peek(kernelId, runId);
+    if (!run || run.done) return;
+    await this.interrupt(kernelId);
+  }
+
+  /** A v1 interrupt of the kernel still being delivered: a new run waits for it to land first. */
+  private async afterInterrupt(kernelId: string): Promise<void> {
+    await this.interrupting.get(kernelId);
+  }
+
+  private async interruptNow(kernelId: string): Promise<void> {
     await this.kernels.interrupt(kernelId);
     const ends = this.runs.endsOf(kernelId);
     if (ends.length === 0) return;
@@ -127,6 +160,7 @@ export class QueryService {
 
   private async startRun(kernelId: string, code: string, runId: string | undefined): Promise<QueryRun> {
     this.assertNewRun(kernelId, runId);
+    await this.afterInterrupt(kernelId);
     // No store round trip here: the handle carries the kernel's limits, its counters live on the LiveKernel.
     const handle = await this.kernels.handle(kernelId);
     handle.kernel.numQueriesExecuted++;
@@ -144,6 +178,7 @@ export class QueryService {
 
   private async startBatch(kernelId: string, options: BatchOptions, runId: string | undefined): Promise<BatchRun> {
     this.assertNewRun(kernelId, runId);
+    await this.afterInterrupt(kernelId);
     const handle = await this.kernels.handle(kernelId);
     const { kernel } = handle;
     await this.oom.begin(handle);

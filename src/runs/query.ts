@@ -78,6 +78,8 @@ export interface Run {
   interrupted?(): void;
   /** Resolves when the run's code has ended (never, if its kernel went away first). */
   ended?(): Promise<unknown>;
+  /** Its code has ended (finished, timed out, or its kernel gone), whether or not the client heard it yet. */
+  readonly done?: boolean;
   /** Output held for the client's next call (roughly bytes): what keeping this run costs. */
   readonly bufferedBytes: number;
   /**
@@ -347,7 +349,7 @@ export class QueryRuns {
     if (!runs) this.byKernel.set(kernelId, (runs = new Map()));
     while (runs.size >= this.limits.maxPerKernel) {
       const [oldest] = runs.keys();
-      this.evict(kernelId, oldest!, `more than ${this.limits.maxPerKernel} runs were started on its kernel since it was last continued`);
+      this.evict(kernelId, oldest!, `more than ${this.limits.maxPerKernel} runs were started on its kernel since it was last continued (POLYKERNEL_MAX_RUNS_PER_KERNEL)`);
     }
     runs.set(run.runId, { run, touchedAt: this.clock() });
     this.boundBuffered();
@@ -362,6 +364,16 @@ export class QueryRuns {
     }
     this.touch(kernelId, runId, entry);
     return entry.run;
+  }
+
+  /** Why a run was discarded (evicted or abandoned), if it was and that is still remembered. */
+  discardedWhy(kernelId: string, runId: string): string | undefined {
+    return this.byKernel.get(kernelId)?.has(runId) ? undefined : this.discarded.get(this.key(kernelId, runId));
+  }
+
+  /** The run, if it is still held, without counting as a call of its client (no TTL refresh). */
+  peek(kernelId: string, runId: string): Run | undefined {
+    return this.byKernel.get(kernelId)?.get(runId)?.run;
   }
 
   has(kernelId: string, runId: string): boolean {

@@ -275,7 +275,7 @@ class StreamSession {
     run.over = true;
     this.log.debug('v1 stream client went away during a run; interrupting it', { kernelId: this.kernelId, runId: run.runId });
     void this.queries
-      .interrupt(this.kernelId)
+      .interruptRun(this.kernelId, run.runId)
       .catch((error: Error) => this.log.debug('Could not interrupt the run of a departed stream client', { kernelId: this.kernelId, error: error.message }))
       .finally(() => this.queries.abandon(this.kernelId, run.runId, 'its streaming client went away'));
   }
