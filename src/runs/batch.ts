@@ -147,8 +147,8 @@ export class BatchRun implements Run {
   private abortedBecause?: string;
   /** A client interrupted the run: the running step is being stopped, the rest skipped. */
   private interruptRequested = false;
-  /** The step running now: its marker (see STEP_MARKER_VARIABLE), and its end. */
-  private runningStep?: { marker: string; ended: Promise<unknown> };
+  /** The step running now: its marker (see STEP_MARKER_VARIABLE), its end, and whether an interrupt stops it. */
+  private runningStep?: { marker: string; ended: Promise<unknown>; interruptible: boolean };
   private stepsDone: Promise<void> = Promise.resolve();
   private readonly boundary = new RunBoundary();
 
@@ -237,7 +237,10 @@ export class BatchRun implements Run {
     }
   }
 
-  /** Runs one step under the remaining budget, its output going to the console when `report`. */
+  /**
+   * Runs one step under the remaining budget, its output going to the console when `report`; an interrupt
+   * stops it unless it is the clean step (`report` false), which is bounded by the run's deadline only.
+   */
   private async step(command: string, stdin: string | undefined, report = true): Promise<StepOutcome> {
     const remainingMs = this.deadline - this.clock();
     if (remainingMs <= 0) return 'timeout';
@@ -256,7 +259,7 @@ export class BatchRun implements Run {
         }
       },
     );
-    this.runningStep = { marker, ended: running.catch(() => undefined) };
+    this.runningStep = { marker, ended: running.catch(() => undefined), interruptible: report };
     let exitCode: number;
     try {
       ({ exitCode } = await running);
@@ -295,7 +298,9 @@ export class BatchRun implements Run {
     if (this.done || this.expiring || this.interruptRequested) return;
     this.interruptRequested = true;
     const step = this.runningStep;
-    if (step) void this.stopStep(step);
+    // The clean step is what leaves the work directory as after any run: an interrupt that comes while it
+    // runs (the exec step already over) lets it end; the run then ends as its exec step did.
+    if (step?.interruptible) void this.stopStep(step);
   }
 
   private async stopStep(step: { marker: string; ended: Promise<unknown> }): Promise<void> {
