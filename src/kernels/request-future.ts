@@ -17,6 +17,15 @@ import type { Channel, JupyterMessage, StatusContent } from '../protocol/message
  * never come. Once the reply is in, the request ends after this long without it.
  */
 export const IDLE_AFTER_REPLY_MS = 2000;
+/**
+ * The reply can be lost too: ipykernel catches a KeyboardInterrupt that lands after the code ended but
+ * before its execute_reply went out ("KeyboardInterrupt caught in kernel"), sends no reply and publishes
+ * the idle status all the same. A SIGINT timed so (a client interrupting, or leaving its streaming socket,
+ * just as its run ends) must not leave the request pending until its time limit takes the kernel along:
+ * once the idle is in, the request ends after this long without its reply. Replies come a few
+ * milliseconds after the idle at most when they come at all.
+ */
+export const REPLY_AFTER_IDLE_MS = 2000;
 
 /** How a request ended: `idle` is false when its idle status never came and the reply alone ended it. */
 export interface RequestEnd {
@@ -94,6 +103,7 @@ export class RequestFuture {
     }
     if (this.idle && (this.reply || !this.expectReply)) this.end(true);
     else if (this.reply && !this.idleFallback) this.idleFallback = setTimeout(() => this.end(false), IDLE_AFTER_REPLY_MS);
+    else if (this.idle && !this.idleFallback) this.idleFallback = setTimeout(() => this.end(true), REPLY_AFTER_IDLE_MS);
   }
 
   private end(idle: boolean): void {

@@ -4,7 +4,7 @@
  * lost the idle), client requests are tracked until their idle and bounded, owned ones never forgotten.
  */
 import test from 'ava';
-import { IDLE_AFTER_REPLY_MS, PendingRequests, type RequestFuture } from '../../src/kernels/request-future.js';
+import { IDLE_AFTER_REPLY_MS, PendingRequests, REPLY_AFTER_IDLE_MS, type RequestFuture } from '../../src/kernels/request-future.js';
 import { newMessage, parentMsgId, type Channel, type JsonObject, type JupyterMessage } from '../../src/protocol/messages.js';
 
 const request = (msgType = 'execute_request') => newMessage(msgType, {}, { session: 'service' });
@@ -89,6 +89,33 @@ test('a request whose idle status never comes ends IDLE_AFTER_REPLY_MS after its
   t.false(end.idle);
   t.is(end.reply?.header.msg_type, 'execute_reply');
   t.is(pending.size, 0);
+});
+
+test('a request whose reply never comes (ipykernel swallowed a SIGINT landing just before it) ends REPLY_AFTER_IDLE_MS after its idle, without a reply', async (t) => {
+  const { pending, answer } = table();
+  const lost = request();
+  const future = pending.track(lost, 'shell', { expectReply: true, execution: true, handlers: {} });
+  answer('iopub', lost, 'status', { execution_state: 'busy' });
+  answer('iopub', lost, 'status', { execution_state: 'idle' });
+  t.false(await settled(future.done), 'not at once: the reply may still be on its way');
+  const began = Date.now();
+  const end = await future.done;
+  t.true(Date.now() - began >= REPLY_AFTER_IDLE_MS - 50);
+  t.true(end.idle);
+  t.is(end.reply, undefined);
+  t.is(pending.size, 0);
+  t.is(pending.executing, 0);
+});
+
+test('a reply that comes shortly after the idle still ends the request with it', async (t) => {
+  const { pending, answer } = table();
+  const late = request();
+  const future = pending.track(late, 'shell', { expectReply: true, execution: true, handlers: {} });
+  answer('iopub', late, 'status', { execution_state: 'idle' });
+  answer('shell', late, 'execute_reply', { status: 'ok' });
+  const end = await future.done;
+  t.true(end.idle);
+  t.is(end.reply?.header.msg_type, 'execute_reply');
 });
 
 test('a client request without an owner is tracked until its idle (a comm_msg has no reply)', (t) => {
