@@ -235,5 +235,12 @@ export function loadConfig(
     out[key] = option.parse(raw, option.env);
   }
   Object.assign(out, overrides);
+  const config = out as Config;
+  // Node refuses such a server with a RangeError at listen time: said here, naming both variables.
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(
+      `POLYKERNEL_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be larger than POLYKERNEL_REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}): the headers are part of the request`,
+    );
+  }
   return Object.freeze(out) as Config;
 }

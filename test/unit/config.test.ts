@@ -145,3 +145,9 @@ test('POLYKERNEL_CONTAINER_LABELS: key=value pairs, never one of the service\'s 
   failsNaming(t, { POLYKERNEL_CONTAINER_LABELS: 'org.polykernel.instance=other' }, /POLYKERNEL_CONTAINER_LABELS/, /org\.polykernel\.instance/);
   failsNaming(t, { POLYKERNEL_CONTAINER_LABELS: 'no-value' }, /POLYKERNEL_CONTAINER_LABELS/);
 });
+
+test('a headers timeout longer than the request timeout is refused at load, naming both variables (Node would throw a RangeError at listen)', (t) => {
+  const error = t.throws(() => loadConfig({ POLYKERNEL_REQUEST_TIMEOUT_MS: '4000', POLYKERNEL_HEADERS_TIMEOUT_MS: '10000' }), { instanceOf: ConfigError });
+  t.regex(error!.message, /POLYKERNEL_HEADERS_TIMEOUT_MS \(10000\) must not be larger than POLYKERNEL_REQUEST_TIMEOUT_MS \(4000\)/);
+  t.is(loadConfig({ POLYKERNEL_REQUEST_TIMEOUT_MS: '4000', POLYKERNEL_HEADERS_TIMEOUT_MS: '4000' }).requestTimeoutMs, 4000);
+});
