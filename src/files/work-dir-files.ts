@@ -169,9 +169,8 @@ function helperCommand(ms: number, args: string[]): string[] {
  */
 export const FILES_DEADLINE_GRACE_MS = 3000;
 
-function transferDeadline(limits: FilesLimits): AbortSignal {
-  const ms = limits.filesTimeoutMs + FILES_DEADLINE_GRACE_MS;
-  const controller = new AbortController();
+/** Aborts `controller` with a clear error past the deadline; returns what clears the timer once the transfer ended. */
+function transferDeadline(limits: FilesLimits, controller: AbortController): () => void {
   const timer = setTimeout(
     () =>
       controller.abort(
@@ -179,10 +178,10 @@ function transferDeadline(limits: FilesLimits): AbortSignal {
           `the file transfer in the kernel's container did not end within POLYKERNEL_FILES_TIMEOUT_MS (${limits.filesTimeoutMs} ms): it was given up (the kernel's own processes may have stopped the file helper, or the engine is overloaded)`,
         ),
       ),
-    ms,
+    limits.filesTimeoutMs + FILES_DEADLINE_GRACE_MS,
   );
   timer.unref();
-  return controller.signal;
+  return () => clearTimeout(timer);
 }
 
 /** timeout's exit code when the command could not be found: an image built before the helper existed. */
@@ -248,10 +247,13 @@ export class WorkDirFiles {
     const max = this.limits.listMaxEntries;
     // Each record: a type, mode, size, mtime and a name of at most 255 bytes.
     const out = new Bounded((max + 2) * 320);
-    const signal = transferDeadline(this.limits);
-    const { exitCode } = await kernel.exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['list', String(max), dir]), signal }, (stream, chunk) => {
-      if (stream === 'stdout') out.push(chunk);
-    });
+    const abort = new AbortController();
+    const clearDeadline = transferDeadline(this.limits, abort);
+    const { exitCode } = await kernel
+      .exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['list', String(max), dir]), signal: abort.signal }, (stream, chunk) => {
+        if (stream === 'stdout') out.push(chunk);
+      })
+      .finally(clearDeadline);
     if (exitCode !== 0) throw this.refused(out.text(), exitCode, [dir || '.'], 'list');
     if (out.overflowed) throw new Error('file helper listing is longer than its entries allow');
     return { path: dir || '.', ...parseListing(out.bytes(), max) };
@@ -332,7 +334,7 @@ export class WorkDirFiles {
     };
 
     const transfer = kernel.exec(
-      { cmd: helperCommand(this.limits.filesTimeoutMs, ['get', String(this.limits.downloadMaxBytes), ...names]), signal: AbortSignal.any([abort.signal, transferDeadline(this.limits)]) },
+      { cmd: helperCommand(this.limits.filesTimeoutMs, ['get', String(this.limits.downloadMaxBytes), ...names]), signal: abort.signal },
       (stream, chunk) => {
         if (stream === 'stderr') return stderr.push(chunk);
         if (files || broken) return onData(chunk);
@@ -358,6 +360,8 @@ export class WorkDirFiles {
       },
     );
     touch(kernel);
+    const clearDeadline = transferDeadline(this.limits, abort);
+    void transfer.finally(clearDeadline).catch(() => undefined);
     const finished = transfer.then(({ exitCode }) => {
       touch(kernel);
       if (broken) throw broken;
@@ -390,12 +394,14 @@ export class WorkDirFiles {
     const stdin = new PassThrough({ highWaterMark: 64 * 1024 });
     const out = new Bounded(256);
     let helperEnded = false;
+    const clearDeadline = transferDeadline(this.limits, abort);
     const transfer = kernel
-      .exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['put', String(this.limits.uploadMaxFiles)]), stdin, signal: AbortSignal.any([abort.signal, transferDeadline(this.limits)]) }, (stream, chunk) => {
+      .exec({ cmd: helperCommand(this.limits.filesTimeoutMs, ['put', String(this.limits.uploadMaxFiles)]), stdin, signal: abort.signal }, (stream, chunk) => {
         if (stream === 'stdout') out.push(chunk);
       })
       .finally(() => {
         helperEnded = true;
+        clearDeadline();
       });
     // Refused before the transfer ends: the helper's own refusal (a full disk) is the better answer.
     transfer.catch(() => undefined);

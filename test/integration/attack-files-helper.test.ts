@@ -80,7 +80,7 @@ async function attemptOn(svc: TestService, kind: 'list' | 'download' | 'upload',
   }
 }
 
-test('a kernel that SIGSTOPs the file helper and its timeout: list, download and upload are answered with an error past the files timeout, never left hanging', async (t) => {
+test.serial('a kernel that SIGSTOPs the file helper and its timeout: list, download and upload are answered with an error past the files timeout, never left hanging', async (t) => {
   t.timeout(120_000);
   const id = await createKernel(svc.call);
   await py(id, 'open("data.txt", "w").write("x" * 100000)');
@@ -104,7 +104,7 @@ test('a kernel that SIGSTOPs the file helper and its timeout: list, download and
   await svc.call('DELETE', `/v1/kernel/${id}`);
 });
 
-test('a client that leaves while the helper is stopped before its header: the service lets the engine connection go', async (t) => {
+test.serial('a client that leaves while the helper is stopped before its header: the service lets the engine connection go', async (t) => {
   t.timeout(90_000);
   const id = await createKernel(svc.call);
   await py(id, 'open("data.txt", "w").write("y" * 1000)');
@@ -141,7 +141,7 @@ async function openEngineSockets(): Promise<number> {
   return count;
 }
 
-test('many parallel transfers on one kernel: each is answered (200 or a clear 4xx/5xx), none is an unhandled error, and the kernel still runs', async (t) => {
+test.serial('many parallel transfers on one kernel: each is answered (200 or a clear 4xx/5xx), none is an unhandled error, and the kernel still runs', async (t) => {
   t.timeout(120_000);
   const svc = await startTestService({ flushWindowMs: 20_000 });
   t.teardown(() => svc.stop());
