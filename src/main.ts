@@ -225,9 +225,17 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel);
-  const service = await startService(config, log);
+  // Handled from the first moment: the start may wait long (for Redis), and as PID 1 in a container (the
+  // service image runs node without an init) a process with no handler ignores SIGTERM, so `docker stop`
+  // would wait its grace and SIGKILL. Stopped while starting, nothing is served yet: it exits at once
+  // (kernels it may have adopted meanwhile stay for the next start to adopt, as after a crash).
+  let service: RunningService | undefined;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
+      if (!service) {
+        log.info('Stopped while starting', { signal });
+        process.exit(0);
+      }
       service.stop().then(
         () => process.exit(0),
         (error: Error) => {
@@ -237,6 +245,7 @@ async function main(): Promise<void> {
       );
     });
   }
+  service = await startService(config, log);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
