@@ -2,8 +2,9 @@
  * npm run bench: one run, one machine, every figure issue #7 asks for.
  *
  *  - the direct-ZMQ baseline: the same kernel (same image, same container) spoken to over its IPC sockets
- *  - this service's execute round trip through the channels WebSocket and through POST /v1/kernel/:id,
- *    interleaved with the baseline sample by sample, so that a change in the machine's load moves all three
+ *  - this service's execute round trip through the channels WebSocket, through POST /v1/kernel/:id and
+ *    through the v1 streaming WebSocket,
+ *    interleaved with the baseline sample by sample, so that a change in the machine's load moves them all
  *  - kernel start until the first execute is answered, from a warm pool and cold
  *  - a one-shot snippet (create, run hello, delete) per language, from a warm pool
  *  - executions per second over 4 kernels at once (direct ZMQ as the ceiling, v1, WebSocket)
@@ -35,6 +36,7 @@ import { startServiceProcess, type ServiceProcess } from '../test/helpers/servic
 import { median, summarize, timeIt, type Summary } from './stats.js';
 import { sleep } from '../test/helpers/wait.js';
 import { channelsUrl } from '../test/helpers/jupyter-client.js';
+import { StreamClient, streamUrl } from '../test/helpers/v1-stream.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -89,15 +91,23 @@ async function benchRoundTrips(service: ServiceProcess): Promise<void> {
   const { kernelId } = await service.http.ok('POST', '/v1/kernel/create', { lang: 'python3' });
   const direct = connectDirect(await service.connectionInfo(kernelId));
   const ws = await JupyterWsClient.connect(channelsUrl(service.url, kernelId));
+  const stream = await StreamClient.open(streamUrl(service.url, kernelId));
   const rtt = await interleaved(RTT_N, {
     direct: () => direct.execute('x = 1'),
     ws: () => ws.execute('x = 1'),
     v1: () => service.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: 'x = 1' }),
+    stream: async () => {
+      // The client keeps every frame; a run's are dropped once it ended, so the samples cost the same.
+      await stream.run({ mode: 'query', code: 'x = 1' });
+      stream.frames.length = 0;
+    },
   });
   results.zmq_direct_rtt_ms = rtt.direct;
   results.ws_rtt_ms = rtt.ws;
   results.v1_rtt_ms = rtt.v1;
+  results.v1_stream_rtt_ms = rtt.stream;
   log(`round trips ${JSON.stringify(rtt)}`);
+  stream.close();
   ws.close();
   direct.close();
   await service.http.ok('DELETE', `/v1/kernel/${kernelId}`);
@@ -340,6 +350,7 @@ function table(): string {
     ['execute round trip, direct ZMQ (baseline)', pair(r.zmq_direct_rtt_ms), '1.00×'],
     ['execute round trip, channels WebSocket', pair(r.ws_rtt_ms), ratio(r.ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
     ['execute round trip, POST /v1/kernel/:id', pair(r.v1_rtt_ms), ratio(r.v1_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
+    ['execute round trip, v1 streaming WebSocket', pair(r.v1_stream_rtt_ms), ratio(r.v1_stream_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
     ['execute round trip, Jupyter Server', pair(r.jupyter_ws_rtt_ms), ratio(r.jupyter_ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
     ['start until first execute, warm pool, v1 create + query', pair(r.start_warm_ms), ''],
     ['start until first execute, warm pool, POST /api/kernels + WebSocket execute', pair(r.start_warm_jupyter_api_ms), ''],

@@ -213,7 +213,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   private register(ref: KernelRef, kernel: LiveKernel, spec: KernelSpecEntry | undefined, limits: ResourceLimits, owner: string | undefined): void {
     const placed: KernelRef = { id: ref.id, lang: ref.lang, key: ref.key, containerId: ref.containerId, connDir: ref.connDir, runtime: ref.runtime };
-    this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)));
+    this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)), placed);
   }
 
   /** A kernel for the warm pool: its own id, directory and key, the default limits. */
@@ -338,6 +338,17 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.log.info('Kernel removed', { kernelId: record.id, reason });
   }
 
+  /** A live kernel with no record in the store: removed from what this process knows of it. */
+  private async destroyUnrecorded(id: string, reason: string): Promise<void> {
+    const placement = this.registry.placement(id);
+    const handle = this.registry.take(id);
+    handle?.kernel.close();
+    this.restarter.forget(id);
+    this.memory.release(id);
+    if (placement) await this.provisioner.remove(placement);
+    this.log.info('Kernel removed (it had no record in the store)', { kernelId: id, reason });
+  }
+
   private onDeath(id: string | undefined, containerId: string, reason: DeathReason): void {
     if (this.stopped || this.launcher.startDied(containerId, reason)) return;
     if (id && this.registry.has(id)) this.restarter.onDeath(id, containerId, reason);
@@ -367,9 +378,15 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       }
       return;
     }
-    const records = await this.records.list().catch(() => []);
-    const mine = records.filter((record) => this.registry.has(record.id));
-    await Promise.allSettled(mine.map((record) => this.destroy(record, 'service shut down')));
+    const records = new Map((await this.records.list().catch(() => [])).map((record) => [record.id, record]));
+    await Promise.allSettled(
+      this.registry.handles().map(({ id }) => {
+        const record = records.get(id);
+        // A kernel whose record the store lost (a Redis that failed over, or is down now) is still this
+        // process's: it goes too, or its container and connection would outlive the service.
+        return record ? this.destroy(record, 'service shut down') : this.destroyUnrecorded(id, 'service shut down');
+      }),
+    );
     await this.settled();
     // Empty now, unless a removal failed: then the next start's reaper finds what is left.
     await this.provisioner.removeState();

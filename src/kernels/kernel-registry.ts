@@ -6,24 +6,33 @@ import { unknownKernel } from '../errors.js';
 import type { KernelHandle } from './kernel-handle.js';
 import type { KernelRecord } from './kernel-record.js';
 import type { LiveKernel } from './live-kernel.js';
+import type { KernelRef } from './provisioner.js';
 
 /** Removals remembered, so that a caller that was waiting on a kernel can say why it went. */
 const GRAVEYARD_SIZE = 1000;
 
 export class KernelRegistry {
   private readonly live = new Map<string, KernelHandle>();
+  /** Where each live kernel was placed: enough to remove it when the store has lost its record. */
+  private readonly placements = new Map<string, KernelRef>();
   private readonly starting = new Map<string, Promise<KernelRecord>>();
   private readonly graveyard = new Map<string, { reason: string; owner?: string }>();
 
-  add(handle: KernelHandle): void {
+  add(handle: KernelHandle, placement: KernelRef): void {
     this.live.set(handle.id, handle);
+    this.placements.set(handle.id, placement);
   }
 
   /** Takes a kernel out; returns its handle when it was live. */
   take(id: string): KernelHandle | undefined {
     const handle = this.live.get(id);
     this.live.delete(id);
+    this.placements.delete(id);
     return handle;
+  }
+
+  placement(id: string): KernelRef | undefined {
+    return this.placements.get(id);
   }
 
   has(id: string): boolean {

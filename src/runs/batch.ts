@@ -69,8 +69,8 @@ const FILE_WRITE_TIMEOUT_MS = 30_000;
 export const INTERRUPTED_EXIT_CODE = 130;
 /** How long an interrupted step has to end after its SIGINT before it is killed. */
 export const BATCH_INTERRUPT_GRACE_MS = 1500;
-/** The environment variable that marks a step's processes, so an interrupt finds them in the container. */
-export const STEP_MARKER_VARIABLE = 'POLYKERNEL_BATCH_STEP';
+/** The environment variable that marks a step's processes, so an interrupt finds them in the container (not POLYKERNEL_*: the sandbox shows a program none of the service's variables). */
+export const STEP_MARKER_VARIABLE = 'PK_BATCH_STEP';
 /** Bound of the command that signals a step's processes. */
 const SIGNAL_TIMEOUT_MS = 5000;
 

@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/main.js';
+import { containersOfInstance } from '../helpers/docker.js';
 import { freePort } from '../helpers/free-port.js';
 import { jsonCall } from '../helpers/http-client.js';
 import { eventually, sleep } from '../helpers/wait.js';
@@ -96,6 +97,9 @@ test.serial('a service started before its Redis answers 503 saying so, then serv
     await startRedis();
     // The new Redis is empty (a failover that lost its data): the service works again on its own.
     t.true(await eventually(async () => (await call('POST', '/v1/kernel/create', { lang: 'python3' })).status === 201, 30_000, 500), 'a kernel can be created again');
+    // The stop removes every kernel of the service, also the one whose record went with the old Redis.
+    await service!.stop();
+    t.deepEqual(containersOfInstance(instance), [], 'no kernel container outlives the service');
   } finally {
     // The start (if it still waits) and the stop both need a Redis.
     if (!redis) await startRedis();
