@@ -42,13 +42,19 @@ test.serial(`${ROUNDS} rounds of ${QUERIES_PER_ROUND} abandoned "continued" quer
     for (let round = 0; round < ROUNDS; round++) {
       const answers = await Promise.all(
         Array.from({ length: QUERIES_PER_ROUND }, () =>
-          svc.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: `print("x" * ${PRINTED_CHARS})` }),
+          svc.http.call('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: `print("x" * ${PRINTED_CHARS})` }),
         ),
       );
-      const continued = answers.filter((a) => a.result.status === 'continued');
-      lastRoundRunId = continued[0]?.result.runId;
-      t.log(`round ${round + 1}: ${continued.length} of ${QUERIES_PER_ROUND} answered continued; RSS ${svc.rssKB()} KB`);
-      t.true(continued.length > QUERIES_PER_ROUND / 2, 'most runs were left "continued"');
+      // A run pushed out by the ones started after it (past POLYKERNEL_MAX_RUNS_PER_KERNEL) before its
+      // first answer is told so (404, "discarded"); a loaded machine answers more of them that way.
+      const discarded = answers.filter((a) => a.status === 404 && /was discarded: more than \d+ runs/.test(JSON.stringify(a.body)));
+      const continued = answers.filter((a) => a.status === 200 && a.body.result.status === 'continued');
+      const others = answers.filter((a) => a.status !== 200 && !discarded.includes(a));
+      t.deepEqual(others.map((a) => `${a.status} ${JSON.stringify(a.body).slice(0, 200)}`), [], 'every answer is a run or says it was discarded');
+      lastRoundRunId = continued[0]?.body.result.runId;
+      t.log(`round ${round + 1}: ${continued.length} of ${QUERIES_PER_ROUND} answered continued, ${discarded.length} discarded; RSS ${svc.rssKB()} KB`);
+      // The kernel holds at most POLYKERNEL_MAX_RUNS_PER_KERNEL of them at once however many are left.
+      t.true(continued.length > 0, 'runs were left "continued", holding output');
       // The kernel works through the queue (their output arrives for runs nobody continues).
       const last = await svc.http.ok('POST', `/v1/kernel/${kernelId}`, { mode: 'query', code: 'print("drained")' });
       let result = last.result;
