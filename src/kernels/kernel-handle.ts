@@ -34,8 +34,11 @@ export interface KernelHandle {
 export class ProvisionedKernelHandle implements KernelHandle {
   constructor(
     readonly kernel: LiveKernel,
-    /** Where the provisioner placed it: never shown to runs. */
-    private readonly ref: KernelRef,
+    /**
+     * Where the provisioner placed it: for the kernel layer only (runs see a KernelHandle, which has no
+     * placement), e.g. to remove a kernel whose record the store lost.
+     */
+    readonly placement: KernelRef,
     readonly spec: KernelSpecEntry | undefined,
     readonly limits: ResourceLimits,
     readonly owner: string | undefined,
@@ -44,26 +47,26 @@ export class ProvisionedKernelHandle implements KernelHandle {
   ) {}
 
   get id(): string {
-    return this.ref.id;
+    return this.placement.id;
   }
 
   get lang(): string {
-    return this.ref.lang;
+    return this.placement.lang;
   }
 
   exec(command: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }> {
-    return this.provisioner.exec(this.ref, command, onOutput);
+    return this.provisioner.exec(this.placement, command, onOutput);
   }
 
   oomKills(): Promise<number | undefined> {
-    return this.provisioner.oomKills(this.ref);
+    return this.provisioner.oomKills(this.placement);
   }
 
   usage(): Promise<ResourceUsage | undefined> {
-    return this.provisioner.usage(this.ref);
+    return this.provisioner.usage(this.placement);
   }
 
   remove(reason: string): Promise<void> {
-    return this.removeKernel(this.ref.id, reason);
+    return this.removeKernel(this.placement.id, reason);
   }
 }

@@ -213,7 +213,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   private register(ref: KernelRef, kernel: LiveKernel, spec: KernelSpecEntry | undefined, limits: ResourceLimits, owner: string | undefined): void {
     const placed: KernelRef = { id: ref.id, lang: ref.lang, key: ref.key, containerId: ref.containerId, connDir: ref.connDir, runtime: ref.runtime };
-    this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)), placed);
+    this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)));
   }
 
   /** A kernel for the warm pool: its own id, directory and key, the default limits. */
@@ -323,7 +323,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
    * Safe to call more than once and on a half-created kernel. The kernel is unreachable when this resolves;
    * its container goes in the background (awaited by `settled()` and on shutdown).
    */
-  private async destroy(record: KernelRecord, reason: string): Promise<void> {
+  /** `record`: the stored record, or what the process knows of a kernel whose record the store lost. */
+  private async destroy(record: RemovableKernel, reason: string): Promise<void> {
     const handle = this.registry.take(record.id);
     handle?.kernel.close();
     this.restarter.forget(record.id);
@@ -336,17 +337,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       this.emit('removed', record.id, reason);
     }
     this.log.info('Kernel removed', { kernelId: record.id, reason });
-  }
-
-  /** A live kernel with no record in the store: removed from what this process knows of it. */
-  private async destroyUnrecorded(id: string, reason: string): Promise<void> {
-    const placement = this.registry.placement(id);
-    const handle = this.registry.take(id);
-    handle?.kernel.close();
-    this.restarter.forget(id);
-    this.memory.release(id);
-    if (placement) await this.provisioner.remove(placement);
-    this.log.info('Kernel removed (it had no record in the store)', { kernelId: id, reason });
   }
 
   private onDeath(id: string | undefined, containerId: string, reason: DeathReason): void {
@@ -380,15 +370,15 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     }
     const records = new Map((await this.records.list().catch(() => [])).map((record) => [record.id, record]));
     await Promise.allSettled(
-      this.registry.handles().map(({ id }) => {
-        const record = records.get(id);
-        // A kernel whose record the store lost (a Redis that failed over, or is down now) is still this
-        // process's: it goes too, or its container and connection would outlive the service.
-        return record ? this.destroy(record, 'service shut down') : this.destroyUnrecorded(id, 'service shut down');
-      }),
+      // A kernel whose record the store lost (a Redis that failed over, or is down now) is still this
+      // process's: it goes too, or its container and connection would outlive the service.
+      this.registry.handles().map(({ id, owner, placement }) => this.destroy(records.get(id) ?? { ...placement, owner }, 'service shut down')),
     );
     await this.settled();
     // Empty now, unless a removal failed: then the next start's reaper finds what is left.
     await this.provisioner.removeState();
   }
 }
+/** What removing a kernel needs: where it is, whose it is, the token it holds. */
+type RemovableKernel = Pick<KernelRecord, 'id' | 'owner' | 'containerId' | 'connDir' | 'clientSessionToken'>;
+

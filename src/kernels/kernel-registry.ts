@@ -3,36 +3,27 @@
  * still starting, and why recently removed ones went. An id is resolved here once per request.
  */
 import { unknownKernel } from '../errors.js';
-import type { KernelHandle } from './kernel-handle.js';
+import type { KernelHandle, ProvisionedKernelHandle } from './kernel-handle.js';
 import type { KernelRecord } from './kernel-record.js';
 import type { LiveKernel } from './live-kernel.js';
-import type { KernelRef } from './provisioner.js';
 
 /** Removals remembered, so that a caller that was waiting on a kernel can say why it went. */
 const GRAVEYARD_SIZE = 1000;
 
 export class KernelRegistry {
-  private readonly live = new Map<string, KernelHandle>();
-  /** Where each live kernel was placed: enough to remove it when the store has lost its record. */
-  private readonly placements = new Map<string, KernelRef>();
+  private readonly live = new Map<string, ProvisionedKernelHandle>();
   private readonly starting = new Map<string, Promise<KernelRecord>>();
   private readonly graveyard = new Map<string, { reason: string; owner?: string }>();
 
-  add(handle: KernelHandle, placement: KernelRef): void {
+  add(handle: ProvisionedKernelHandle): void {
     this.live.set(handle.id, handle);
-    this.placements.set(handle.id, placement);
   }
 
   /** Takes a kernel out; returns its handle when it was live. */
-  take(id: string): KernelHandle | undefined {
+  take(id: string): ProvisionedKernelHandle | undefined {
     const handle = this.live.get(id);
     this.live.delete(id);
-    this.placements.delete(id);
     return handle;
-  }
-
-  placement(id: string): KernelRef | undefined {
-    return this.placements.get(id);
   }
 
   has(id: string): boolean {
@@ -40,7 +31,7 @@ export class KernelRegistry {
   }
 
   /** The live handle, without waiting for a start. */
-  peek(id: string): KernelHandle | undefined {
+  peek(id: string): ProvisionedKernelHandle | undefined {
     return this.live.get(id);
   }
 
@@ -48,7 +39,7 @@ export class KernelRegistry {
     return this.live.size;
   }
 
-  handles(): KernelHandle[] {
+  handles(): ProvisionedKernelHandle[] {
     return [...this.live.values()];
   }
 

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import jlab from '@jupyterlab/services/lib/kernel/serialize.js';
+import { handshake } from './ws-handshake.js';
 
 export const V1 = 'v1.kernel.websocket.jupyter.org';
 
@@ -38,15 +39,7 @@ export class JupyterWs {
     const full = `${url}${url.includes('?') ? '&' : '?'}session_id=${session}`;
     const ws = new WebSocket(full, options.protocols ?? [], { headers: options.headers });
     const client = new JupyterWs(ws, session);
-    return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(client));
-      ws.once('unexpected-response', (_req, res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c));
-        res.on('end', () => reject(Object.assign(new Error(`handshake answered ${res.statusCode}: ${body}`), { status: res.statusCode, body })));
-      });
-      ws.once('error', reject);
-    });
+    return handshake(ws).then(() => client);
   }
 
   /** Sends a request in this client's session; returns its msg_id. */

@@ -4,6 +4,7 @@
  * run a request to its `finished` frame.
  */
 import WebSocket from 'ws';
+import { handshake } from './ws-handshake.js';
 
 export interface StreamFrame {
   runId: string | null;
@@ -43,15 +44,7 @@ export class StreamClient {
   static open(url: string, headers: Record<string, string> = {}): Promise<StreamClient> {
     const ws = new WebSocket(url, { headers });
     const client = new StreamClient(ws);
-    return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(client));
-      ws.once('unexpected-response', (_req, res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c));
-        res.on('end', () => reject(Object.assign(new Error(`handshake answered ${res.statusCode}: ${body}`), { status: res.statusCode, body })));
-      });
-      ws.once('error', reject);
-    });
+    return handshake(ws).then(() => client);
   }
 
   send(frame: unknown): void {

@@ -8,7 +8,7 @@ import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile } from '../helpers/tenant-keys.js';
 import { jsonCall } from '../helpers/http-client.js';
-import { runToEnd, whenBusy } from '../helpers/v1-client.js';
+import { createKernel, runToEnd, whenBusy } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 import { MAX_COMPLETE_CODE_CHARS, MAX_PENDING_COMPLETIONS } from '../../src/runs/completion.js';
 
@@ -39,11 +39,7 @@ test.after.always(async () => {
   await keys?.remove();
 });
 
-async function create(lang: string, who = A): Promise<string> {
-  const { status, body } = await svc.call('POST', '/v1/kernel/create', { lang }, who);
-  if (status !== 201) throw new Error(`create ${lang}: ${status} ${JSON.stringify(body)}`);
-  return body.kernelId;
-}
+const create = (lang: string, who = A) => createKernel((method, route, body) => svc.call(method, route, body, who), { lang });
 
 const complete = (id: string, body: unknown, who = A) => svc.call('POST', `/v1/kernel/${id}/complete`, body, who);
 const interrupt = (id: string, who = A) => svc.call('POST', `/v1/kernel/${id}/interrupt`, undefined, who);

@@ -10,7 +10,7 @@ import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { auth, KeysFile } from '../helpers/tenant-keys.js';
 import { jsonCall } from '../helpers/http-client.js';
-import { runToEnd } from '../helpers/v1-client.js';
+import { createKernel, runToEnd } from '../helpers/v1-client.js';
 import { StreamClient, streamUrl, textOf } from '../helpers/v1-stream.js';
 import { eventually, sleep } from '../helpers/wait.js';
 
@@ -46,11 +46,7 @@ test.after.always(async () => {
   await keys?.remove();
 });
 
-async function create(lang: string, who = A): Promise<string> {
-  const { status, body } = await svc.call('POST', '/v1/kernel/create', { lang }, who);
-  if (status !== 201) throw new Error(`create ${lang}: ${status} ${JSON.stringify(body)}`);
-  return body.kernelId;
-}
+const create = (lang: string, who = A) => createKernel((method, route, body) => svc.call(method, route, body, who), { lang });
 
 const open = (kernelId = kernel, headers: Record<string, string> = A) => StreamClient.open(streamUrl(svc.url, kernelId), headers);
 
