@@ -13,9 +13,11 @@ import pidusage from 'pidusage';
 import type { Config } from '../config/index.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { containerConnectionInfo, hostConnectionInfo, type ConnectionInfo } from '../protocol/connection-file.js';
+import { containerConnectionInfo, hostConnectionInfo } from '../protocol/connection-file.js';
 import { cgroupCpuMs } from '../runtime/cgroup-files.js';
 import { CONTAINER_WORK_DIR, KERNEL_USER, LABELS, type ContainerRuntime, type ResourceUsage } from '../runtime/runtime.js';
+import { KernelConnection } from '../transport/kernel-connection.js';
+import type { KernelTransport } from '../transport/kernel-transport.js';
 import { createConnectionDir, instanceConnectionDirs, removeConnectionDir, sealConnectionDir } from './conn-dir.js';
 import type {
   CommandOutputListener,
@@ -93,8 +95,8 @@ export class DockerProvisioner implements KernelProvisioner {
     }
   }
 
-  connectionInfo(ref: KernelRef): ConnectionInfo {
-    return hostConnectionInfo(ref.connDir, containerConnectionInfo(ref.key, ref.lang));
+  connect(ref: KernelRef, onBadFrame: (error: Error) => void): KernelTransport {
+    return new KernelConnection(hostConnectionInfo(ref.connDir, containerConnectionInfo(ref.key, ref.lang)), onBadFrame);
   }
 
   seal(ref: KernelRef): Promise<void> {

@@ -31,9 +31,8 @@ export class KernelLauncher {
 
   /** A connection to a provisioned kernel; clients may use it once the kernel answered and was sealed. */
   connect(ref: KernelRef): LiveKernel {
-    return new LiveKernel(ref.id, this.provisioner.connectionInfo(ref), this.clock, (error) =>
-      this.log.warn('Dropped a bad frame from a kernel', { kernelId: ref.id, error: error.message }),
-    );
+    const onBadFrame = (error: Error) => this.log.warn('Dropped a bad frame from a kernel', { kernelId: ref.id, error: error.message });
+    return new LiveKernel(ref.id, () => this.provisioner.connect(ref, onBadFrame), this.clock);
   }
 
   /**

@@ -6,7 +6,6 @@
  * listens to everything with `onMessage`.
  */
 import { randomUUID } from 'node:crypto';
-import type { ConnectionInfo } from '../protocol/connection-file.js';
 import {
   newMessage,
   parentMsgId,
@@ -15,7 +14,7 @@ import {
   type JupyterMessage,
   type StatusContent,
 } from '../protocol/messages.js';
-import { KernelConnection, type MessageListener } from '../transport/kernel-connection.js';
+import type { KernelTransport, MessageListener } from '../transport/kernel-transport.js';
 import { transition, type KernelState } from './kernel-record.js';
 import { PendingRequests, type FutureHandlers, type RequestFuture } from './request-future.js';
 
@@ -42,7 +41,7 @@ export class LiveKernel {
   lastActivity: number;
   /** A hot-path figure kept in memory and written to the store by the usage sampler: an execute costs no store round trip. */
   numQueriesExecuted = 0;
-  connection: KernelConnection;
+  connection: KernelTransport;
   private readonly listeners = new Set<MessageListener>();
   /** While set, client messages wait here instead of reaching the kernel (see hold). */
   private held?: { sends: number; waiting: Set<string>; released: Promise<void>; release: () => void };
@@ -57,16 +56,16 @@ export class LiveKernel {
 
   constructor(
     readonly id: string,
-    private info: ConnectionInfo,
+    /** Opens a fresh transport to the kernel: at start, and again after its process was restarted. */
+    private readonly openTransport: () => KernelTransport,
     private readonly clock: () => number,
-    private readonly onBadFrame?: (error: Error) => void,
   ) {
     this.lastActivity = clock();
     this.connection = this.connect();
   }
 
-  private connect(): KernelConnection {
-    const connection = new KernelConnection(this.info, this.onBadFrame);
+  private connect(): KernelTransport {
+    const connection = this.openTransport();
     connection.onMessage((channel, msg) => this.dispatch(channel, msg));
     return connection;
   }

@@ -10,8 +10,8 @@
  * is meant to be the second.
  */
 import type { Readable } from 'node:stream';
-import type { ConnectionInfo } from '../protocol/connection-file.js';
 import type { DeathReason, ResourceUsage } from '../runtime/runtime.js';
+import type { KernelTransport } from '../transport/kernel-transport.js';
 
 export type { DeathReason, ResourceUsage };
 
@@ -81,8 +81,11 @@ export interface KernelProvisioner {
    * running. On failure, whatever was made is released before the error propagates.
    */
   launch(request: LaunchRequest): Promise<Pick<KernelRef, 'containerId' | 'connDir'>>;
-  /** How the service reaches the kernel's sockets. */
-  connectionInfo(ref: KernelRef): ConnectionInfo;
+  /**
+   * A new transport to the kernel's sockets (each caller gets its own; a kernel serves several at once).
+   * `onBadFrame` hears of every message dropped because the kernel sent something it must not.
+   */
+  connect(ref: KernelRef, onBadFrame: (error: Error) => void): KernelTransport;
   /** The kernel answered: from now on it can no longer write anything the service reads or removes. */
   seal(ref: KernelRef): Promise<void>;
   /**

@@ -12,9 +12,10 @@ import * as zmq from 'zeromq';
 import { endpoint, type ConnectionInfo } from '../protocol/connection-file.js';
 import type { Channel, JupyterMessage } from '../protocol/messages.js';
 import { deserialize, MessageSigner, serialize, WireFormatError } from '../protocol/wire.js';
+import type { KernelTransport, MessageListener } from './kernel-transport.js';
 import { ZmtpGuard, type MessageBounds } from './zmtp-guard.js';
 
-export type MessageListener = (channel: Channel, msg: JupyterMessage) => void;
+export type { MessageListener };
 
 /**
  * The largest message taken from a kernel, all frames together. A kernel runs strangers' code, which can
@@ -39,7 +40,7 @@ const RECONNECT_INTERVAL_MS = 10;
 
 type Readable = zmq.Dealer | zmq.Subscriber;
 
-export class KernelConnection {
+export class KernelConnection implements KernelTransport {
   private readonly signer: MessageSigner;
   private readonly sockets: Record<Channel, Readable>;
   private readonly sendChains = new Map<Channel, Promise<unknown>>();

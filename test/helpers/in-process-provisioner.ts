@@ -20,12 +20,14 @@ import type {
   ResourceUsage,
 } from '../../src/kernels/provisioner.js';
 import { silentLogger } from '../../src/logger.js';
-import { containerConnectionInfo, hostConnectionInfo, type ConnectionInfo } from '../../src/protocol/connection-file.js';
+import { containerConnectionInfo, hostConnectionInfo } from '../../src/protocol/connection-file.js';
 import type { Executor } from '../../src/runner/executor.js';
 import { RunnerKernel } from '../../src/runner/kernel.js';
 import { findLanguage } from '../../src/runner/languages.js';
 import { makeExecutor } from '../../src/runner/setup.js';
 import { KernelSockets } from '../../src/runner/sockets.js';
+import { KernelConnection } from '../../src/transport/kernel-connection.js';
+import type { KernelTransport } from '../../src/transport/kernel-transport.js';
 
 interface Placed {
   id: string;
@@ -114,8 +116,8 @@ export class InProcessProvisioner implements KernelProvisioner {
     return [...this.placed.values()].find((p) => p.id === kernelId)?.containerId;
   }
 
-  connectionInfo(ref: KernelRef): ConnectionInfo {
-    return hostConnectionInfo(ref.connDir, containerConnectionInfo(ref.key, ref.lang));
+  connect(ref: KernelRef, onBadFrame: (error: Error) => void): KernelTransport {
+    return new KernelConnection(hostConnectionInfo(ref.connDir, containerConnectionInfo(ref.key, ref.lang)), onBadFrame);
   }
 
   async seal(ref: KernelRef): Promise<void> {

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LiveKernel } from '../../src/kernels/live-kernel.js';
+import { KernelConnection } from '../../src/transport/kernel-connection.js';
 import { containerConnectionInfo, newKernelKey } from '../../src/protocol/connection-file.js';
 import { parentMsgId, type JupyterMessage } from '../../src/protocol/messages.js';
 
@@ -32,7 +33,7 @@ async function startRunner(language: string): Promise<Started> {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, POLYKERNEL_RUNNER_LOG_LEVEL: 'warn' },
   });
-  const kernel = new LiveKernel('test', info, Date.now);
+  const kernel = new LiveKernel('test', () => new KernelConnection(info), Date.now);
   await kernel.waitReady(20_000);
   return { kernel, runner, dir };
 }
