@@ -5,7 +5,7 @@
 import Koa from 'koa';
 import type { Config } from './config/index.js';
 import { errorBoundary } from './api/http.js';
-import { browserEdge } from './api/origin.js';
+import { browserEdge, openOriginWarning } from './api/origin.js';
 import { authenticate } from './auth/middleware.js';
 import { v1Router } from './api/v1/routes.js';
 import { executionsRouter } from './api/executions/routes.js';
@@ -42,6 +42,8 @@ export interface AppDeps {
 
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
+  const openOrigin = openOriginWarning(deps.config);
+  if (openOrigin) deps.log.warn(openOrigin);
   // Errors are rendered by errorBoundary; koa's default handler would log them a second time.
   app.silent = true;
   app.use(errorBoundary(deps.log));

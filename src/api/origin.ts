@@ -170,3 +170,15 @@ export function refusesNonJsonBody(headers: IncomingHttpHeaders): string | undef
   if (!fromBrowser(headers) || isJsonType(headers['content-type'])) return undefined;
   return `a request from a web page must send its JSON body with Content-Type: application/json, not ${JSON.stringify(String(headers['content-type'] ?? 'none').slice(0, 100))}`;
 }
+
+/**
+ * The warning a start logs when any web page may drive an open service: KG_ALLOW_ORIGIN=* with neither
+ * KG_AUTH_TOKEN nor API keys lets every page a user of the service visits upload files to and run code in
+ * its kernels (the Origin check is then the only thing between a page and the API, and * lets every page
+ * through). As jupyter_server, which warns at start that "all authentication is disabled" rather than
+ * refusing, it is a warning, not a refusal: a trusted network may mean it. Undefined when nothing is wrong.
+ */
+export function openOriginWarning(config: Pick<Config, 'allowOrigin' | 'authToken' | 'apiKeysFile'>): string | undefined {
+  if (config.allowOrigin.trim() !== '*' || config.authToken !== '' || config.apiKeysFile !== '') return undefined;
+  return 'KG_ALLOW_ORIGIN=* with no KG_AUTH_TOKEN and no POLYKERNEL_API_KEYS_FILE: any web page a user of this service visits can upload files to and run code in its kernels. Set KG_AUTH_TOKEN (or API keys), or name the one origin that may use the service in KG_ALLOW_ORIGIN';
+}

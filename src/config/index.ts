@@ -189,6 +189,7 @@ export const OPTIONS = {
   judgeMaxResultBytes: opt('POLYKERNEL_JUDGE_MAX_RESULT_BYTES', int(1024), 'most bytes of program output (stdout and stderr of every test together) a submission\'s result keeps; each test is judged on its whole output, what is kept past this is cut'),
   judge0Workers: opt('POLYKERNEL_JUDGE0_WORKERS', concurrency, 'Judge0 API: submissions taken from its queue at once (Processing); auto = the number of cores, as POLYKERNEL_JUDGE_CONCURRENCY\'s auto'),
   judge0MaxQueueSize: opt('POLYKERNEL_JUDGE0_MAX_QUEUE_SIZE', int(1), 'Judge0 API: submissions that may wait in the queue (Judge0\'s MAX_QUEUE_SIZE); a create past it is 503 {"error": "queue is full"}'),
+  judge0MaxQueuePerClient: opt('POLYKERNEL_JUDGE0_MAX_QUEUE_PER_CLIENT', int(0), 'Judge0 API: submissions one client (its API key, else its address) may have waiting in the queue; a create past it is 429, so one client cannot fill the whole queue for the others; 0 = no limit beyond POLYKERNEL_JUDGE0_MAX_QUEUE_SIZE'),
   judge0ResultTtlS: opt('POLYKERNEL_JUDGE0_RESULT_TTL_S', int(1), 'Judge0 API: a finished submission is kept this long (s), then it is gone (404)'),
   judge0MaxKept: opt('POLYKERNEL_JUDGE0_MAX_KEPT', int(1), 'Judge0 API: finished submissions kept at most; past it the oldest are dropped before their TTL'),
   judge0MaxKeptMB: opt('POLYKERNEL_JUDGE0_MAX_KEPT_MB', int(1), 'Judge0 API: size of all kept submissions (sources, inputs, outputs) at most (MB); past it the oldest finished are dropped before their TTL'),

@@ -147,8 +147,17 @@ export class CallbackSender {
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
   }
 
-  /** Sends in the background; resolves when delivered or given up (never rejects). */
-  send(url: string, body: string, what: Record<string, unknown> = {}): Promise<boolean> {
+  /** Whether close() was called: a send that resolved false then was cut short, not given up. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Sends in the background; resolves when delivered or given up (never rejects). `tries` are what is left
+   * of POLYKERNEL_JUDGE0_CALLBACKS_MAX_TRIES (a callback resumed after a restart), `onFailedTry` hears
+   * each failed try (so that the count survives a restart).
+   */
+  send(url: string, body: string, what: Record<string, unknown> = {}, tries?: number, onFailedTry?: () => void): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
     const bytes = Buffer.byteLength(body);
     if (this.inFlight >= MAX_IN_FLIGHT && (this.pending.length >= MAX_PENDING || this.pendingBytes + bytes > MAX_PENDING_BYTES)) {
@@ -158,7 +167,7 @@ export class CallbackSender {
     return new Promise<boolean>((resolve) => {
       const go = () => {
         this.inFlight++;
-        void this.deliver(url, body, what)
+        void this.deliver(url, body, what, tries, onFailedTry)
           .then(resolve)
           .finally(() => {
             this.inFlight--;
@@ -181,13 +190,16 @@ export class CallbackSender {
     this.pending.length = 0;
   }
 
-  private async deliver(url: string, body: string, what: Record<string, unknown>): Promise<boolean> {
-    const { judge0CallbackMaxTries: tries, judge0CallbackBackoffMs: backoff } = this.deps.config;
+  private async deliver(url: string, body: string, what: Record<string, unknown>, triesLeft?: number, onFailedTry?: () => void): Promise<boolean> {
+    const { judge0CallbackMaxTries: maxTries, judge0CallbackBackoffMs: backoff } = this.deps.config;
+    const tries = Math.min(maxTries, triesLeft ?? maxTries);
+    const done = maxTries - tries;
     for (let attempt = 1; attempt <= tries; attempt++) {
       if (this.closed) return false;
       const outcome = await this.tryOnce(url, body);
       if (outcome === 'ok') return true;
-      this.deps.log.warn('Callback try failed', { ...what, attempt, of: tries, reason: outcome });
+      onFailedTry?.();
+      this.deps.log.warn('Callback try failed', { ...what, attempt: done + attempt, of: maxTries, reason: outcome });
       if (attempt < tries) await this.sleep(backoff * 2 ** (attempt - 1));
     }
     return false;

@@ -75,7 +75,8 @@ interface IndexEntry {
   bytes: number;
 }
 
-export type QueueConfig = Pick<Config, 'instance' | 'judge0Workers' | 'judge0MaxQueueSize' | 'judge0ResultTtlS' | 'judge0MaxKept' | 'judge0MaxKeptMB'>;
+export type QueueConfig = Pick<Config, 'instance' | 'judge0Workers' | 'judge0MaxQueueSize' | 'judge0ResultTtlS' | 'judge0MaxKept' | 'judge0MaxKeptMB'> &
+  Partial<Pick<Config, 'judge0MaxQueuePerClient'>>;
 
 export interface SubmissionQueueDeps {
   config: QueueConfig;
@@ -99,6 +100,14 @@ export class SubmissionQueue<M = unknown> {
   private readonly waiting: string[] = [];
   /** Room held for requests still being read (reserve()). */
   private reserved = 0;
+  /**
+   * Submissions each client has waiting or reserved (its API key, else its address): the overall cap alone
+   * lets one client fill the whole line, and every other client's create is then refused for as long as the
+   * flood lasts. Counts only this process's submissions since its start (one re-queued after a restart
+   * has no client); a count reaching 0 is removed, so the map holds only clients with something waiting.
+   */
+  private readonly queuedByClient = new Map<string, number>();
+  private readonly clientOfToken = new Map<string, string>();
   private readonly running = new Map<string, AbortController>();
   private readonly waiters = new Map<string, Set<(record: JobRecord<M>) => void>>();
   private readonly finishedHooks: ((job: FinishedJob<M>) => void)[] = [];
@@ -185,22 +194,44 @@ export class SubmissionQueue<M = unknown> {
    * grows the service's memory with the number of requests instead of the queue's size. Returns the
    * release (call it once the submission is submitted or refused), or undefined when the queue is full.
    */
-  reserve(): (() => void) | undefined {
+  reserve(client?: string): (() => void) | undefined {
     if (!this.hasRoomFor(1)) return undefined;
     this.reserved += 1;
+    if (client !== undefined) this.countClient(client, 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.reserved -= 1;
+      if (client !== undefined) this.countClient(client, -1);
     };
+  }
+
+  /** Whether `client` may queue `count` more (POLYKERNEL_JUDGE0_MAX_QUEUE_PER_CLIENT; room it holds by reserve() counts as taken). */
+  clientHasRoomFor(client: string, count: number): boolean {
+    const cap = this.deps.config.judge0MaxQueuePerClient ?? 0;
+    return cap === 0 || (this.queuedByClient.get(client) ?? 0) + count <= cap;
+  }
+
+  private countClient(client: string, delta: number): void {
+    const count = (this.queuedByClient.get(client) ?? 0) + delta;
+    if (count <= 0) this.queuedByClient.delete(client);
+    else this.queuedByClient.set(client, count);
+  }
+
+  /** A submission leaves the line (taken by a worker, or dropped at stop): its client's count goes down. */
+  private leftLine(token: string): void {
+    const client = this.clientOfToken.get(token);
+    if (client === undefined) return;
+    this.clientOfToken.delete(token);
+    this.countClient(client, -1);
   }
 
   /**
    * Stores and queues submissions, in order; the queue's room is checked for all of them first (a batch
    * is taken whole or refused). Returns their tokens.
    */
-  async submit(jobs: NewJob<M>[], heldRoom = 0): Promise<JobRecord<M>[]> {
+  async submit(jobs: NewJob<M>[], heldRoom = 0, client?: string): Promise<JobRecord<M>[]> {
     if (this.stopping) throw unavailable('the service is shutting down');
     // Room the caller holds by reserve() is its own: counted in `reserved` already.
     if (!this.hasRoomFor(jobs.length - heldRoom)) throw unavailable('queue is full');
@@ -232,6 +263,11 @@ export class SubmissionQueue<M = unknown> {
       await this.store.put(NS, record.token, record);
       this.index.set(record.token, entry);
       this.waiting.push(record.token);
+      if (client !== undefined) {
+        // Counted for as long as it waits; the caller's reservation (released after this) counted it until now.
+        this.clientOfToken.set(record.token, client);
+        this.countClient(client, 1);
+      }
       records.push(record);
     }
     this.pump();
@@ -313,11 +349,14 @@ export class SubmissionQueue<M = unknown> {
     clearTimeout(this.retryTimer);
     for (const controller of this.running.values()) controller.abort(new Error('the service is shutting down'));
     this.waiting.length = 0;
+    this.clientOfToken.clear();
+    this.queuedByClient.clear();
   }
 
   private pump(): void {
     while (!this.stopping && !this.paused && this.running.size < this.deps.config.judge0Workers && this.waiting.length > 0) {
       const token = this.waiting.shift()!;
+      this.leftLine(token);
       const controller = new AbortController();
       this.running.set(token, controller);
       void this.run(token, controller.signal)

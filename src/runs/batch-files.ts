@@ -1,9 +1,9 @@
 /**
  * The files of a batch run: their names checked at the edge (relative, normalised, inside the work
- * directory), and packed as one tar archive that `tar -x` unpacks in the container. One exec for all files
- * instead of one per file (an exec costs ~0.1 s), and tar creates the parent directories itself.
- * The format is POSIX ustar (https://pubs.opengroup.org/onlinepubs/9699919799/utilities/pax.html), with
- * a pax `path` record for names longer than the 100 bytes of the header's name field.
+ * directory); src/runs/batch.ts writes them through the image's file helper, as a v1 upload. And the
+ * POSIX ustar format (https://pubs.opengroup.org/onlinepubs/9699919799/utilities/pax.html), with a pax
+ * `path` record for names longer than the 100 bytes of the header's name field, in which a v1 download
+ * of several files is answered.
  */
 import { invalidInput } from '../errors.js';
 import { KERNEL_GID, KERNEL_UID } from '../runtime/runtime.js';
@@ -123,7 +123,7 @@ export function tarPadding(size: number): Buffer {
 /** The end of an archive: two zero blocks. */
 export const TAR_END = Buffer.alloc(2 * BLOCK);
 
-/** A tar archive of regular files (mode 0644), for `tar -x` in the work directory. */
+/** A tar archive of regular files (mode 0644): the format of a multi-file download, whole (its unit test reads it with GNU tar). */
 export function tarArchive(files: readonly BatchFile[], mtime = Math.floor(Date.now() / 1000)): Buffer {
   const parts: Buffer[] = [];
   for (const file of files) {

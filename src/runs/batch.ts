@@ -30,7 +30,8 @@ import { randomUUID } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { DomainError, invalidInput } from '../errors.js';
 import type { KernelHandle } from '../kernels/kernel-handle.js';
-import { tarArchive, type BatchFile } from './batch-files.js';
+import { MAX_BATCH_FILES, type BatchFile } from './batch-files.js';
+import { WorkDirFiles, type UploadPart } from '../files/work-dir-files.js';
 import { ConsoleOutput, type ConsoleItem } from './console-output.js';
 import type { NextOptions, Run, RunResult, RunStatus } from './query.js';
 import { RunBoundary } from './run-boundary.js';
@@ -63,8 +64,17 @@ export const BUILD_FAILED_EXIT_CODE = 127;
 const KILLED_EXIT_CODE = 137;
 /** How long after the budget a step that is still running makes the backstop destroy the kernel. */
 export const BACKSTOP_GRACE_MS = 5000;
-/** Unpacking the files is not part of the steps' budget; it gets its own bound. */
+/** Writing the files is not part of the steps' budget; it gets its own bound. */
 const FILE_WRITE_TIMEOUT_MS = 30_000;
+/** The helper's caps for a batch's files: checkBatchFiles has bounded their count and size already. */
+const BATCH_FILE_WRITER = new WorkDirFiles({
+  uploadMaxFiles: MAX_BATCH_FILES,
+  uploadMaxFileBytes: Number.MAX_SAFE_INTEGER,
+  downloadMaxBytes: 0,
+  downloadMaxFiles: 0,
+  listMaxEntries: 0,
+  filesTimeoutMs: FILE_WRITE_TIMEOUT_MS,
+});
 /** Exit code of an interrupted run: a SIGINT, as a shell reports it (and as an interrupted query ends). */
 export const INTERRUPTED_EXIT_CODE = 130;
 /** How long an interrupted step has to end after its SIGINT before it is killed. */
@@ -187,21 +197,35 @@ export class BatchRun implements Run {
     this.stepsDone = this.steps();
   }
 
+  /**
+   * Places the files through the image's file helper, as a v1 upload: the work directory is the kernel's
+   * to rewrite between runs, and `tar -x` there followed a link planted where a file's directory goes
+   * (`d -> /tmp/elsewhere`, or a directory swapped for a link mid-way), writing outside /home/work. The
+   * helper walks every path without following links, stages the files unnamed and links them into place
+   * only once all arrived, so a refusal leaves nothing behind.
+   */
   private async writeFiles(): Promise<void> {
     if (this.files.length === 0) return;
-    const errors = new StringDecoder('utf8');
-    let message = '';
-    const { exitCode } = await this.options.kernel.exec(
-      // -m: the files get the current time, so that make-style builds see them as new.
-      { cmd: bounded(['tar', '-x', '-m', '--no-same-owner', '-f', '-'], FILE_WRITE_TIMEOUT_MS), stdin: tarArchive(this.files) },
-      (stream, chunk) => {
-        if (stream === 'stderr' && message.length < 2000) message += errors.write(chunk);
-      },
-    );
-    this.options.onActivity();
-    if (exitCode !== 0) {
-      const why = message.trim().slice(0, 500) || `tar exited with ${exitCode}`;
-      throw invalidInput(`could not write options.files into the work directory: ${why}`);
+    const kernel = this.options.kernel;
+    // The idle clock is the run's own (onActivity); the helper's touch goes to a stand-in.
+    const target = { exec: kernel.exec.bind(kernel), kernel: { lastActivity: 0 } };
+    async function* parts(files: readonly BatchFile[]): AsyncGenerator<UploadPart> {
+      for (const file of files) {
+        yield {
+          name: file.name,
+          data: (async function* () {
+            yield Buffer.from(file.content, 'utf8');
+          })(),
+        };
+      }
+    }
+    try {
+      await BATCH_FILE_WRITER.upload(target, parts(this.files));
+    } catch (error) {
+      if (error instanceof DomainError) throw new DomainError(error.code, `could not write options.files into the work directory: ${error.message.replace(/; nothing was written$/, '')}; nothing was written`);
+      throw error;
+    } finally {
+      this.options.onActivity();
     }
   }
 

@@ -4,7 +4,7 @@
  * - Container deaths come from the events stream (die, oom), which is reopened when it breaks.
  * - Host PIDs of a container are read from its cgroup (v1 cgroupfs or v2), falling back to `top`.
  * - `docker cp` (putArchive) refuses a container with a read-only root fs even for a path on a tmpfs, so
- *   files reach a kernel's work directory through `exec` (batch mode pipes a tar archive into `tar -x`).
+ *   files reach a kernel's work directory through `exec` (the image's file helper, src/files/work-dir-files.ts).
  * - An exec's output stream can end a moment before the engine records its exit code.
  */
 import { Readable, Writable } from 'node:stream';

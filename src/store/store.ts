@@ -3,7 +3,7 @@
  * sessions, executions and judged submissions all live here, so that with Redis they survive a restart of the service and
  * are seen by every replica. `putIfAbsent` is the one atomic primitive (claims of tokens and names).
  */
-export type Namespace = 'kernels' | 'tokens' | 'sessions' | 'executions' | 'submissions' | 'submission-index';
+export type Namespace = 'kernels' | 'tokens' | 'sessions' | 'executions' | 'submissions' | 'submission-index' | 'pending-callbacks';
 
 export interface Store {
   get<T>(ns: Namespace, id: string): Promise<T | undefined>;

@@ -11,8 +11,9 @@
  * - notebooks: a notebook swapped with a FIFO must not block the service (an open for reading waits for a
  *   writer; a few of them stall every file operation of the process).
  *
- * Batch files (v1 batch mode) go in through `tar -x` run as the kernel's user in its container: nothing
- * there runs as root on a kernel-writable path, so there is no attack to write for them (see report).
+ * Batch files (v1 batch mode) go in through the image's file helper run as the kernel's user in its
+ * container: nothing there runs as root on a kernel-writable path; links planted for it are refused
+ * (attack-batch-files.test.ts).
  */
 import test from 'ava';
 import { chmodSync, chownSync, closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

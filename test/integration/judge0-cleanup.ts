@@ -9,7 +9,7 @@ export async function removeSubmissions(redisUrl: string, instance: string): Pro
   const store = new RedisStore(redisUrl, `${instance}:`);
   await store.ready();
   try {
-    for (const ns of ['submissions', 'submission-index'] as const) {
+    for (const ns of ['submissions', 'submission-index', 'pending-callbacks'] as const) {
       for (const record of await store.list<{ token: string }>(ns)) await store.delete(ns, record.token);
     }
   } finally {

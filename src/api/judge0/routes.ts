@@ -11,7 +11,7 @@ import os from 'node:os';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Config } from '../../config/index.js';
-import { forbidden, invalidInput, notFound, unavailable, unprocessable } from '../../errors.js';
+import { forbidden, invalidInput, notFound, rateLimited, unavailable, unprocessable } from '../../errors.js';
 import { judge0Authorization } from '../../auth/judge0-authorization.js';
 import { tenantOf } from '../../auth/tenant.js';
 import type { JobRecord } from '../../judge/submission-queue.js';
@@ -54,6 +54,17 @@ const toI = (raw: string): number => {
   return match ? Number(match[1]) : 0;
 };
 
+/** Whose share of the queue a create takes: its API key's, else (open mode, the admin token) its address's. */
+const clientOf = (ctx: Context): string => {
+  const owner = tenantOf(ctx).owner;
+  return owner !== undefined ? `key:${owner}` : `address:${ctx.request.ip}`;
+};
+
+const clientQueueFull = (config: Config) =>
+  rateLimited(
+    `this client already has ${config.judge0MaxQueuePerClient} submissions waiting in the queue (POLYKERNEL_JUDGE0_MAX_QUEUE_PER_CLIENT); wait for some to be judged before sending more`,
+  );
+
 export function judge0Router(deps: Judge0Deps): Router {
   const { config } = deps;
   const { submissions } = deps.judge0;
@@ -89,7 +100,9 @@ export function judge0Router(deps: Judge0Deps): Router {
     const wait = query(ctx, 'wait') === 'true';
     if (wait && !config.judge0EnableWait) throw invalidInput('wait not allowed');
     // The room is held before the body is read: a full queue costs a refused request nothing.
-    const release = submissions.reserve();
+    const client = clientOf(ctx);
+    if (!submissions.clientHasRoomFor(client, 1)) throw clientQueueFull(config);
+    const release = submissions.reserve(client);
     if (!release) throw unavailable('queue is full');
     let record: JobRecord<Judge0Meta> | undefined;
     let fields: ReturnType<typeof fieldsOf>;
@@ -100,7 +113,7 @@ export function judge0Router(deps: Judge0Deps): Router {
       context = await parseContext(ctx);
       const parsed = parseSubmission(body, context);
       if (!parsed.ok) throw unprocessable(parsed.errors);
-      [record] = await submissions.submit([{ submission: parsed.submission, meta: parsed.meta, owner: tenantOf(ctx).owner }], 1);
+      [record] = await submissions.submit([{ submission: parsed.submission, meta: parsed.meta, owner: tenantOf(ctx).owner }], 1, client);
     } finally {
       release();
     }
@@ -125,12 +138,14 @@ export function judge0Router(deps: Judge0Deps): Router {
     const count = Array.isArray(list) ? list.length : 0;
     if (count > config.judge0MaxBatchSize) throw invalidInput(`number of submissions in a batch should be less than or equal to ${config.judge0MaxBatchSize}`);
     if (count === 0) throw invalidInput('there should be at least one submission in a batch');
+    const client = clientOf(ctx);
+    if (!submissions.clientHasRoomFor(client, count)) throw clientQueueFull(config);
     if (!submissions.hasRoomFor(count)) throw unavailable('queue is full');
     const context = await parseContext(ctx);
     const parsed = (list as unknown[]).map((item) => parseSubmission(item, context));
     const owner = tenantOf(ctx).owner;
     const valid = parsed.flatMap((p) => (p.ok ? [{ submission: p.submission, meta: p.meta, owner }] : []));
-    const records = valid.length ? await submissions.submit(valid) : [];
+    const records = valid.length ? await submissions.submit(valid, 0, client) : [];
     let next = 0;
     ctx.status = valid.length ? 201 : 422;
     ctx.body = parsed.map((p) => (p.ok ? { token: records[next++]!.token } : p.errors));

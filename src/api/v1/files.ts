@@ -65,6 +65,20 @@ export function mountFileRoutes(router: Router, deps: FileRoutesDeps): void {
     await tenantOf(ctx).mayExecute(kernelId);
     return deps.kernels.handle(kernelId);
   };
+  /**
+   * A transfer that failed because its kernel was deleted meanwhile (its container killed under the helper,
+   * the engine's exec refused while the container is being removed) answers what any later request does:
+   * the kernel's 404. The kernel is unregistered before its container goes, so once the transfer has failed
+   * `handle` already says so; a kernel still there keeps the transfer's own error.
+   */
+  const unlessKernelGone = async <T>(ctx: Context, transfer: () => Promise<T>): Promise<T> => {
+    try {
+      return await transfer();
+    } catch (error) {
+      await deps.kernels.handle(ctx.params.id!);
+      throw error;
+    }
+  };
 
   router.post('/:id/upload', async (ctx) => {
     const kernel = await kernelOf(ctx);
@@ -83,7 +97,7 @@ export function mountFileRoutes(router: Router, deps: FileRoutesDeps): void {
           yield { name: part.filename, data: reader.body() };
         }
       }
-      await files.upload(kernel, parts());
+      await unlessKernelGone(ctx, () => files.upload(kernel, parts()));
     } catch (error) {
       // Answered before the whole body was read: the connection closes after the answer, which the client
       // reads instead of a reset while it is still sending.
@@ -100,14 +114,14 @@ export function mountFileRoutes(router: Router, deps: FileRoutesDeps): void {
     const kernel = await kernelOf(ctx);
     const path = queryValues(ctx, 'path');
     if (path.length > 1) throw invalidInput('path is given more than once');
-    ctx.body = await files.list(kernel, path[0] ?? '');
+    ctx.body = await unlessKernelGone(ctx, () => files.list(kernel, path[0] ?? ''));
   });
 
   // GET as a browser link would, POST as Backend.AI's client sends it; `files` is Backend.AI's name.
   const download = async (ctx: Context) => {
     const kernel = await kernelOf(ctx);
     const names = queryValues(ctx, 'file', 'files');
-    const result = await files.download(kernel, names);
+    const result = await unlessKernelGone(ctx, () => files.download(kernel, names));
     ctx.status = 200;
     if (result.kind === 'file') {
       ctx.type = 'application/octet-stream';
