@@ -116,6 +116,13 @@ export class AgentServer {
       handshakeInterval: 5000,
     });
     this.queue = new SendQueue(this.router);
+    // A peer without the cluster secret fails the CurveZMQ handshake itself (it cannot know the server's
+    // key, or cannot prove its own): libzmq says so here, before any ZAP request.
+    for (const event of ['handshake:error:protocol', 'handshake:error:auth', 'handshake:error:other'] as const) {
+      this.router.events.on(event, (details: { address?: string; error?: Error }) =>
+        this.zap.refuse(details.address ?? '?', event, `its CurveZMQ handshake failed (${event.slice('handshake:error:'.length)}: ${details.error?.message ?? 'no detail'}); not a peer with the cluster key`),
+      );
+    }
   }
 
   /** Free memory under the budget, for the membership record. */

@@ -18,8 +18,8 @@ const REFUSAL_LOG_INTERVAL_MS = 1000;
 
 export class ZapHandler {
   private readonly socket = new zmq.Router({ linger: 0 });
-  private refusedSinceLog = 0;
-  private lastLog = 0;
+  /** Per kind of refusal (ZAP, each handshake failure), so one kind flooding does not hide another. */
+  private readonly logged = new Map<string, { last: number; since: number }>();
   refused = 0;
 
   constructor(
@@ -42,7 +42,7 @@ export class ZapHandler {
           mechanism?.toString() === 'CURVE' &&
           clientKey?.length === 32 &&
           timingSafeEqual(clientKey, this.allowedKey);
-        if (!ok) this.noteRefusal(address?.toString() ?? '?', mechanism?.toString() ?? '?', clientKey);
+        if (!ok) this.refuse(address?.toString() ?? '?', 'zap', 'its key is not the cluster key', { mechanism: mechanism?.toString(), clientKey: clientKey?.length === 32 ? z85Encode(clientKey).slice(0, 8) : undefined });
         await this.socket.send([
           routing ?? Buffer.alloc(0),
           Buffer.alloc(0),
@@ -59,19 +59,17 @@ export class ZapHandler {
     }
   }
 
-  private noteRefusal(address: string, mechanism: string, key: Buffer | undefined): void {
+  /** Counts and logs (at most once per REFUSAL_LOG_INTERVAL_MS) a peer refused here or in the handshake. */
+  refuse(address: string, kind: string, why: string, details: Record<string, unknown> = {}): void {
     this.refused++;
-    this.refusedSinceLog++;
+    let entry = this.logged.get(kind);
+    if (!entry) this.logged.set(kind, (entry = { last: 0, since: 0 }));
+    entry.since++;
     const now = Date.now();
-    if (now - this.lastLog < REFUSAL_LOG_INTERVAL_MS) return;
-    this.lastLog = now;
-    this.log.warn('Refused a link peer: its key is not the cluster key', {
-      address,
-      mechanism,
-      clientKey: key?.length === 32 ? z85Encode(key).slice(0, 8) : undefined,
-      refusedSinceLastLog: this.refusedSinceLog,
-    });
-    this.refusedSinceLog = 0;
+    if (now - entry.last < REFUSAL_LOG_INTERVAL_MS) return;
+    entry.last = now;
+    this.log.warn(`Refused a link peer: ${why}`, { address, ...details, refusedSinceLastLog: entry.since });
+    entry.since = 0;
   }
 
   close(): void {
