@@ -136,6 +136,13 @@ export class AgentServer {
     return this.reserved.size;
   }
 
+  /** Gateways heard from within the peer timeout, and the kernel connections they hold here. */
+  get linked(): { peers: number; connections: number } {
+    let connections = 0;
+    for (const peer of this.peers.values()) connections += peer.conns.size;
+    return { peers: this.peers.size, connections };
+  }
+
   get refusedPeers(): number {
     return this.zap.refused;
   }

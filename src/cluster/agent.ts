@@ -71,7 +71,7 @@ export async function startAgent(config: Config, key: ClusterKey, log: Logger): 
     const server = http.createServer((req, res) => {
       const body = JSON.stringify(
         req.url === '/api' || req.url === '/api/status'
-          ? { role: 'agent', id, address, kernels: link.kernelCount, refusedPeers: link.refusedPeers }
+          ? { role: 'agent', id, address, kernels: link.kernelCount, ...link.linked, refusedPeers: link.refusedPeers }
           : { message: 'a node agent serves no API; use a gateway', reason: 'Not Found' },
       );
       res.writeHead(req.url === '/api' || req.url === '/api/status' ? 200 : 404, { 'Content-Type': 'application/json' });

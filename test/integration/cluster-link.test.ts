@@ -14,7 +14,7 @@ import path from 'node:path';
 import * as zmq from 'zeromq';
 import { parseClusterKey } from '../../src/cluster/cluster-key.js';
 import { instanceConnectionDirs } from '../../src/kernels/conn-dir.js';
-import { containersOfInstance } from '../helpers/docker.js';
+import { containersOfInstance, docker } from '../helpers/docker.js';
 import { freePort } from '../helpers/free-port.js';
 import { channelsUrl } from '../helpers/jupyter-client.js';
 import { JupyterWs } from '../helpers/jupyter-ws.js';
@@ -44,6 +44,8 @@ test.before(async () => {
       POLYKERNEL_AGENT_LISTEN: `127.0.0.1:${linkPort}`,
       POLYKERNEL_AGENT_ID: 'node-a',
       POLYKERNEL_REDIS_PREFIX: clusterPrefix,
+      // Short, so that the test of a gateway that dies does not wait long.
+      POLYKERNEL_LINK_PEER_TIMEOUT_MS: '3000',
     },
   });
   gateway = await startServiceProcess({
@@ -209,4 +211,27 @@ test.serial('garbage on the link port and plain ZMQ peers make the agent do noth
   t.is((await query(gateway, id, 'print(1 + 1)')).text.trim(), '2');
   t.is((await gateway.http.call('DELETE', `/api/kernels/${id}`)).status, 204);
   t.deepEqual((await agent.http.ok('GET', '/api')).role, 'agent');
+});
+
+test.serial('a gateway that dies without a word loses its kernel connections on the agent after the peer timeout', async (t) => {
+  const doomed = await startServiceProcess({
+    label: 'doomed',
+    env: { POLYKERNEL_ROLE: 'gateway', POLYKERNEL_CLUSTER_KEY_FILE: keyFile, POLYKERNEL_REDIS_PREFIX: clusterPrefix },
+  });
+  let id: string | undefined;
+  try {
+    id = await createKernel(doomed.http.call.bind(doomed.http), { lang: 'python3' });
+    t.is((await query(doomed, id, 'print("up")')).text.trim(), 'up');
+    const held = (await agent.http.ok('GET', '/api')) as { connections: number; peers: number };
+    t.true(held.connections >= 1, JSON.stringify(held));
+    doomed.signal('SIGKILL');
+    t.true(await eventually(async () => ((await agent.http.ok('GET', '/api')) as { connections: number }).connections < held.connections, 15_000));
+    t.true(await eventually(async () => ((await agent.http.ok('GET', '/api')) as { peers: number }).peers < held.peers, 15_000));
+  } finally {
+    await doomed.stop();
+    // Its kernel stays on the agent (a kernel outlives its gateway; serving it from another gateway is not
+    // this test's business): removed here, as its own.
+    if (id) for (const container of containersOfInstance(agent.instance)) docker('rm', '-f', container);
+    t.deepEqual(containersOfInstance(agent.instance), []);
+  }
 });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as zmq from 'zeromq';
 import { ClusterKeyError, parseClusterKey, readClusterKey } from '../../src/cluster/cluster-key.js';
 import { z85Decode, z85Encode } from '../../src/cluster/z85.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 
 test('Z85 encodes the RFC 32 test vector and decodes it back', (t) => {
   const bytes = Buffer.from([0x86, 0x4f, 0xd2, 0x6f, 0xb5, 0x59, 0xf7, 0x5b]);
@@ -37,4 +38,13 @@ test('a base64 key file is read; short, weak and unreadable ones are refused wit
   writeFileSync(weak, Buffer.alloc(32, 7).toString('base64'));
   t.throws(() => readClusterKey(weak), { instanceOf: ClusterKeyError, message: /too weak/ });
   t.throws(() => readClusterKey(path.join(dir, 'absent')), { instanceOf: ClusterKeyError, message: /cannot be read/ });
+});
+
+test('a gateway or agent without the cluster key file, or without Redis, refuses to start saying so', (t) => {
+  t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'gateway', REDIS_URL: 'redis://127.0.0.1:6379' }), { instanceOf: ConfigError, message: /POLYKERNEL_ROLE=gateway needs POLYKERNEL_CLUSTER_KEY_FILE/ });
+  t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'agent', POLYKERNEL_CLUSTER_KEY_FILE: '/k' }), { instanceOf: ConfigError, message: /needs REDIS_URL/ });
+  t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'agent', POLYKERNEL_CLUSTER_KEY_FILE: '/k', REDIS_URL: 'redis://x' }), { instanceOf: ConfigError, message: /POLYKERNEL_AGENT_LISTEN/ });
+  t.throws(() => loadConfig({ POLYKERNEL_AGENT_LISTEN: 'nohost' }), { instanceOf: ConfigError, message: /host:port/ });
+  t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'edge' }), { instanceOf: ConfigError, message: /all, gateway, agent/ });
+  t.is(loadConfig({}).role, 'all');
 });
