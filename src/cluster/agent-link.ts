@@ -59,6 +59,8 @@ export class AgentLink {
   private nextId = 1;
   private lastHeard = 0;
   private heartbeat?: NodeJS.Timeout;
+  /** A heartbeat still waiting for the socket (an agent away, its pipe full) is not joined by another. */
+  private heartbeatQueued = false;
   private closed = false;
   onDeath?: (event: DeathEvent) => void;
 
@@ -86,15 +88,20 @@ export class AgentLink {
     this.dealer.connect(`tcp://${options.address}`);
     this.lastHeard = Date.now();
     void this.readLoop();
+    const beat = () => {
+      if (this.heartbeatQueued) return;
+      this.heartbeatQueued = true;
+      void this.send([TYPE.heartbeat]).catch(() => undefined).finally(() => (this.heartbeatQueued = false));
+    };
     this.heartbeat = setInterval(() => {
-      void this.send([TYPE.heartbeat]).catch(() => undefined);
+      beat();
       if (this.alive || this.calls.size + this.execs.size === 0) return;
       const gone = unavailable(`node agent ${options.node} does not answer; try again shortly`);
       for (const id of [...this.calls.keys()]) this.settle(id, undefined, gone);
       for (const id of [...this.execs.keys()]) this.settleExec(id, undefined, gone);
     }, HEARTBEAT_INTERVAL_MS);
     this.heartbeat.unref();
-    void this.send([TYPE.heartbeat]).catch(() => undefined);
+    beat();
   }
 
   /** Whether the agent answered within POLYKERNEL_LINK_PEER_TIMEOUT_MS. */

@@ -318,7 +318,11 @@ export class AgentServer {
         return this.known.has(containerId) || (await this.isOurs(containerId)) ? p.inspect({ containerId }) : undefined;
       }
       case 'remove': {
-        const ref = await this.ref(args[0], false);
+        // Removing twice is allowed (the kernel layer's destroy is idempotent): a container no longer
+        // ours is not touched again, its socket directory still goes.
+        const ref = await this.ref({ ...(args[0] as object), containerId: '' }, false);
+        const containerId = String((args[0] as { containerId?: unknown })?.containerId ?? '');
+        if (CONTAINER_ID.test(containerId) && (await this.isOurs(containerId))) ref.containerId = containerId;
         this.closeKernelConns(ref.id, 'kernel removed');
         await p.remove(ref);
         this.known.delete(ref.containerId);

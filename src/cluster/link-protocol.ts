@@ -53,8 +53,11 @@ export const EXEC_CHUNK_BYTES = 64 * 1024;
 export const EXEC_WINDOW = 8;
 /** A gateway says it is alive this often; an agent answers, so each side sees the other go. */
 export const HEARTBEAT_INTERVAL_MS = 1000;
-/** Calls one gateway may have in flight at one agent, and commands running at once. Past it: 503. */
-export const MAX_CALLS_IN_FLIGHT = 64;
+/**
+ * Calls one gateway may have in flight at one agent, and commands running at once. Past it: 503. The
+ * gateway's usage sampler asks about every kernel at once, so this is well above a node's kernel count.
+ */
+export const MAX_CALLS_IN_FLIGHT = 512;
 export const MAX_EXECS_PER_PEER = 16;
 /**
  * What a side holds queued for its socket at most (the socket's own HWM is past this). Only kernel traffic
