@@ -235,3 +235,37 @@ test.serial('a gateway that dies without a word loses its kernel connections on 
     t.deepEqual(containersOfInstance(agent.instance), []);
   }
 });
+
+test.serial('a kernel flooding iopub with 900 MB messages is cut at the agent: agent and gateway stay bounded, the kernel usable', async (t) => {
+  t.timeout(120_000);
+  const call = gateway.http.call.bind(gateway.http);
+  const id = await createKernel(call, { lang: 'python3', resourceLimits: { maxMem: 1024 * 1024, timeout: 60_000 } });
+  t.is((await query(gateway, id, 'print(1)')).text.trim(), '1');
+  const base = { agent: agent.rssKB(), gateway: gateway.rssKB() };
+  const peak = { ...base };
+  const sampler = setInterval(() => {
+    peak.agent = Math.max(peak.agent, agent.rssKB());
+    peak.gateway = Math.max(peak.gateway, gateway.rssKB());
+  }, 50);
+  try {
+    const code = [
+      'import time',
+      'k = get_ipython().kernel',
+      'big = b"x" * 15_000_000',
+      'for i in range(3):',
+      '    k.iopub_socket.send_multipart([b"<IDS|MSG>", b"sig", b"{}", b"{}", b"{}", b"{}"] + [big] * 54, copy=False)',
+      '    time.sleep(1.5)',
+      'print("sent")',
+    ].join('\n');
+    await query(gateway, id, code);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  } finally {
+    clearInterval(sampler);
+  }
+  t.log(`RSS growth: agent ${peak.agent - base.agent} KB, gateway ${peak.gateway - base.gateway} KB`);
+  t.true(peak.agent - base.agent < 200 * 1024, `the agent grew ${peak.agent - base.agent} KB`);
+  t.true(peak.gateway - base.gateway < 200 * 1024, `the gateway grew ${peak.gateway - base.gateway} KB`);
+  t.true(/kernel sent something|message of more than|Dropped a bad frame/.test(gateway.stderr()), 'the gateway heard of the cut');
+  t.is((await query(gateway, id, 'print(6 * 7)')).text.trim(), '42');
+  t.is((await call('DELETE', `/api/kernels/${id}`)).status, 204);
+});
