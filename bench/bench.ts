@@ -21,9 +21,9 @@
  * python3-data, and its first plot; left out by default, as is its warm pool: a 1 GB image few hosts run).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { kernelsCpuMs } from './container-cpu.js';
@@ -32,6 +32,7 @@ import { HELLO } from './hello.js';
 import { benchJudging, compareSandboxRuntimes } from './judging.js';
 import { JupyterWsClient } from './jupyter-ws-client.js';
 import { jsonCall } from '../test/helpers/http-client.js';
+import { freePort } from '../test/helpers/free-port.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/service-process.js';
 import { median, summarize, timeIt, type Summary } from './stats.js';
 import { sleep } from '../test/helpers/wait.js';
@@ -282,6 +283,55 @@ async function benchJudgingSection(): Promise<void> {
   }
 }
 
+/**
+ * The round trip through a gateway and a node agent on loopback (POLYKERNEL_ROLE=gateway / agent, the
+ * CurveZMQ link between them) against one process (role all), interleaved so that both see the same load.
+ */
+async function benchLinkSection(): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pk-bench-key-'));
+  const keyFile = path.join(dir, 'cluster.key');
+  await writeFile(keyFile, randomBytes(32).toString('base64'));
+  const prefix = `pk-bench-link-${randomBytes(4).toString('hex')}:`;
+  const linkPort = await freePort();
+  const local = await startServiceProcess({ env: { REDIS_URL, POLYKERNEL_FLUSH_WINDOW_MS: '30000' }, echoStderr: true });
+  const agent = await startServiceProcess({
+    label: 'bench-agent',
+    env: { REDIS_URL, POLYKERNEL_ROLE: 'agent', POLYKERNEL_CLUSTER_KEY_FILE: keyFile, POLYKERNEL_AGENT_LISTEN: `127.0.0.1:${linkPort}`, POLYKERNEL_AGENT_ID: 'bench-node', POLYKERNEL_REDIS_PREFIX: prefix },
+    echoStderr: true,
+  });
+  const gateway = await startServiceProcess({
+    label: 'bench-gateway',
+    env: { REDIS_URL, POLYKERNEL_ROLE: 'gateway', POLYKERNEL_CLUSTER_KEY_FILE: keyFile, POLYKERNEL_REDIS_PREFIX: prefix, POLYKERNEL_FLUSH_WINDOW_MS: '30000' },
+    echoStderr: true,
+  });
+  try {
+    const localId = (await local.http.ok('POST', '/v1/kernel/create', { lang: 'python3' })).kernelId as string;
+    const remoteId = (await gateway.http.ok('POST', '/v1/kernel/create', { lang: 'python3' })).kernelId as string;
+    const localWs = await JupyterWsClient.connect(channelsUrl(local.url, localId));
+    const remoteWs = await JupyterWsClient.connect(channelsUrl(gateway.url, remoteId));
+    const rtt = await interleaved(RTT_N, {
+      localWs: () => localWs.execute('x = 1'),
+      remoteWs: () => remoteWs.execute('x = 1'),
+      localV1: () => local.http.ok('POST', `/v1/kernel/${localId}`, { mode: 'query', code: 'x = 1' }),
+      remoteV1: () => gateway.http.ok('POST', `/v1/kernel/${remoteId}`, { mode: 'query', code: 'x = 1' }),
+    });
+    results.link_local_ws_rtt_ms = rtt.localWs;
+    results.link_gateway_ws_rtt_ms = rtt.remoteWs;
+    results.link_local_v1_rtt_ms = rtt.localV1;
+    results.link_gateway_v1_rtt_ms = rtt.remoteV1;
+    log(`link round trips ${JSON.stringify(rtt)}`);
+    localWs.close();
+    remoteWs.close();
+    await local.http.ok('DELETE', `/v1/kernel/${localId}`);
+    await gateway.http.ok('DELETE', `/v1/kernel/${remoteId}`);
+  } finally {
+    await gateway.stop();
+    await agent.stop();
+    await local.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function benchJupyterServer(): Promise<void> {
   const probe = spawn(JUPYTER_PYTHON, ['-c', 'import jupyter_server, ipykernel'], { stdio: 'ignore' });
   const ok = await new Promise<boolean>((resolve) => probe.on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
@@ -352,6 +402,10 @@ function table(): string {
     ['execute round trip, POST /v1/kernel/:id', pair(r.v1_rtt_ms), ratio(r.v1_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
     ['execute round trip, v1 streaming WebSocket', pair(r.v1_stream_rtt_ms), ratio(r.v1_stream_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
     ['execute round trip, Jupyter Server', pair(r.jupyter_ws_rtt_ms), ratio(r.jupyter_ws_rtt_ms?.p50, r.zmq_direct_rtt_ms?.p50)],
+    ['execute round trip, channels WebSocket, one process (role all; link section)', pair(r.link_local_ws_rtt_ms), ''],
+    ['execute round trip, channels WebSocket, gateway + node agent on loopback', pair(r.link_gateway_ws_rtt_ms), ratio(r.link_gateway_ws_rtt_ms?.p50, r.link_local_ws_rtt_ms?.p50) + ' of one process'],
+    ['execute round trip, POST /v1/kernel/:id, one process (role all; link section)', pair(r.link_local_v1_rtt_ms), ''],
+    ['execute round trip, POST /v1/kernel/:id, gateway + node agent on loopback', pair(r.link_gateway_v1_rtt_ms), ratio(r.link_gateway_v1_rtt_ms?.p50, r.link_local_v1_rtt_ms?.p50) + ' of one process'],
     ['start until first execute, warm pool, v1 create + query', pair(r.start_warm_ms), ''],
     ['start until first execute, warm pool, POST /api/kernels + WebSocket execute', pair(r.start_warm_jupyter_api_ms), ''],
     ['start until first execute, cold', pair(r.start_cold_ms), ''],
@@ -414,6 +468,11 @@ async function main(): Promise<void> {
     loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
     date: new Date().toISOString(),
   };
+  if (option('--only', '') === 'link') {
+    await benchLinkSection();
+    process.stdout.write(`${JSON.stringify(results, null, 2)}\n\n${table()}\n`);
+    return;
+  }
   if (option('--only', '') === 'judging') {
     await benchJudgingSection();
     process.stdout.write(`${JSON.stringify(results, null, 2)}\n\n${table()}\n`);
@@ -441,6 +500,7 @@ async function main(): Promise<void> {
     await service.stop();
   }
   await benchColdAndIdle();
+  await benchLinkSection();
   await benchJudgingSection();
   if (!flag('--no-jupyter') && existsSync(JUPYTER_PYTHON)) await benchJupyterServer();
   process.stdout.write(`${JSON.stringify(results, null, 2)}\n\n${table()}\n`);

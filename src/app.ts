@@ -3,6 +3,7 @@
  * tests drive `app.callback()` through a server of their own.
  */
 import Koa from 'koa';
+import { unavailable } from './errors.js';
 import type { Config } from './config/index.js';
 import { errorBoundary } from './api/http.js';
 import { browserEdge, openOriginWarning } from './api/origin.js';
@@ -38,6 +39,11 @@ export interface AppDeps {
   judge?: JudgeEngine;
   /** Judge0's submission queue and callbacks (src/api/judge0/runtime.ts); Judge0's API needs it with `judge`. */
   judge0?: Judge0Runtime;
+  /**
+   * Routes this process cannot serve in its role (a gateway has no Docker engine for judging), answered
+   * 503 with the message, in each surface's dialect, instead of 404.
+   */
+  unavailableRoutes?: Array<{ prefixes: string[]; message: string }>;
 }
 
 export function createApp(deps: AppDeps): Koa {
@@ -55,6 +61,14 @@ export function createApp(deps: AppDeps): Koa {
   // The playground page loads without a token: it asks for one and sends it with every API call.
   if (deps.config.playground) app.use(playground());
   app.use(authenticate(deps));
+  const refused = deps.unavailableRoutes ?? [];
+  if (refused.length > 0) {
+    app.use((ctx, next) => {
+      const hit = refused.find((r) => r.prefixes.some((prefix) => ctx.path === prefix || ctx.path.startsWith(`${prefix}/`)));
+      if (hit) throw unavailable(hit.message);
+      return next();
+    });
+  }
   const v1 = v1Router(deps);
   app.use(v1.routes());
   app.use(v1.allowedMethods());

@@ -23,15 +23,27 @@ import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
 import { createJudge0Runtime } from './api/judge0/runtime.js';
 import { refuseUpgradeWhileStarting, startingApp } from './api/starting.js';
+import { startAgent } from './cluster/agent.js';
+import { ClusterKeyError, readClusterKey, type ClusterKey } from './cluster/cluster-key.js';
+import { RedisMembership } from './cluster/membership.js';
+import { RemoteProvisioner } from './cluster/remote-provisioner.js';
+import type { KernelProvisioner } from './kernels/provisioner.js';
+import { RedisStore } from './store/redis-store.js';
 
 export interface RunningService {
   server: http.Server;
   config: Config;
   kernels: KernelManager;
-  judge: SandboxJudgeEngine;
+  /** Absent on a gateway (POLYKERNEL_ROLE=gateway): judging needs a node's Docker engine. */
+  judge?: SandboxJudgeEngine;
   /** Stops accepting, settles in-flight work, then keeps or removes kernels as configured. */
   stop(): Promise<void>;
 }
+
+/** What a gateway answers on the routes it cannot serve yet (see AppDeps.unavailableRoutes). */
+const JUDGING_ON_GATEWAY = "judging needs a node's Docker engine; not available on a gateway yet";
+const EXECUTIONS_ON_GATEWAY = 'notebook executions mount a host work directory; not available on a gateway yet';
+const JUDGE_ROUTES = ['/submissions', '/languages', '/statuses', '/config_info', '/system_info', '/about', '/version', '/workers', '/authenticate', '/authorize', '/api/v2'];
 
 export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
   // A start that fails halfway closes what it opened (the store's connection, timers, the engine's event
@@ -87,10 +99,31 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
 
   const store = await createStore(config, log, (store) => opened.push(() => store.close()));
   waitingFor = 'its parts to start (adopting kernels, the Docker engine)';
-  const runtime = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost), config.containerLabels);
-  opened.push(() => runtime.close());
-  const specs = new KernelSpecRegistry(runtime, config.imagePrefix);
-  const kernels = new KernelManager(config, new DockerProvisioner(config, runtime, log), store, specs, log);
+  // Role gateway: kernels run on node agents, reached over the CurveZMQ link; no local engine, no judging.
+  const gateway = config.role === 'gateway';
+  let runtime: DockerRuntime | undefined;
+  let remote: RemoteProvisioner | undefined;
+  let provisioner: KernelProvisioner;
+  let specs: KernelSpecRegistry;
+  if (gateway) {
+    if (!(store instanceof RedisStore)) throw new ConfigError('POLYKERNEL_ROLE=gateway needs REDIS_URL');
+    remote = new RemoteProvisioner(
+      { key: clusterKeyOf(config), callTimeoutMs: config.linkCallTimeoutMs, peerTimeoutMs: config.linkPeerTimeoutMs },
+      new RedisMembership(store),
+      log,
+    );
+    const links = remote;
+    opened.push(() => links.close());
+    provisioner = remote;
+    specs = new KernelSpecRegistry(remote, config.imagePrefix);
+  } else {
+    const local = new DockerRuntime(log, config.instance, dockerOptionsFor(config.dockerHost), config.containerLabels);
+    runtime = local;
+    opened.push(() => local.close());
+    provisioner = new DockerProvisioner(config, local, log);
+    specs = new KernelSpecRegistry(local, config.imagePrefix);
+  }
+  const kernels = new KernelManager(config, provisioner, store, specs, log);
   await kernels.start();
   opened.push(() => kernels.stop(true));
   const queries = new QueryService(kernels, config, log);
@@ -98,30 +131,49 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
   const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
   usage.start();
   opened.push(() => usage.stop());
-  // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
-  const executions = new ExecutionManager({ config, kernels, store, log });
-  await executions.start();
-  opened.push(() => executions.stop());
-  // Judging: sandboxes an earlier run left are removed before the first submission; warm ones start.
-  const judge = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
-  await judge.start();
-  opened.push(() => judge.stop());
-
-  // Judge0's API: its queue runs again what a restart left queued or processing.
-  const judge0 = createJudge0Runtime({ config, store, engine: judge, log });
-  await judge0.start();
-  opened.push(() => judge0.stop());
+  let executions: ExecutionManager | undefined;
+  let judge: SandboxJudgeEngine | undefined;
+  let judge0: ReturnType<typeof createJudge0Runtime> | undefined;
+  if (runtime) {
+    // Notebook executions: unfinished ones of this instance (an earlier run that died) are marked interrupted.
+    const started = new ExecutionManager({ config, kernels, store, log });
+    executions = started;
+    await started.start();
+    opened.push(() => started.stop());
+    // Judging: sandboxes an earlier run left are removed before the first submission; warm ones start.
+    const engine = new SandboxJudgeEngine({ config, sandboxes: new DockerJudgeSandboxes(runtime, log), specs, log });
+    judge = engine;
+    await engine.start();
+    opened.push(() => engine.stop());
+    // Judge0's API: its queue runs again what a restart left queued or processing.
+    const queue = createJudge0Runtime({ config, store, engine, log });
+    judge0 = queue;
+    await queue.start();
+    opened.push(() => queue.stop());
+  }
 
   // Jupyter channels WebSocket: upgrades go to the bridge, the REST kernel model reads its connection counts.
   const channels = new ChannelBridge(kernels, config, log);
-  const app = createApp({ config, log, kernels, queries, store, executions, judge, judge0, connectionCount: (id) => channels.connectionCount(id) });
+  const unavailableRoutes = gateway
+    ? [
+        { prefixes: JUDGE_ROUTES, message: JUDGING_ON_GATEWAY },
+        { prefixes: ['/api/executions'], message: EXECUTIONS_ON_GATEWAY },
+      ]
+    : undefined;
+  const app = createApp({ config, log, kernels, queries, store, executions, judge, judge0, unavailableRoutes, connectionCount: (id) => channels.connectionCount(id) });
   // Piston's /api/v2/connect WebSocket, beside the channels one.
-  const pistonConnect = new PistonConnect(judge, kernels, config, log);
+  const pistonConnect = judge ? new PistonConnect(judge, kernels, config, log) : undefined;
   // v1 streaming execution (/v1/stream/kernel/:id/execute), on the same runs as POST /v1/kernel/:id.
   const executeStream = new ExecuteStream(kernels, queries, config, log);
   handleRequest = app.callback();
-  handleUpgrade = (req, socket, head) =>
-    (PistonConnect.handles(req) ? pistonConnect.handleUpgrade : ExecuteStream.handles(req) ? executeStream.handleUpgrade : channels.handleUpgrade)(req, socket, head);
+  handleUpgrade = (req, socket, head) => {
+    if (PistonConnect.handles(req)) {
+      if (pistonConnect) return pistonConnect.handleUpgrade(req, socket, head);
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${JSON.stringify({ message: JUDGING_ON_GATEWAY })}`);
+      return;
+    }
+    (ExecuteStream.handles(req) ? executeStream.handleUpgrade : channels.handleUpgrade)(req, socket, head);
+  };
   log.info('polykernel ready');
   const drain = async (boundMs: number) => {
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
@@ -137,16 +189,16 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
       // Upgraded sockets are no longer the HTTP server's: the bridge closes them.
       channels.close();
       // Interactive Piston runs end with their connections; their sandboxes go with the engine's stop below.
-      pistonConnect.close();
+      pistonConnect?.close();
       executeStream.close();
       usage.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
-      await executions.stop();
+      await executions?.stop();
       // Running submissions of Judge0's queue are aborted and stay `processing` in the store: the next
       // start runs them again. Then the engine refuses what waits, ends what runs; no sandbox stays.
-      await judge0.stop();
-      await judge.stop();
+      await judge0?.stop();
+      await judge?.stop();
       // In-flight requests are answered. With kernels kept, a v1 query answers at the end of its
       // flush window ("continued", output so far) while its kernel is still connected; with kernels
       // removed, the removal ends its run at once ("[kernel died: service shut down]", exit code 137).
@@ -157,7 +209,8 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
       await drain(drainMs);
       server.closeAllConnections();
       await closed;
-      runtime.close();
+      runtime?.close();
+      remote?.close();
       await store.close();
     })());
   return { server, config, kernels, judge, stop };
@@ -225,18 +278,29 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel);
+  // A gateway or agent without a good key file stops here, before it listens or waits for Redis.
+  if (config.role !== 'all') {
+    try {
+      clusterKeyOf(config);
+    } catch (error) {
+      process.stderr.write(`polykernel: bad configuration: ${(error as Error).message}\n`);
+      process.exit(2);
+    }
+  }
   // Handled from the first moment: the start may wait long (for Redis), and as PID 1 in a container (the
   // service image runs node without an init) a process with no handler ignores SIGTERM, so `docker stop`
   // would wait its grace and SIGKILL. Stopped while starting, nothing is served yet: it exits at once
   // (kernels it may have adopted meanwhile stay for the next start to adopt, as after a crash).
   let service: RunningService | undefined;
+  let stopRunning: (() => Promise<void>) | undefined;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      if (!service) {
+      const stop = stopRunning ?? (service && (() => service!.stop()));
+      if (!stop) {
         log.info('Stopped while starting', { signal });
         process.exit(0);
       }
-      service.stop().then(
+      stop().then(
         () => process.exit(0),
         (error: Error) => {
           log.error('Shutdown failed', { error: error.message });
@@ -245,11 +309,30 @@ async function main(): Promise<void> {
       );
     });
   }
+  if (config.role === 'agent') {
+    const agent = await startAgent(config, clusterKeyOf(config), log);
+    stopRunning = () => agent.stop();
+    return;
+  }
   service = await startService(config, log);
+}
+
+/** The cluster key of a gateway or agent; a bad key file is a bad configuration (exit 2). */
+function clusterKeyOf(config: Config): ClusterKey {
+  try {
+    return readClusterKey(config.clusterKeyFile);
+  } catch (error) {
+    if (error instanceof ClusterKeyError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   main().catch((error: Error) => {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`polykernel: bad configuration: ${error.message}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`polykernel: failed to start: ${error.message}\n`);
     process.exit(1);
   });

@@ -63,6 +63,14 @@ const containerLabels: Parser<Record<string, string>> = (raw, name) => {
   return labels;
 };
 
+/** host:port, as a link address is given (a TCP endpoint of libzmq); `*` listens on every interface. */
+const hostPort: Parser<string> = (raw, name) => {
+  if (raw === '') return raw;
+  const match = /^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$/.exec(raw);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) throw new ConfigError(`${name} must be host:port (e.g. 0.0.0.0:7700), got "${raw}"`);
+  return raw;
+};
+
 /** `auto`, or true/false (POLYKERNEL_ALLOW_REMOTE_ACCESS: `auto` decides by the listening address). */
 const autoBool: Parser<boolean | 'auto'> = (raw, name) => (raw.trim().toLowerCase() === 'auto' ? 'auto' : bool(raw, name));
 /**
@@ -124,6 +132,15 @@ export const OPTIONS = {
   instance: opt('POLYKERNEL_INSTANCE', name, 'name of this service instance; it adopts and reaps only containers labelled with it'),
   redisUrl: opt('REDIS_URL', str, 'Redis for shared state; empty = in-process store'),
   redisPrefix: opt('POLYKERNEL_REDIS_PREFIX', str, 'prefix of every Redis key'),
+  role: opt('POLYKERNEL_ROLE', oneOf('all', 'gateway', 'agent'), 'all = one process serves the APIs and runs kernels on its Docker engine; gateway = serves the APIs, kernels run on node agents (needs REDIS_URL and the cluster key); agent = runs kernels on this host for gateways, serves no API'),
+  clusterKeyFile: opt('POLYKERNEL_CLUSTER_KEY_FILE', str, 'roles gateway and agent: file with the cluster key (32 random bytes, base64 or Z85; `npm run --silent cluster-key`); the gateway–agent link is CurveZMQ with the keypair derived from it, and an agent admits only peers holding it'),
+  agentListen: opt('POLYKERNEL_AGENT_LISTEN', hostPort, 'role agent: host:port its link listens on (TCP, CurveZMQ)'),
+  agentAdvertise: opt('POLYKERNEL_AGENT_ADVERTISE', hostPort, 'role agent: host:port gateways reach its link at; empty = POLYKERNEL_AGENT_LISTEN'),
+  agentId: opt('POLYKERNEL_AGENT_ID', str, 'role agent: its node id in the cluster (kernel records name it); empty = the host name'),
+  agentMaxConnectionsPerPeer: opt('POLYKERNEL_AGENT_MAX_CONNECTIONS_PER_PEER', int(1, 100_000), 'role agent: kernel connections one gateway may hold open through it; past it a connection is refused'),
+  linkCallTimeoutMs: opt('POLYKERNEL_LINK_CALL_TIMEOUT_MS', int(100, 600_000), 'role gateway: a call to a node agent (launch, restart, …) not answered within this long fails with 503'),
+  linkPeerTimeoutMs: opt('POLYKERNEL_LINK_PEER_TIMEOUT_MS', int(2000, 600_000), 'gateway and agent: a link peer silent this long (heartbeats every second) is taken for gone: an agent closes that gateway\'s kernel connections and commands, a gateway fails what waits on that agent'),
+  agentTtlMs: opt('POLYKERNEL_AGENT_TTL_MS', int(2000, 600_000), 'role agent: its registration in Redis lives this long unless renewed (it renews every third of it); gateways place kernels only on registered agents'),
   stateDir: opt('POLYKERNEL_STATE_DIR', str, 'host directory holding one socket directory per kernel'),
   containerLabels: opt('POLYKERNEL_CONTAINER_LABELS', containerLabels, 'extra labels on every container the service starts, key=value,…; e.g. com.docker.compose.project=<name> makes `docker compose down --remove-orphans` remove the kernels too'),
   dockerHost: opt('POLYKERNEL_DOCKER_HOST', str, 'Docker engine: unix:///path or tcp://host:port; empty = DOCKER_HOST, else /var/run/docker.sock'),
@@ -242,6 +259,16 @@ export function loadConfig(
     throw new ConfigError(
       `POLYKERNEL_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be larger than POLYKERNEL_REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}): the headers are part of the request`,
     );
+  }
+  if (config.role !== 'all') {
+    if (!config.clusterKeyFile) {
+      throw new ConfigError(`POLYKERNEL_ROLE=${config.role} needs POLYKERNEL_CLUSTER_KEY_FILE: the gateway–agent link is authenticated and encrypted with the cluster key (make one with \`npm run --silent cluster-key\`)`);
+    }
+    if (!config.redisUrl) throw new ConfigError(`POLYKERNEL_ROLE=${config.role} needs REDIS_URL: agents register there and gateways find them there`);
+    if (config.role === 'agent' && !config.agentListen) throw new ConfigError('POLYKERNEL_ROLE=agent needs POLYKERNEL_AGENT_LISTEN (host:port of its link)');
+    if (config.role === 'agent' && !config.agentAdvertise && /^(\*|0\.0\.0\.0|\[::\]):/.test(config.agentListen)) {
+      throw new ConfigError('POLYKERNEL_AGENT_LISTEN listens on every interface: set POLYKERNEL_AGENT_ADVERTISE to the host:port gateways reach');
+    }
   }
   return Object.freeze(out) as Config;
 }

@@ -185,7 +185,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const now = this.clock();
     const placement = warm ?? { runtime: this.launcher.runtimeFor(spec.name), containerId: '', connDir: '', key: newKernelKey() };
     const { runtime, containerId, connDir, key } = placement;
-    const record = newKernelRecord({ id, lang: spec.name, image: spec.image, runtime, containerId, connDir, key }, limits, request, now);
+    const record = newKernelRecord({ id, lang: spec.name, image: spec.image, runtime, containerId, connDir, key, node: warm?.node }, limits, request, now);
     try {
       await this.records.put(record);
     } catch (error) {
@@ -198,7 +198,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       const launched =
         (warm && (await this.launcher.fitWarm(warm, memoryBytes))) ??
         (await this.launcher.launch({ id, lang: spec.name, image: spec.image, runtime, key, memoryBytes, env: request.env ?? {}, workDir: request.workDir }));
-      const ready = { containerId: launched.containerId, connDir: launched.connDir, key: launched.key, state: launched.kernel.state, lastActivity: this.clock() };
+      const ready = { containerId: launched.containerId, connDir: launched.connDir, node: launched.node, key: launched.key, state: launched.kernel.state, lastActivity: this.clock() };
       Object.assign(record, ready);
       this.register(record, launched.kernel, spec, limits, request.owner);
       await this.records.update(id, ready);
@@ -212,7 +212,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 
   private register(ref: KernelRef, kernel: LiveKernel, spec: KernelSpecEntry | undefined, limits: ResourceLimits, owner: string | undefined): void {
-    const placed: KernelRef = { id: ref.id, lang: ref.lang, key: ref.key, containerId: ref.containerId, connDir: ref.connDir, runtime: ref.runtime };
+    const placed: KernelRef = { id: ref.id, lang: ref.lang, key: ref.key, containerId: ref.containerId, connDir: ref.connDir, runtime: ref.runtime, node: ref.node };
     this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)));
   }
 
@@ -380,5 +380,5 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 }
 /** What removing a kernel needs: where it is, whose it is, the token it holds. */
-type RemovableKernel = Pick<KernelRecord, 'id' | 'owner' | 'containerId' | 'connDir' | 'clientSessionToken'>;
+type RemovableKernel = Pick<KernelRecord, 'id' | 'owner' | 'containerId' | 'connDir' | 'node' | 'clientSessionToken'>;
 

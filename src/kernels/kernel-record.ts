@@ -26,6 +26,8 @@ export interface KernelRecord {
   containerId: string;
   /** Host directory with the connection file and the IPC sockets. */
   connDir: string;
+  /** The node agent the kernel runs on (role gateway); absent when it runs on this host. */
+  node?: string;
   key: string;
   createdAt: number;
   lastActivity: number;
@@ -57,7 +59,7 @@ export function transition(current: KernelState, next: KernelState): KernelState
 
 /** The record of a kernel about to start: placed (a warm kernel) or not yet (containerId and connDir empty). */
 export function newKernelRecord(
-  placed: Pick<KernelRecord, 'id' | 'lang' | 'image' | 'runtime' | 'containerId' | 'connDir' | 'key'>,
+  placed: Pick<KernelRecord, 'id' | 'lang' | 'image' | 'runtime' | 'containerId' | 'connDir' | 'key' | 'node'>,
   limits: ResourceLimits,
   request: { clientSessionToken?: string; owner?: string },
   now: number,

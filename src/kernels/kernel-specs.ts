@@ -86,6 +86,9 @@ function parseImage(image: KernelImage): KernelSpecEntry | undefined {
 /** Where a language image keeps the resource files its org.polykernel.resources label names. */
 export const KERNELSPEC_RESOURCE_DIR = '/usr/share/polykernel/kernelspec';
 
+/** Where the language images are read: the local engine, or (role gateway) the node agents' engines. */
+export type KernelImageSource = Pick<ContainerRuntime, 'listKernelImages' | 'readImageFile'>;
+
 export class KernelSpecRegistry {
   private entries = new Map<string, KernelSpecEntry>();
   /** Resource files read out of images, by image and file name: an image's files never change. */
@@ -95,7 +98,7 @@ export class KernelSpecRegistry {
   private refreshing?: Promise<void>;
 
   constructor(
-    private readonly runtime: ContainerRuntime,
+    private readonly runtime: KernelImageSource,
     private readonly imagePrefix: string,
     private readonly clock: () => number = Date.now,
     private readonly maxAgeMs = 10_000,

@@ -27,6 +27,8 @@ export interface KernelRef {
   connDir: string;
   /** OCI runtime (runc, runsc). */
   runtime: string;
+  /** The node agent the kernel runs on (role gateway); absent when it runs on this host. */
+  node?: string;
 }
 
 export interface LaunchRequest {
@@ -80,7 +82,7 @@ export interface KernelProvisioner {
    * Makes the kernel's socket directory and starts its container; resolves once the engine reports it
    * running. On failure, whatever was made is released before the error propagates.
    */
-  launch(request: LaunchRequest): Promise<Pick<KernelRef, 'containerId' | 'connDir'>>;
+  launch(request: LaunchRequest): Promise<Pick<KernelRef, 'containerId' | 'connDir' | 'node'>>;
   /**
    * A new transport to the kernel's sockets (each caller gets its own; a kernel serves several at once).
    * `onBadFrame` hears of every message dropped because the kernel sent something it must not.
@@ -104,12 +106,12 @@ export interface KernelProvisioner {
   /** How many processes the memory cap killed so far; undefined when that cannot be seen. */
   oomKills(ref: KernelRef): Promise<number | undefined>;
   /** Whether the kernel's container still runs, and why it died if not; undefined when it is gone. */
-  inspect(ref: Pick<KernelRef, 'containerId'>): Promise<{ running: boolean; deathReason?: DeathReason } | undefined>;
+  inspect(ref: Pick<KernelRef, 'containerId' | 'node'>): Promise<{ running: boolean; deathReason?: DeathReason } | undefined>;
   /**
    * Makes the kernel unreachable before it resolves (its socket directory is gone); the container goes in
    * the background, retried while the engine is unreachable, awaited by `settled`.
    */
-  remove(ref: Pick<KernelRef, 'id' | 'containerId' | 'connDir'>): Promise<void>;
+  remove(ref: Pick<KernelRef, 'id' | 'containerId' | 'connDir' | 'node'>): Promise<void>;
   /** Resolves when every removal started so far has finished. */
   settled(): Promise<void>;
   /** The kernels of this instance the engine knows, running or not. */

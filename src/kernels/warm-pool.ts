@@ -15,6 +15,8 @@ export interface LaunchedKernel {
   runtime: string;
   containerId: string;
   connDir: string;
+  /** The node agent it runs on (role gateway). */
+  node?: string;
   key: string;
   memoryBytes: number;
   kernel: LiveKernel;

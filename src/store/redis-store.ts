@@ -142,6 +142,37 @@ export class RedisStore implements Store {
       .filter((record): record is T => record !== undefined);
   }
 
+  /**
+   * An entry that lives `ttlMs` unless written again (a heartbeat): `<prefix>live:<group>:<id>` with a TTL
+   * that Redis keeps (one clock for every host), indexed by the set `<prefix>live:<group>`.
+   */
+  async putExpiring(group: string, id: string, value: unknown, ttlMs: number): Promise<void> {
+    await this.call(() =>
+      this.redis.multi().set(`${this.prefix}live:${group}:${id}`, JSON.stringify(value), 'PX', ttlMs).sadd(`${this.prefix}live:${group}`, id).exec(),
+    );
+  }
+
+  async deleteExpiring(group: string, id: string): Promise<void> {
+    await this.call(() => this.redis.multi().del(`${this.prefix}live:${group}:${id}`).srem(`${this.prefix}live:${group}`, id).exec());
+  }
+
+  /** The live entries of a group; ids whose entry expired are dropped from its index on the way. */
+  async listExpiring<T>(group: string): Promise<Array<{ id: string; value: T }>> {
+    const index = `${this.prefix}live:${group}`;
+    const ids = await this.call(() => this.redis.smembers(index));
+    if (ids.length === 0) return [];
+    const values = await this.call(() => this.redis.mget(...ids.map((id) => `${index}:${id}`)));
+    const live: Array<{ id: string; value: T }> = [];
+    const expired: string[] = [];
+    ids.forEach((id, i) => {
+      const raw = values[i];
+      if (raw === null || raw === undefined) expired.push(id);
+      else live.push({ id, value: JSON.parse(raw) as T });
+    });
+    if (expired.length > 0) await this.call(() => this.redis.srem(index, ...expired));
+    return live;
+  }
+
   async ping(): Promise<boolean> {
     try {
       return (await this.redis.ping()) === 'PONG';

@@ -1,104 +1,46 @@
 /**
- * The only importer of zeromq: one client connection to a kernel's five sockets.
- * shell, control and stdin are DEALERs, iopub a SUB subscribed to everything. The heartbeat socket is not
- * used: a kernel dies with its container, whose death the runtime reports.
+ * A KernelTransport over raw kernel frames (a FrameTransport): messages are signed on the way out and
+ * verified on the way in with the kernel's key, here and nowhere else. Whatever carries the frames, the
+ * kernel's own sockets on this host (KernelSockets) or a node agent's link (src/cluster), the service
+ * signs and verifies exactly the same way.
  *
  * Every message read from any channel goes to the listeners with its channel; replies are matched to
- * their request by `parent_header.msg_id` by whoever sent it. zeromq 6 rejects a send while another is
- * in flight on the same socket, so sends on each socket are serialised through a promise chain.
+ * their request by `parent_header.msg_id` by whoever sent it.
  */
-import { randomUUID } from 'node:crypto';
-import * as zmq from 'zeromq';
-import { endpoint, type ConnectionInfo } from '../protocol/connection-file.js';
+import type { ConnectionInfo } from '../protocol/connection-file.js';
 import type { Channel, JupyterMessage } from '../protocol/messages.js';
 import { deserialize, MessageSigner, serialize, WireFormatError } from '../protocol/wire.js';
+import { KernelSockets, type FrameTransport } from './kernel-sockets.js';
 import type { KernelTransport, MessageListener } from './kernel-transport.js';
-import { ZmtpGuard, type MessageBounds } from './zmtp-guard.js';
 
 export type { MessageListener };
+export { MAX_KERNEL_MESSAGE_BYTES } from './kernel-sockets.js';
 
-/**
- * The largest message taken from a kernel, all frames together. A kernel runs strangers' code, which can
- * send anything on its sockets (the key is in its connection file): one 300 MB message grew this process
- * by over 1 GB, and so did one of 60 frames of 15 MB each. libzmq's own limit (ZMQ_MAXMSGSIZE, kept here
- * too) is per frame and it assembles a whole multipart message before handing it over, so every socket
- * reaches its kernel through a ZmtpGuard, which cuts the connection as soon as a message passes these
- * bounds, before the rest arrives; the socket then reconnects (iopub is reopened: openIopub). Only the
- * offending kernel notices: the reply or output it was sending is lost. 16 MiB holds any sensible output
- * (images, HTML tables); 64 frames, a message with dozens of binary buffers (widgets).
- */
-export const MAX_KERNEL_MESSAGE_BYTES = 16 * 1024 * 1024;
-const MAX_KERNEL_MESSAGE_FRAMES = 64;
-const MESSAGE_BOUNDS: MessageBounds = { maxFrames: MAX_KERNEL_MESSAGE_FRAMES, maxBytes: MAX_KERNEL_MESSAGE_BYTES };
-
-/**
- * A kernel binds its sockets only once it has booted: until then every connect is refused and libzmq
- * retries after this long. A cold start waits on average half of it after the kernel is up; a retry is
- * one failed connect() on a local socket path, so a short interval costs next to nothing.
- */
-const RECONNECT_INTERVAL_MS = 10;
-
-type Readable = zmq.Dealer | zmq.Subscriber;
-
-export class KernelConnection implements KernelTransport {
+export class SignedTransport implements KernelTransport {
   private readonly signer: MessageSigner;
-  private readonly sockets: Record<Channel, Readable>;
-  private readonly sendChains = new Map<Channel, Promise<unknown>>();
   private readonly listeners = new Set<MessageListener>();
-  /** What each ZMQ socket connects to: its relay (see ZmtpGuard), or the kernel's own endpoint when trusted. */
-  private readonly endpoints: Record<Channel, string>;
-  private readonly guards: ZmtpGuard[] = [];
   private closed = false;
 
-  /**
-   * `trustedKernel`: connect straight to the kernel's sockets, without relays. Only for a peer whose code
-   * is trusted, such as the benchmark's direct-ZMQ baseline (a kernel's own speed); never for kernels
-   * that run strangers' code.
-   */
   constructor(
-    info: ConnectionInfo,
+    private readonly frames: FrameTransport,
+    key: string,
+    signatureScheme: string,
     private readonly onBadFrame?: (error: Error) => void,
-    options: { trustedKernel?: boolean } = {},
   ) {
-    this.signer = new MessageSigner(info.key, info.signature_scheme);
-    const reach = (channel: Channel, bounds: MessageBounds): string => {
-      if (options.trustedKernel) return endpoint(info, channel);
-      const guard = new ZmtpGuard(endpoint(info, channel), bounds, (why) =>
-        this.onBadFrame?.(new Error(`${channel}: ${why}; message dropped, connection reset`)),
-      );
-      this.guards.push(guard);
-      return guard.endpoint;
-    };
-    this.endpoints = {
-      shell: reach('shell', MESSAGE_BOUNDS),
-      control: reach('control', MESSAGE_BOUNDS),
-      stdin: reach('stdin', MESSAGE_BOUNDS),
-      iopub: reach('iopub', MESSAGE_BOUNDS),
-    };
-    // shell and stdin share one routing identity, as jupyter_client's sockets do: ipykernel sends
-    // input_request on stdin to the identity that sent the execute_request on shell.
-    const routingId = randomUUID();
-    const dealer = () => new zmq.Dealer({ linger: 0, reconnectInterval: RECONNECT_INTERVAL_MS, routingId, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
-    this.sockets = { shell: dealer(), control: dealer(), stdin: dealer(), iopub: this.openIopub() };
-    for (const [channel, socket] of Object.entries(this.sockets) as [Channel, Readable][]) {
-      socket.connect(this.endpoints[channel]);
-      void this.readLoop(channel, socket);
-    }
-  }
-
-  /** The iopub SUB socket, replaced by a fresh one whenever its connection drops (see MAX_KERNEL_MESSAGE_BYTES). */
-  private openIopub(): zmq.Subscriber {
-    const iopub = new zmq.Subscriber({ linger: 0, reconnectInterval: RECONNECT_INTERVAL_MS, maxMessageSize: MAX_KERNEL_MESSAGE_BYTES });
-    iopub.subscribe();
-    iopub.events.on('disconnect', () => {
-      if (this.closed || this.sockets.iopub !== iopub) return;
-      iopub.close();
-      const fresh = this.openIopub();
-      this.sockets.iopub = fresh;
-      fresh.connect(this.endpoints.iopub);
-      void this.readLoop('iopub', fresh);
+    this.signer = new MessageSigner(key, signatureScheme);
+    frames.onFrames((channel, raw) => {
+      let msg: JupyterMessage;
+      try {
+        msg = deserialize(raw, this.signer);
+      } catch (error) {
+        // A frame we cannot verify is dropped, never forwarded: it did not come from our kernel.
+        if (error instanceof WireFormatError) this.onBadFrame?.(error);
+        return;
+      }
+      msg.channel = channel;
+      delete msg.identities;
+      for (const listener of this.listeners) listener(channel, msg);
     });
-    return iopub;
   }
 
   onMessage(listener: MessageListener): () => void {
@@ -110,45 +52,21 @@ export class KernelConnection implements KernelTransport {
   send(channel: Channel, msg: JupyterMessage): Promise<void> {
     if (this.closed) return Promise.reject(new Error('kernel connection is closed'));
     if (channel === 'iopub') return Promise.reject(new Error('cannot send on iopub'));
-    const socket = this.sockets[channel] as zmq.Dealer;
-    const frames = serialize({ ...msg, identities: [] }, this.signer);
-    // Straight to the socket when nothing is queued on it (the usual case): no extra turn of the loop.
-    const previous = this.sendChains.get(channel);
-    const next = previous ? previous.then(() => socket.send(frames)) : socket.send(frames);
-    // The chain must not stay rejected after one failed send, and is dropped once it has drained.
-    const drained = () => {
-      if (this.sendChains.get(channel) === settled) this.sendChains.delete(channel);
-    };
-    const settled: Promise<void> = next.then(drained, drained);
-    this.sendChains.set(channel, settled);
-    return next;
+    return this.frames.sendFrames(channel, serialize({ ...msg, identities: [] }, this.signer));
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const socket of Object.values(this.sockets)) socket.close();
-    for (const guard of this.guards) guard.close();
+    this.frames.close();
     this.listeners.clear();
   }
+}
 
-  private async readLoop(channel: Channel, socket: Readable): Promise<void> {
-    try {
-      for await (const frames of socket) {
-        let msg: JupyterMessage;
-        try {
-          msg = deserialize(frames, this.signer);
-        } catch (error) {
-          // A frame we cannot verify is dropped, never forwarded: it did not come from our kernel.
-          if (error instanceof WireFormatError) this.onBadFrame?.(error);
-          continue;
-        }
-        msg.channel = channel;
-        delete msg.identities;
-        for (const listener of this.listeners) listener(channel, msg);
-      }
-    } catch (error) {
-      if (!this.closed) this.onBadFrame?.(error as Error);
-    }
+/** A client connection to the five sockets of a kernel on this host. */
+export class KernelConnection extends SignedTransport {
+  /** `trustedKernel`: see KernelSockets (the benchmark's direct-ZMQ baseline only). */
+  constructor(info: ConnectionInfo, onBadFrame?: (error: Error) => void, options: { trustedKernel?: boolean } = {}) {
+    super(new KernelSockets(info, onBadFrame, options), info.key, info.signature_scheme, onBadFrame);
   }
 }

@@ -33,7 +33,7 @@ test('leftovers reaped at start, warm sandboxes at start, judging through the se
   try {
     t.false(containersOfInstance(instance).some((id) => earlier.id.startsWith(id)), 'the leftover is gone once the service listens');
     t.true(await until(() => sandboxesOf(instance).length === 1, 60_000), `one warm sandbox: ${sandboxesOf(instance).join()}`);
-    const judge = service.service.judge;
+    const judge = service.service.judge!;
     const { config } = service;
     const languages = await judge.languages();
     t.true(languages.some((language) => language.name === 'python3' && /^\d+\.\d+/.test(language.version)), JSON.stringify(languages.map((l) => [l.name, l.version])));

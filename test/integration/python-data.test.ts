@@ -215,7 +215,7 @@ if (!imagePresent('python-data')) {
     const languages = await svc.call('GET', '/languages');
     t.is(languages.status, 200);
     t.false(JSON.stringify(languages.body).includes('data science'));
-    t.is((await svc.service.judge.languages()).filter((l) => l.name === 'python3-data').length, 0);
+    t.is((await svc.service.judge!.languages()).filter((l) => l.name === 'python3-data').length, 0);
   });
 
   test.serial('start cost: cold create to first execute answered, python3-data against python3 (logged)', async (t) => {
