@@ -3,7 +3,7 @@
  * through the manager, which overlays what this process knows first-hand.
  */
 import { conflict } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { Fence, Store, UpdateOptions } from '../store/store.js';
 import type { KernelRecord } from './kernel-record.js';
 
 interface TokenClaim {
@@ -40,8 +40,17 @@ export class KernelRecords {
   }
 
   /** False when the record is gone. */
-  update(id: string, patch: Partial<KernelRecord>): Promise<boolean> {
-    return this.store.update<KernelRecord>('kernels', id, patch);
+  update(id: string, patch: Partial<KernelRecord>, options?: UpdateOptions<KernelRecord>): Promise<boolean> {
+    return this.store.update<KernelRecord>('kernels', id, patch, options);
+  }
+
+  /**
+   * The leader orders a kernel's removal (`cullReason`), under its lease's fence: refused ('fenced') when
+   * the lease is no longer the writer's. Unfenced only in a process that is alone (no lease).
+   */
+  async orderRemoval(id: string, reason: string, fence: Fence | undefined): Promise<'written' | 'missing' | 'fenced'> {
+    if (fence) return this.store.updateFenced<KernelRecord>('kernels', id, { cullReason: reason }, fence);
+    return (await this.store.update<KernelRecord>('kernels', id, { cullReason: reason })) ? 'written' : 'missing';
   }
 
   /** Deletes a kernel's record and its token claim, if the claim is still this kernel's. */
