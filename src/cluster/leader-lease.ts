@@ -66,9 +66,12 @@ export class LeaderLease extends EventEmitter<LeaderLeaseEvents> implements Lead
     this.clock = options.clock ?? Date.now;
   }
 
-  /** Tries to take the lease now, then keeps it (or keeps trying) in the background. */
+  /**
+   * Tries to take the lease now, then keeps it (or keeps trying) in the background. Once stopped, a lease
+   * is not started again: its holder name is its own for one tenure of the store's epoch (see Fence).
+   */
   start(): Promise<void> {
-    this.stopped = false;
+    if (this.stopped) throw new Error('a stopped leader lease cannot be started again; make a new one');
     this.timer = setInterval(() => void this.tick(), this.renewEveryMs);
     this.timer.unref();
     return this.tick();

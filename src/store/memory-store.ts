@@ -130,7 +130,9 @@ export class MemoryStore implements Store {
   }
 
   async releaseLease(fence: Fence): Promise<boolean> {
-    return this.holds(fence) && this.leases.delete(fence.lease);
+    if (!this.holds(fence)) return false;
+    this.epochs.delete(fence.lease);
+    return this.leases.delete(fence.lease);
   }
 
   async updateFenced<T extends object>(ns: Namespace, id: string, patch: Partial<T>, fence: Fence): Promise<'written' | 'missing' | 'fenced'> {

@@ -69,9 +69,10 @@ const RENEW_LEASE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
+// KEYS[1] lease, KEYS[2] its epoch counter: a released lease leaves no key behind.
 const RELEASE_LEASE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return 1`;
 // KEYS[1] lease, KEYS[2] record; ARGV[1] "<epoch>:<holder>", then field/value pairs. -1 = fenced.
 const UPDATE_FENCED = `
@@ -210,6 +211,10 @@ export class RedisStore implements Store {
     return `${this.prefix}lease:${name}`;
   }
 
+  private epochKey(name: LeaseName): string {
+    return `${this.prefix}lease-epoch:${name}`;
+  }
+
   async claimSlot(set: SlotSet, member: string, max: number, ttlMs?: number): Promise<boolean> {
     const ttl = ttlMs === undefined ? '' : String(Math.max(1, Math.round(ttlMs)));
     const result = await this.call(() => this.redis.eval(CLAIM_SLOT, 1, this.slotKey(set), member, String(max), ttl));
@@ -231,7 +236,7 @@ export class RedisStore implements Store {
   }
 
   async acquireLease(name: LeaseName, holder: string, ttlMs: number): Promise<Fence | undefined> {
-    const keys = [this.leaseKey(name), `${this.prefix}lease-epoch:${name}`];
+    const keys = [this.leaseKey(name), this.epochKey(name)];
     const epoch = await this.call(() => this.redis.eval(ACQUIRE_LEASE, 2, ...keys, holder, String(Math.max(1, Math.round(ttlMs)))));
     return typeof epoch === 'number' ? { lease: name, holder, epoch } : undefined;
   }
@@ -242,7 +247,8 @@ export class RedisStore implements Store {
   }
 
   async releaseLease(fence: Fence): Promise<boolean> {
-    return (await this.call(() => this.redis.eval(RELEASE_LEASE, 1, this.leaseKey(fence.lease), leaseValue(fence)))) === 1;
+    const keys = [this.leaseKey(fence.lease), this.epochKey(fence.lease)];
+    return (await this.call(() => this.redis.eval(RELEASE_LEASE, 2, ...keys, leaseValue(fence)))) === 1;
   }
 
   async updateFenced<T extends object>(ns: Namespace, id: string, patch: Partial<T>, fence: Fence): Promise<'written' | 'missing' | 'fenced'> {

@@ -15,8 +15,11 @@ export type LeaseName = 'leader';
 
 /**
  * What a lease's holder carries to prove it still holds it. `epoch` is the fencing epoch: every taking of
- * the lease gets a larger one, so a write guarded by a stale fence (a holder that paused past its lease
- * while another took it) is told apart from the current holder's and refused.
+ * the lease gets a larger one while it is contended (held, lapsed, taken again), so a write guarded by a
+ * stale fence (a holder that paused past its lease while another took it) is told apart from the current
+ * holder's and refused. A release (a clean shutdown: nobody holds the lease) leaves nothing in the store,
+ * so the epoch starts over; a fence still never matches another tenure, since a guarded write must match
+ * epoch and holder, and holder names are unique per process (LeaderLease makes them so).
  */
 export interface Fence {
   lease: LeaseName;
@@ -69,12 +72,12 @@ export interface Store {
 
   /**
    * Takes the lease `name` for `holder` for `ttlMs` when nobody holds it, with a new fencing epoch larger
-   * than any given before; undefined when another holds it.
+   * than any given since the lease was last released; undefined when another holds it.
    */
   acquireLease(name: LeaseName, holder: string, ttlMs: number): Promise<Fence | undefined>;
   /** Compare-and-extend: the lease lasts `ttlMs` from now if `fence` still holds it; false when it was lost. */
   renewLease(fence: Fence, ttlMs: number): Promise<boolean>;
-  /** Gives the lease up if `fence` still holds it (another may take it at once); true when it did. */
+  /** Gives the lease up if `fence` still holds it (another may take it at once; its epoch starts over); true when it did. */
   releaseLease(fence: Fence): Promise<boolean>;
   /**
    * `update`, only while `fence` holds its lease, checked in the same atomic step as the write: 'fenced'

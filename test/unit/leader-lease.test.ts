@@ -13,7 +13,7 @@ import { UsageMonitor } from '../../src/kernels/usage-monitor.js';
 import { silentLogger } from '../../src/logger.js';
 import type { Store } from '../../src/store/store.js';
 import { InProcessProvisioner } from '../helpers/in-process-provisioner.js';
-import { STORE_KINDS, removeRunKeys, runPrefix, sharedStore, type SharedStore, type StoreKind } from '../helpers/stores.js';
+import { STORE_KINDS, redisKeys, removeRunKeys, runPrefix, sharedStore, type SharedStore, type StoreKind } from '../helpers/stores.js';
 
 const RUN = runPrefix('leader-lease');
 const LANG = 'javascript';
@@ -120,6 +120,8 @@ for (const kind of STORE_KINDS) {
     await b.tick();
     t.true(b.isLeader());
     t.false(a.isLeader());
+    await b.stop();
+    if (kind === 'redis') t.deepEqual(await redisKeys(shared.prefix), [], 'a released lease leaves no key behind');
   });
 
   test(`[${kind}] a paused leader whose lease another took is refused by the store: its cull changes nothing`, async (t) => {
