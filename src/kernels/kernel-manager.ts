@@ -117,7 +117,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       adopted: async (record, kernel) => {
         this.register(record, kernel, await specs.resolve(record.lang).catch(() => undefined), record.limits, record.owner);
         this.memory.hold(record.id, record.limits.maxMemKB);
-        await this.slots.holdExisting(record.id);
+        // Not worth a live kernel: a hold the store missed is mended by the leader's reconcile.
+        await this.slots.holdExisting(record.id).catch((error: Error) => log.warn('Could not hold the kernel slot', { kernelId: record.id, error: error.message }));
       },
       destroy: (record, reason) => this.destroy(record, reason),
     });

@@ -8,14 +8,17 @@
  *   a claim that lapsed meanwhile is taken again only under the max, else the kernel fails to start;
  * - adopted (kernels of an earlier run): held whatever the count, since they exist already;
  * - removed, or its start failed: released.
- * A held claim whose release was lost (a crash between the record's removal and the release, a store
- * error then) is found by `reconcile`, run by the leader: a held claim whose kernel has no record goes.
+ * `reconcile`, run by the leader, mends what a crash or a store error left: a held claim whose kernel has
+ * no record goes (a release that was lost), and a live kernel without a claim gets one (a hold that was
+ * lost, as an adoption's while the store was briefly away). A record still `starting` without a claim is
+ * a start whose replica crashed: it gets none, so its slot stays free.
  *
  * Warm-pool kernels hold no claim: as before, they count once handed out (a create takes a warm kernel,
  * then admission), and only the memory budget bounds the pool itself.
  */
 import { tooManyKernels } from '../errors.js';
 import type { Store } from '../store/store.js';
+import type { KernelRecord } from './kernel-record.js';
 
 const SET = 'kernel-slots';
 
@@ -51,17 +54,22 @@ export class KernelSlots {
   }
 
   /**
-   * Releases held slots whose kernel has no record (`kernelIds` lists the records). Slots are read before
-   * the records: a slot is held only once its kernel's record exists, so one held then without a record
-   * afterwards is a kernel that is gone. Claims still lapsing are left to their TTL. Answers how many went.
+   * Releases held slots whose kernel has no record, and holds one for each live kernel that has none
+   * (`records` lists the kernel records). Slots are read before the records: a slot is held only once its
+   * kernel's record exists, so one held then without a record afterwards is a kernel that is gone; and a
+   * record leaves `starting` only once its slot is held, so a live record without a claim lost it. Claims
+   * still lapsing are left to their TTL. Holding is by kernel id, so it never counts a kernel twice.
    */
-  async reconcile(kernelIds: () => Promise<ReadonlySet<string>>): Promise<number> {
-    const held = (await this.store.slots(SET)).filter((claim) => claim.expiresAt === undefined);
-    if (held.length === 0) return 0;
-    const ids = await kernelIds();
-    const gone = held.filter((claim) => !ids.has(claim.member));
+  async reconcile(records: () => Promise<Pick<KernelRecord, 'id' | 'state'>[]>): Promise<{ released: number; held: number }> {
+    const claims = await this.store.slots(SET);
+    const listed = await records();
+    const ids = new Set(listed.map((record) => record.id));
+    const claimed = new Set(claims.map((claim) => claim.member));
+    const gone = claims.filter((claim) => claim.expiresAt === undefined && !ids.has(claim.member));
+    const unclaimed = listed.filter((record) => !claimed.has(record.id) && record.state !== 'starting' && record.state !== 'dead');
     for (const claim of gone) await this.store.releaseSlot(SET, claim.member);
-    return gone.length;
+    for (const record of unclaimed) await this.holdExisting(record.id);
+    return { released: gone.length, held: unclaimed.length };
   }
 
   /** The claims held now (tests and the leader's figures). */

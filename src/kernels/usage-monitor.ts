@@ -31,7 +31,7 @@ const NEVER_LOWER = ['lastActivity', 'numQueriesExecuted', 'cpuCreditUsedMs'] as
 /** Kernels in these states are not judged: a start, a restart or a removal is under way. */
 const UNJUDGED: readonly KernelState[] = ['dead', 'restarting', 'starting'];
 
-/** How often the leader releases kernel slots whose kernel record is gone (a release that was lost). */
+/** How often the leader mends kernel slots (kernel-slots.ts reconcile). */
 const RECONCILE_EVERY_MS = 30_000;
 
 /** Without a lease (a process on its own): always the leader, with no fence to carry. */
@@ -134,8 +134,8 @@ export class UsageMonitor {
       }
       if (this.kernels.slots && this.clock() - this.lastReconcile >= RECONCILE_EVERY_MS) {
         this.lastReconcile = this.clock();
-        const released = await this.kernels.slots.reconcile(async () => new Set((await this.kernels.records.list()).map((r) => r.id)));
-        if (released > 0) this.log.warn('Released kernel slots whose kernels are gone', { released });
+        const mended = await this.kernels.slots.reconcile(() => this.kernels.records.list());
+        if (mended.released + mended.held > 0) this.log.warn('Mended kernel slots (KG_MAX_KERNELS) a crash or a store error left', mended);
       }
     } catch (error) {
       this.log.debug('Culling round failed', { error: (error as Error).message });

@@ -168,18 +168,29 @@ for (const kind of STORE_KINDS) {
     t.is(codeOf(await t.throwsAsync(crashed.take('k-3'))), 'too_many_kernels', 'a kernel made ready holds its slot past the TTL');
   });
 
-  test(`[${kind}] the leader's reconcile releases a held slot whose kernel record is gone, and no other`, async (t) => {
+  test(`[${kind}] the leader's reconcile releases a held slot whose kernel is gone and holds one for a live kernel that lost its claim`, async (t) => {
     const shared = sharedStore(t, kind, RUN);
     const store = await shared.open();
-    const slots = new KernelSlots(store, 3, 60_000);
+    const slots = new KernelSlots(store, 4, 60_000);
     await slots.take('lost');
     await slots.hold('lost');
     await slots.take('live');
     await slots.hold('live');
     await slots.take('starting');
-    t.is(await slots.reconcile(async () => new Set(['live'])), 1);
-    t.is(await slots.count(), 2, 'the live kernel keeps its slot; the one still starting keeps its claim until its TTL');
+    const records = [
+      { id: 'live', state: 'idle' as const },
+      { id: 'starting', state: 'starting' as const },
+      { id: 'unclaimed', state: 'busy' as const },
+      { id: 'crashed-mid-start', state: 'starting' as const },
+    ];
+    t.deepEqual(await slots.reconcile(async () => records), { released: 1, held: 1 });
+    const claims = new Map((await store.slots('kernel-slots')).map((c) => [c.member, c.expiresAt]));
+    t.deepEqual([...claims.keys()].sort(), ['live', 'starting', 'unclaimed']);
+    t.is(claims.get('unclaimed'), undefined, 'the live kernel holds its slot until released');
+    t.truthy(claims.get('starting'), 'the one still starting keeps its lapsing claim');
+    t.deepEqual(await slots.reconcile(async () => records), { released: 0, held: 0 }, 'nothing left to mend');
     await t.notThrowsAsync(slots.take('new'));
+    t.is(codeOf(await t.throwsAsync(slots.take('one-too-many'))), 'too_many_kernels');
   });
 
   test(`[${kind}] warm-pool kernels take no slot until handed out, as before`, async (t) => {
