@@ -157,14 +157,15 @@ for (const kind of STORE_KINDS) {
 
   test(`[${kind}] a slot claimed by a replica that crashes before its kernel is ready is free once the claim TTL passes`, async (t) => {
     const shared = sharedStore(t, kind, RUN);
-    const crashed = new KernelSlots(await shared.open(), 1, 400);
-    const survivor = new KernelSlots(await shared.open(), 1, 400);
+    // Seconds, not milliseconds: on a loaded machine the steps between claims take their time too.
+    const crashed = new KernelSlots(await shared.open(), 1, 2000);
+    const survivor = new KernelSlots(await shared.open(), 1, 2000);
     await crashed.take('never-confirmed');
     t.is(codeOf(await t.throwsAsync(survivor.take('k-2'))), 'too_many_kernels');
-    await sleep(800);
+    await sleep(3000);
     await t.notThrowsAsync(survivor.take('k-2'));
     await survivor.hold('k-2');
-    await sleep(800);
+    await sleep(3000);
     t.is(codeOf(await t.throwsAsync(crashed.take('k-3'))), 'too_many_kernels', 'a kernel made ready holds its slot past the TTL');
   });
 
