@@ -79,10 +79,15 @@ export class KernelRecords {
     const key = tokenKey(owner, token);
     // Every claim lapses within the TTL, so the loop ends by then; the margin covers a store's slowness.
     const deadline = this.clock() + this.claimTtlMs + 5000;
+    let vanished = 0;
     while (this.clock() < deadline) {
       if (await this.store.putIfAbsent<TokenClaim>('tokens', key, { ...claim, claimedAt: this.clock() })) return undefined;
       const held = await this.store.get<TokenClaim>('tokens', key);
-      if (!held) continue;
+      if (!held) {
+        // Released in between: claimed again at once; a token that keeps flapping is polled, not spun on.
+        if (++vanished > 3) await new Promise((resolve) => setTimeout(resolve, CLAIM_POLL_MS));
+        continue;
+      }
       if (held.lang !== claim.lang) {
         throw conflict(`clientSessionToken "${token}" is in use by a ${held.lang} kernel; use another token for ${claim.lang}`);
       }
