@@ -21,6 +21,7 @@ import { UsageMonitor } from './kernels/usage-monitor.js';
 import { createLogger, type Logger } from './logger.js';
 import { DockerRuntime, dockerOptionsFor } from './runtime/docker.js';
 import { createStore } from './store/index.js';
+import { LeaderLease, leaseHolderName } from './cluster/leader-lease.js';
 import { createJudge0Runtime } from './api/judge0/runtime.js';
 import { refuseUpgradeWhileStarting, startingApp } from './api/starting.js';
 import { startAgent } from './cluster/agent.js';
@@ -98,6 +99,10 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
   log.info('polykernel listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address });
 
   const store = await createStore(config, log, (store) => opened.push(() => store.close()));
+  // Replicas sharing the Redis: the one holding this lease does the work that must happen once (culling).
+  const lease = new LeaderLease(store, log, { ttlMs: config.leaderLeaseMs, holder: leaseHolderName(config.instance) });
+  await lease.start();
+  opened.push(() => lease.stop());
   waitingFor = 'its parts to start (adopting kernels, the Docker engine)';
   // Role gateway: kernels run on node agents, reached over the CurveZMQ link; no local engine, no judging.
   const gateway = config.role === 'gateway';
@@ -128,7 +133,7 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
   opened.push(() => kernels.stop(true));
   const queries = new QueryService(kernels, config, log);
   opened.push(() => queries.close());
-  const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs));
+  const usage = new UsageMonitor(kernels, log, config.statsIntervalMs, Date.now, new IdleCpuBudget(config.idleCpuMs, config.idleCpuWindowMs), lease);
   usage.start();
   opened.push(() => usage.stop());
   let executions: ExecutionManager | undefined;
@@ -192,6 +197,8 @@ async function startParts(config: Config, log: Logger, opened: Array<() => unkno
       pistonConnect?.close();
       executeStream.close();
       usage.stop();
+      // Released, so that another replica leads (culls) at once instead of after the lease's TTL.
+      await lease.stop();
       queries.close();
       // Before the kernels go: running executions end as interrupted and write their output.
       await executions?.stop();

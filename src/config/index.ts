@@ -116,7 +116,9 @@ export const OPTIONS = {
   keyMaxCpuCreditMs: opt('POLYKERNEL_KEY_MAX_CPU_CREDIT_MS', int(0), 'CPU time an API key\'s live kernels may have used together before its creates are refused (ms); 0 = no limit'),
   rateLimit: opt('POLYKERNEL_RATE_LIMIT', int(0), 'requests per rate-limit window per API key unless its entry says otherwise (429 past it); 0 = no limit'),
   rateLimitWindowS: opt('POLYKERNEL_RATE_LIMIT_WINDOW_S', int(1, 86_400), 'size of the fixed rate-limit window (s), 900 as Backend.AI'),
-  maxKernels: opt('KG_MAX_KERNELS', int(0), 'most kernels alive at once; 0 = no limit'),
+  maxKernels: opt('KG_MAX_KERNELS', int(0), 'most kernels alive at once, across every replica sharing the Redis; 0 = no limit'),
+  kernelClaimTtlMs: opt('POLYKERNEL_KERNEL_CLAIM_TTL_MS', int(1000, 3_600_000), 'a kernel slot (KG_MAX_KERNELS) or clientSessionToken claimed by a create whose kernel is not ready within this long is free again (a replica that crashed mid-create frees its claims by itself); must be longer than POLYKERNEL_START_TIMEOUT_MS'),
+  leaderLeaseMs: opt('POLYKERNEL_LEADER_LEASE_MS', int(1000, 600_000), 'replicas sharing a Redis: the leader (the one replica that culls idle kernels) holds its lease this long, renewed every third of it; a leader that stops renewing is replaced within this long'),
   defaultKernelName: opt('KG_DEFAULT_KERNEL_NAME', str, 'kernel started when a request names none'),
   listKernels: opt('KG_LIST_KERNELS', bool, 'whether GET /api/kernels lists kernels'),
   envWhitelist: opt('KG_ENV_WHITELIST', list, 'variables besides KERNEL_* passed from a create request to the kernel'),
@@ -269,6 +271,13 @@ export function loadConfig(
     if (config.role === 'agent' && !config.agentAdvertise && /^(\*|0\.0\.0\.0|\[::\]):/.test(config.agentListen)) {
       throw new ConfigError('POLYKERNEL_AGENT_LISTEN listens on every interface: set POLYKERNEL_AGENT_ADVERTISE to the host:port gateways reach');
     }
+  }
+  // A claim that lapsed while its kernel was still starting within its timeout would let another create
+  // take the slot: a ready kernel then finds the limit reached and fails.
+  if (config.kernelClaimTtlMs <= config.startTimeoutMs) {
+    throw new ConfigError(
+      `POLYKERNEL_KERNEL_CLAIM_TTL_MS (${config.kernelClaimTtlMs}) must be longer than POLYKERNEL_START_TIMEOUT_MS (${config.startTimeoutMs}): a kernel's claim must outlast its start`,
+    );
   }
   return Object.freeze(out) as Config;
 }

@@ -1,11 +1,13 @@
 /**
  * Whether a kernel may be created, and with what: its spec, its limits against the server's caps, and
- * room for it under KG_MAX_KERNELS and the host memory budget. Taking room is one synchronous step, so
- * concurrent creates cannot overshoot either bound.
+ * room for it under the host memory budget (this host's: one synchronous step) and under KG_MAX_KERNELS
+ * (every replica's: an atomic claim in the store, kernel-slots.ts), so concurrent creates, on one replica
+ * or several, cannot overshoot either bound.
  */
 import type { Config } from '../config/index.js';
-import { invalidInput, limitExceeded, tooManyKernels } from '../errors.js';
+import { invalidInput, limitExceeded } from '../errors.js';
 import type { ResourceLimits } from './kernel-record.js';
+import type { KernelSlots } from './kernel-slots.js';
 import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
 import { MemoryBudget } from './memory-budget.js';
 
@@ -30,13 +32,11 @@ export type AdmissionConfig = Pick<
 export class KernelAdmission {
   /** Memory caps of live, starting and pooled kernels against POLYKERNEL_MEMORY_BUDGET_KB. */
   readonly memory: MemoryBudget;
-  /** Creates in flight, so that concurrent creates cannot overshoot KG_MAX_KERNELS. */
-  private starting = 0;
 
   constructor(
     private readonly config: AdmissionConfig,
     private readonly specs: KernelSpecRegistry,
-    private readonly liveCount: () => number,
+    private readonly slots: KernelSlots,
   ) {
     this.memory = new MemoryBudget(config.memoryBudgetKB);
   }
@@ -71,19 +71,24 @@ export class KernelAdmission {
   }
 
   /** Takes room for a kernel about to start, or throws (nothing taken) when there is none. */
-  admit(id: string, maxMemKB: number): void {
-    const max = this.config.maxKernels;
-    if (max > 0 && this.liveCount() + this.starting >= max) {
-      throw tooManyKernels(`the kernel limit (KG_MAX_KERNELS=${max}) is reached; delete a kernel first`);
-    }
+  async admit(id: string, maxMemKB: number): Promise<void> {
+    // This host's memory first: a create it refuses costs no round trip to the store.
     this.memory.reserve(id, maxMemKB);
-    this.starting++;
+    try {
+      await this.slots.take(id);
+    } catch (error) {
+      this.memory.release(id);
+      throw error;
+    }
   }
 
-  /** The start admitted for `id` ended: ready (its memory stays held) or failed (`keptKB` stays, else none). */
+  /**
+   * The start admitted for `id` ended: ready (its memory and slot stay held) or failed (its slot goes,
+   * `keptKB` of memory stays, else none). A release the store misses is bounded by the slot's TTL.
+   */
   startEnded(id: string, outcome: { ready: boolean; keptKB?: number }): void {
-    this.starting--;
     if (outcome.ready) return;
+    void this.slots.release(id).catch(() => undefined);
     if (outcome.keptKB !== undefined) this.memory.hold(id, outcome.keptKB);
     else this.memory.release(id);
   }

@@ -2,7 +2,8 @@
  * The kernels of every API surface (v1, Jupyter, executions): create, find, restart, interrupt, delete.
  * A facade over small parts, along jupyter_client's lines:
  * - the registry (kernel-registry.ts) resolves an id once per request into a KernelHandle;
- * - admission (kernel-admission.ts) checks spec, limits, capacity and memory;
+ * - admission (kernel-admission.ts) checks spec, limits, capacity and memory; a kernel's slot under
+ *   KG_MAX_KERNELS is a claim shared by every replica (kernel-slots.ts), held from admission to removal;
  * - the provisioner (provisioner.ts) places kernels, and the launcher (kernel-launcher.ts) waits for them;
  * - adoption (kernel-adoption.ts) takes back the kernels of an earlier run;
  * - the restarter (kernel-restarter.ts) decides what a death means;
@@ -27,6 +28,7 @@ import { newKernelRecord, type KernelRecord, type KernelState, type ResourceLimi
 import { KernelRecords } from './kernel-records.js';
 import { KernelRegistry } from './kernel-registry.js';
 import { KernelRestarter } from './kernel-restarter.js';
+import { KernelSlots } from './kernel-slots.js';
 import type { KernelSpecEntry, KernelSpecRegistry } from './kernel-specs.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { LiveKernel } from './live-kernel.js';
@@ -66,6 +68,8 @@ export interface KernelEvents {
 
 export class KernelManager extends EventEmitter<KernelEvents> {
   readonly records: KernelRecords;
+  /** The kernels' slots under KG_MAX_KERNELS, counted across replicas. */
+  readonly slots: KernelSlots;
   readonly pool: WarmPool;
   private readonly registry = new KernelRegistry();
   private readonly lifecycle = new KeyedMutex();
@@ -84,8 +88,9 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     private readonly clock: () => number = Date.now,
   ) {
     super();
-    this.records = new KernelRecords(store);
-    this.admission = new KernelAdmission(config, specs, () => this.registry.size);
+    this.records = new KernelRecords(store, config.kernelClaimTtlMs, clock);
+    this.slots = new KernelSlots(store, config.maxKernels, config.kernelClaimTtlMs);
+    this.admission = new KernelAdmission(config, specs, this.slots);
     this.launcher = new KernelLauncher(config, provisioner, log, clock);
     this.restarter = new KernelRestarter(
       config.restartDeadKernels,
@@ -112,6 +117,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       adopted: async (record, kernel) => {
         this.register(record, kernel, await specs.resolve(record.lang).catch(() => undefined), record.limits, record.owner);
         this.memory.hold(record.id, record.limits.maxMemKB);
+        // Not worth a live kernel: a hold the store missed is mended by the leader's reconcile.
+        await this.slots.holdExisting(record.id).catch((error: Error) => log.warn('Could not hold the kernel slot', { kernelId: record.id, error: error.message }));
       },
       destroy: (record, reason) => this.destroy(record, reason),
     });
@@ -158,18 +165,22 @@ export class KernelManager extends EventEmitter<KernelEvents> {
           return { record: existing, created: false };
         }
       }
-      this.admission.admit(id, limits.maxMemKB);
+      await this.admission.admit(id, limits.maxMemKB);
     } catch (error) {
       if (warm) this.pool.giveBack(warm);
       if (token !== undefined && !(error instanceof DomainError && error.code === 'conflict')) {
-        await this.records.releaseClaim(request.owner, token);
+        await this.records.releaseClaim(request.owner, token, id);
       }
       throw error;
     }
-    const started = this.startKernel(id, spec, limits, request, warm).finally(() => {
+    const started = this.startKernel(id, spec, limits, request, warm).finally(async () => {
       // A warm kernel that went back to its pool (not destroyed) keeps its pool cap.
       const keptKB = warm && !this.registry.wasRemoved(id) ? warm.memoryBytes / 1024 : undefined;
-      this.admission.startEnded(id, { ready: this.registry.has(id), keptKB });
+      const ready = this.registry.has(id);
+      this.admission.startEnded(id, { ready, keptKB });
+      // A start that failed before it had a record to destroy (the store refused it) frees its token here,
+      // or other replicas would wait for the kernel until the claim lapses.
+      if (!ready && token !== undefined) await this.records.releaseClaim(request.owner, token, id).catch(() => undefined);
     });
     this.registry.trackStart(id, started);
     return { record: await started, created: true };
@@ -201,6 +212,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       const ready = { containerId: launched.containerId, connDir: launched.connDir, node: launched.node, key: launched.key, state: launched.kernel.state, lastActivity: this.clock() };
       Object.assign(record, ready);
       this.register(record, launched.kernel, spec, limits, request.owner);
+      // Its slot is held from now on (or, lapsed meanwhile and taken by another, the start fails: 402).
+      await this.slots.hold(id);
       await this.records.update(id, ready);
       this.log.info('Kernel ready', { kernelId: id, lang: spec.name, warm: launched === warm, ms: this.clock() - now });
       return record;
@@ -332,6 +345,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.memory.release(record.id);
     await this.provisioner.remove(record);
     await this.records.delete(record);
+    // After the record: a slot held without a record is what the leader's reconcile releases.
+    await this.slots.release(record.id).catch((error: Error) => this.log.warn('Could not release the kernel slot', { kernelId: record.id, error: error.message }));
     if (handle) {
       this.emit('state', record.id, 'dead');
       this.emit('removed', record.id, reason);

@@ -42,6 +42,11 @@ export interface KernelRecord {
   /** CPU spent by earlier incarnations of the kernel (before restarts): cpuCreditUsed keeps growing. */
   cpuCreditBaseMs: number;
   connections: number;
+  /**
+   * Set by the leader (under its lease's fence) when the kernel must go: idle timeout, CPU credit. The
+   * replica running the kernel removes it with this reason.
+   */
+  cullReason?: string;
 }
 
 const ALLOWED: Record<KernelState, readonly KernelState[]> = {

@@ -4,7 +4,7 @@ import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
 import type { Store } from './store.js';
 
-export type { Namespace, Store } from './store.js';
+export type { Fence, LeaseName, Namespace, SlotClaim, SlotSet, Store, UpdateOptions } from './store.js';
 
 /**
  * Redis when REDIS_URL is set, else the in-process store. Resolves once Redis answers, waiting as long as

@@ -151,3 +151,15 @@ test('a headers timeout longer than the request timeout is refused at load, nami
   t.regex(error!.message, /POLYKERNEL_HEADERS_TIMEOUT_MS \(10000\) must not be larger than POLYKERNEL_REQUEST_TIMEOUT_MS \(4000\)/);
   t.is(loadConfig({ POLYKERNEL_REQUEST_TIMEOUT_MS: '4000', POLYKERNEL_HEADERS_TIMEOUT_MS: '4000' }).requestTimeoutMs, 4000);
 });
+
+test('the kernel claim TTL and the leader lease are whole milliseconds within their bounds; the claim must outlast a kernel start', (t) => {
+  const config = loadConfig({});
+  t.is(config.kernelClaimTtlMs, 60_000);
+  t.is(config.leaderLeaseMs, 10_000);
+  failsNaming(t, { POLYKERNEL_LEADER_LEASE_MS: '999' }, /POLYKERNEL_LEADER_LEASE_MS/, /1000 to 600000/);
+  failsNaming(t, { POLYKERNEL_LEADER_LEASE_MS: '10s' }, /POLYKERNEL_LEADER_LEASE_MS/);
+  failsNaming(t, { POLYKERNEL_KERNEL_CLAIM_TTL_MS: '0' }, /POLYKERNEL_KERNEL_CLAIM_TTL_MS/);
+  const error = t.throws(() => loadConfig({ POLYKERNEL_START_TIMEOUT_MS: '60000', POLYKERNEL_KERNEL_CLAIM_TTL_MS: '60000' }), { instanceOf: ConfigError });
+  t.regex(error!.message, /POLYKERNEL_KERNEL_CLAIM_TTL_MS \(60000\) must be longer than POLYKERNEL_START_TIMEOUT_MS \(60000\)/);
+  t.is(loadConfig({ POLYKERNEL_START_TIMEOUT_MS: '60000', POLYKERNEL_KERNEL_CLAIM_TTL_MS: '90000' }).kernelClaimTtlMs, 90_000);
+});

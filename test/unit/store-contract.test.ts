@@ -197,6 +197,110 @@ function contract(kind: string, makeStore: StoreFactory): void {
     t.is((await store.list('tokens')).length, ids.length);
   });
 
+  test(name('update with neverLower raises those fields only, and writes the others as usual'), async (t) => {
+    const store = await makeStore(t);
+    await store.put('kernels', 'k-1', { id: 'k-1', lastActivity: 1000, count: 5, state: 'idle' });
+    type Activity = { lastActivity: number; count: number; state: string };
+    const options = { neverLower: ['lastActivity', 'count'] as const };
+    t.true(await store.update<Activity>('kernels', 'k-1', { lastActivity: 900, count: 7, state: 'busy' }, options));
+    t.deepEqual(await store.get('kernels', 'k-1'), { id: 'k-1', lastActivity: 1000, count: 7, state: 'busy' });
+    t.true(await store.update<Activity>('kernels', 'k-1', { lastActivity: 1_700_000_000_123 }, options));
+    t.is((await store.get<{ lastActivity: number }>('kernels', 'k-1'))!.lastActivity, 1_700_000_000_123);
+    // A field not stored yet is written.
+    t.true(await store.update('kernels', 'k-1', { added: 3 }, { neverLower: ['added'] }));
+    t.is((await store.get<{ added: number }>('kernels', 'k-1'))!.added, 3);
+    t.false(await store.update<Activity>('kernels', 'ghost', { lastActivity: 1 }, options));
+    t.is(await store.get('kernels', 'ghost'), undefined);
+  });
+
+  test(name('concurrent neverLower updates from many writers end at the largest value, whatever their order'), async (t) => {
+    const store = await makeStore(t);
+    await store.put('kernels', 'k-1', { id: 'k-1', lastActivity: 0 });
+    const values = Array.from({ length: 50 }, (_, i) => 1_700_000_000_000 + ((i * 37) % 50));
+    await Promise.all(values.map((lastActivity) => store.update('kernels', 'k-1', { lastActivity }, { neverLower: ['lastActivity'] })));
+    t.is((await store.get<{ lastActivity: number }>('kernels', 'k-1'))!.lastActivity, Math.max(...values));
+  });
+
+  test(name('deleteIf deletes only while the field holds the expected value'), async (t) => {
+    const store = await makeStore(t);
+    await store.put('tokens', 'tok', { kernelId: 'a', lang: 'python3' });
+    t.false(await store.deleteIf('tokens', 'tok', 'kernelId', 'b'));
+    t.false(await store.deleteIf('tokens', 'tok', 'lang', 'r'));
+    t.deepEqual(await store.get('tokens', 'tok'), { kernelId: 'a', lang: 'python3' });
+    t.true(await store.deleteIf('tokens', 'tok', 'kernelId', 'a'));
+    t.is(await store.get('tokens', 'tok'), undefined);
+    t.deepEqual(await store.list('tokens'), []);
+    t.false(await store.deleteIf('tokens', 'tok', 'kernelId', 'a'), 'nothing left to delete');
+    t.true(await store.putIfAbsent('tokens', 'tok', { kernelId: 'c' }), 'the id is free again');
+  });
+
+  test(name('claimSlot holds at most max claims; a holder renews when full; release frees a slot; 0 = no bound'), async (t) => {
+    const store = await makeStore(t);
+    const claimed = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((m) => store.claimSlot('kernel-slots', m, 3, 60_000)));
+    t.is(claimed.filter(Boolean).length, 3);
+    const holders = (await store.slots('kernel-slots')).map((c) => c.member).sort();
+    t.is(holders.length, 3);
+    t.true(await store.claimSlot('kernel-slots', holders[0]!, 3), 'a holder renews (here: for good) although the set is full');
+    t.deepEqual((await store.slots('kernel-slots')).find((c) => c.member === holders[0]), { member: holders[0] }, 'held until released: no expiry');
+    t.false(await store.claimSlot('kernel-slots', 'z', 3, 60_000));
+    t.true(await store.releaseSlot('kernel-slots', holders[1]!));
+    t.false(await store.releaseSlot('kernel-slots', holders[1]!));
+    t.true(await store.claimSlot('kernel-slots', 'z', 3, 60_000));
+    t.true(await store.claimSlot('kernel-slots', 'unbounded', 0, 60_000), 'max 0 is no bound');
+    const expiring = (await store.slots('kernel-slots')).find((c) => c.member === 'z');
+    t.true(expiring!.expiresAt! > Date.now() + 50_000 && expiring!.expiresAt! <= Date.now() + 61_000, `expiresAt ${expiring?.expiresAt}`);
+  });
+
+  test(name('a claim with a TTL lapses by itself: its slot is free once the TTL has passed, unless it was renewed'), async (t) => {
+    const store = await makeStore(t);
+    // Seconds of TTL: on a loaded machine the steps between claims take their time too.
+    t.true(await store.claimSlot('kernel-slots', 'crashed', 2, 2000));
+    t.true(await store.claimSlot('kernel-slots', 'renewed', 2, 2000));
+    t.false(await store.claimSlot('kernel-slots', 'waiting', 2, 2000));
+    t.true(await store.claimSlot('kernel-slots', 'renewed', 2));
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    t.deepEqual(await store.slots('kernel-slots'), [{ member: 'renewed' }]);
+    t.true(await store.claimSlot('kernel-slots', 'waiting', 2, 2000));
+    t.false(await store.claimSlot('kernel-slots', 'third', 2, 2000));
+  });
+
+  test(name('a lease has one holder; its epoch grows with every taking; a stale fence cannot renew, release or write'), async (t) => {
+    const store = await makeStore(t);
+    const first = await store.acquireLease('leader', 'replica-a', 2000);
+    t.truthy(first);
+    t.is(await store.acquireLease('leader', 'replica-b', 2000), undefined, 'held by another');
+    t.true(await store.renewLease(first!, 2000));
+    t.false(await store.renewLease({ ...first!, epoch: first!.epoch + 1 }, 2000), 'another epoch is not this lease');
+    await store.put('kernels', 'k-1', { id: 'k-1' });
+    t.is(await store.updateFenced('kernels', 'k-1', { cullReason: 'idle timeout' }, first!), 'written');
+    t.is(await store.updateFenced('kernels', 'ghost', { cullReason: 'idle timeout' }, first!), 'missing');
+    t.is(await store.get('kernels', 'ghost'), undefined);
+    // The holder pauses past its lease; another takes it.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const second = await store.acquireLease('leader', 'replica-b', 5000);
+    t.truthy(second);
+    t.true(second!.epoch > first!.epoch);
+    t.false(await store.renewLease(first!, 2000));
+    t.false(await store.releaseLease(first!));
+    t.is(await store.updateFenced('kernels', 'k-1', { cullReason: 'stale' }, first!), 'fenced');
+    t.deepEqual(await store.get('kernels', 'k-1'), { id: 'k-1', cullReason: 'idle timeout' }, 'the stale write changed nothing');
+    t.true(await store.releaseLease(second!));
+    const third = await store.acquireLease('leader', 'replica-c', 2000);
+    t.truthy(third, 'released: taken at once');
+    t.is(await store.updateFenced('kernels', 'k-1', { cullReason: 'stale' }, second!), 'fenced', 'the released tenure is fenced');
+    t.is(await store.updateFenced('kernels', 'k-1', { cullReason: 'stale' }, first!), 'fenced');
+    t.is(await store.updateFenced('kernels', 'k-1', {}, third!), 'written');
+  });
+
+  test(name('a lease whose holder lets it lapse is fenced even if nobody took it since'), async (t) => {
+    const store = await makeStore(t);
+    const fence = (await store.acquireLease('leader', 'replica-a', 1000))!;
+    await store.put('kernels', 'k-1', { id: 'k-1' });
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    t.is(await store.updateFenced('kernels', 'k-1', { cullReason: 'late' }, fence), 'fenced');
+    t.false(await store.renewLease(fence, 1000), 'a lapsed lease is not extended: it must be taken again, with a new epoch');
+  });
+
   test(name('ping answers true while the store is reachable'), async (t) => {
     const store = await makeStore(t);
     t.true(await store.ping());
@@ -216,6 +320,11 @@ test('[redis] an unreachable Redis fails every operation fast with DomainError c
     ['update', () => store.update('kernels', 'k', { state: 'idle' })],
     ['delete', () => store.delete('kernels', 'k')],
     ['list', () => store.list('kernels')],
+    ['deleteIf', () => store.deleteIf('tokens', 't', 'kernelId', 'k')],
+    ['claimSlot', () => store.claimSlot('kernel-slots', 'k', 4, 1000)],
+    ['slots', () => store.slots('kernel-slots')],
+    ['acquireLease', () => store.acquireLease('leader', 'me', 1000)],
+    ['updateFenced', () => store.updateFenced('kernels', 'k', { state: 'idle' }, { lease: 'leader', holder: 'me', epoch: 1 })],
   ];
   for (const [label, operation] of operations) {
     const started = Date.now();
