@@ -140,6 +140,8 @@ export const OPTIONS = {
   idleCpuWindowMs: opt('POLYKERNEL_IDLE_CPU_WINDOW_MS', int(1000), 'the sliding window of POLYKERNEL_IDLE_CPU_MS (ms)'),
   memoryBudgetKB: opt('POLYKERNEL_MEMORY_BUDGET_KB', memoryBudget, 'most memory the caps of all kernels (live, starting, warm) may add up to (KB); a create past it is 503; auto = host memory less a tenth (at least 2 GiB); 0 = no budget'),
   restartDeadKernels: opt('POLYKERNEL_RESTART_DEAD_KERNELS', bool, 'a kernel whose container dies (out of memory, killed) is restarted in place, as Jupyter servers do, instead of removed'),
+  maxAttachedKernels: opt('POLYKERNEL_MAX_ATTACHED_KERNELS', int(1, 1_000_000), 'replicas sharing one Redis: most kernels of other replicas this one holds a connection to at once (attached on a first request); past it the one unused longest is let go, or the request is 503 when all are in use'),
+  attachIdleMs: opt('POLYKERNEL_ATTACH_IDLE_MS', int(1000), 'replicas sharing one Redis: a kernel of another replica unused here this long is let go (its connection closed; the next request attaches again)'),
   cpus: opt('POLYKERNEL_CPUS', num(0.01), 'CPU quota per kernel, in CPUs'),
   pidsLimit: opt('POLYKERNEL_PIDS_LIMIT', int(8), 'most processes per kernel container'),
   workDirSizeMB: opt('POLYKERNEL_WORKDIR_MB', int(1), 'size of the writable work directory (MB)'),

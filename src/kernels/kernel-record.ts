@@ -40,6 +40,11 @@ export interface KernelRecord {
   /** CPU spent by earlier incarnations of the kernel (before restarts): cpuCreditUsed keeps growing. */
   cpuCreditBaseMs: number;
   connections: number;
+  /**
+   * Restart generation: 0 at the start, one more after each restart (records of earlier versions have
+   * none: 0). Replicas holding a connection to the kernel compare it with theirs (cluster-events.ts).
+   */
+  generation?: number;
 }
 
 const ALLOWED: Record<KernelState, readonly KernelState[]> = {
@@ -75,5 +80,6 @@ export function newKernelRecord(
     cpuCreditUsedMs: 0,
     cpuCreditBaseMs: 0,
     connections: 0,
+    generation: 0,
   };
 }

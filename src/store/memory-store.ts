@@ -1,8 +1,11 @@
 /** The embedded default for a single host: everything in this process, lost on restart. */
-import type { Namespace, Store } from './store.js';
+import { EventEmitter } from 'node:events';
+import type { Namespace, Store, Topic, TopicListener } from './store.js';
 
 export class MemoryStore implements Store {
   private readonly data = new Map<Namespace, Map<string, string>>();
+  /** Managers sharing this store in one process (tests, one process hosting several apps) hear each other. */
+  private readonly topics = new EventEmitter().setMaxListeners(0);
 
   private table(ns: Namespace): Map<string, string> {
     let table = this.data.get(ns);
@@ -44,6 +47,17 @@ export class MemoryStore implements Store {
 
   async list<T>(ns: Namespace): Promise<T[]> {
     return [...this.table(ns).values()].map((raw) => JSON.parse(raw) as T);
+  }
+
+  async publish(topic: Topic, message: string): Promise<void> {
+    // Delivered later, as over Redis: a publisher never runs its subscribers' reactions inside its own call.
+    setImmediate(() => this.topics.emit(topic, message));
+  }
+
+  async subscribe(topic: Topic, listener: TopicListener): Promise<() => void> {
+    const hear = (message: string) => listener.message(message);
+    this.topics.on(topic, hear);
+    return () => this.topics.off(topic, hear);
   }
 
   async ping(): Promise<boolean> {
