@@ -68,7 +68,8 @@ export class KernelAttachments {
       const { registry, records } = this.deps;
       if (registry.has(kernelId) || registry.isStarting(kernelId)) return true;
       const record = await records.get(kernelId);
-      if (!record || record.state === 'dead' || !record.containerId) return false;
+      // A kernel still starting is its creator's until it is ready (its id is handed out only then).
+      if (!record || record.state === 'dead' || record.state === 'starting' || !record.containerId) return false;
       this.makeRoom();
       const kernel = this.deps.connect(record);
       try {

@@ -530,12 +530,15 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private async reconcileNow(id: string, record: KernelRecord | undefined): Promise<void> {
     const handle = this.registry.peek(id);
     if (!handle || this.stopped) return;
-    if (!record || record.state === 'dead' || record.containerId !== handle.placement.containerId) {
+    if (!record) {
       if (this.attachments.has(id)) return this.dropRemoved(id, this.registry.removalReason(id) ?? 'deleted');
       // A kernel of this process whose record is gone: deleted elsewhere, or lost by the store. Either
       // way it goes by the one destroy path, or its container would outlive every record of it.
-      return this.destroy(record ?? { ...handle.placement, owner: handle.owner }, 'deleted');
+      return this.destroy({ ...handle.placement, owner: handle.owner }, 'deleted');
     }
+    // The record names another container, or says the kernel died: this process's transport is to
+    // nothing anyone serves. It lets go; the container the record names is not this one's to remove.
+    if (record.state === 'dead' || record.containerId !== handle.placement.containerId) return this.dropRemoved(id, 'died');
     const generation = record.generation ?? 0;
     if (generation > handle.generation) {
       // Restarted by another replica: the old process's transport and pending requests go, as after a

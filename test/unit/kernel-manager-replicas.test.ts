@@ -125,6 +125,34 @@ for (const kind of ['memory', 'redis'] as const) {
     t.is((await b.get(record.id)).id, record.id);
   });
 
+  test(name('a query on a kernel the replica holds (created there or attached) makes no store round trip'), async (t) => {
+    let storeCalls = 0;
+    const counting = (store: Store): Store =>
+      new Proxy(store, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            if (property !== 'subscribe' && property !== 'publish') storeCalls++;
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    const { a, b } = await replicas(kind, t, { flushWindowMs: 2000 }, counting);
+    const queries = new QueryService(b, configWith({ flushWindowMs: 2000 }), silentLogger);
+    t.teardown(() => queries.close());
+    const { record } = await a.create({});
+    t.is((await queries.execute(record.id, { mode: 'query', code: '1 + 1' })).status, 'finished');
+    const afterAttach = storeCalls;
+    t.true(afterAttach > 0, 'the first request read the record to attach');
+    for (let i = 0; i < 5; i++) t.is((await queries.execute(record.id, { mode: 'query', code: `${i} * 2` })).status, 'finished');
+    t.is(storeCalls, afterAttach, 'no store call on the hot path once attached');
+    const own = (await b.create({})).record;
+    const beforeOwn = storeCalls;
+    for (let i = 0; i < 5; i++) t.is((await queries.execute(own.id, { mode: 'query', code: `${i}` })).status, 'finished');
+    t.is(storeCalls, beforeOwn, 'none on a kernel created here either');
+  });
+
   test(name('concurrent first requests on B attach once'), async (t) => {
     const { a, b, provisioner } = await replicas(kind, t);
     const { record } = await a.create({});
