@@ -142,6 +142,7 @@ export const OPTIONS = {
   restartDeadKernels: opt('POLYKERNEL_RESTART_DEAD_KERNELS', bool, 'a kernel whose container dies (out of memory, killed) is restarted in place, as Jupyter servers do, instead of removed'),
   maxAttachedKernels: opt('POLYKERNEL_MAX_ATTACHED_KERNELS', int(1, 1_000_000), 'replicas sharing one Redis: most kernels of other replicas this one holds a connection to at once (attached on a first request); past it the one unused longest is let go, or the request is 503 when all are in use'),
   attachIdleMs: opt('POLYKERNEL_ATTACH_IDLE_MS', int(1000), 'replicas sharing one Redis: a kernel of another replica unused here this long is let go (its connection closed; the next request attaches again)'),
+  clusterSyncMs: opt('POLYKERNEL_CLUSTER_SYNC_MS', int(100, 3_600_000), 'replicas sharing one Redis: how often the kernels this replica holds are re-checked against their records (catching a delete or restart event it missed) and idle attached ones let go (ms)'),
   cpus: opt('POLYKERNEL_CPUS', num(0.01), 'CPU quota per kernel, in CPUs'),
   pidsLimit: opt('POLYKERNEL_PIDS_LIMIT', int(8), 'most processes per kernel container'),
   workDirSizeMB: opt('POLYKERNEL_WORKDIR_MB', int(1), 'size of the writable work directory (MB)'),

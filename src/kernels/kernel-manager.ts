@@ -167,7 +167,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     this.syncTimer = setInterval(() => {
       this.attachments.sweep();
       void this.resyncAll();
-    }, SYNC_INTERVAL_MS);
+    }, this.config.clusterSyncMs);
     this.syncTimer.unref();
   }
 
@@ -472,7 +472,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     }
     kernel.hold();
     // The "restarted" event may be lost: the record tells once a restart has had its time.
-    const check = setTimeout(() => void this.resync(handle.id), this.config.startTimeoutMs + SYNC_INTERVAL_MS);
+    const check = setTimeout(() => void this.resync(handle.id), this.config.startTimeoutMs + this.config.clusterSyncMs);
     check.unref();
   }
 
@@ -619,8 +619,6 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 }
 /** What removing a kernel needs: where it is, whose it is, the token it holds. */
-/** How often idle attached kernels are let go and held kernels re-checked against their records. */
-const SYNC_INTERVAL_MS = 10_000;
 /** Deaths remembered so that one told twice (provisioner, another replica) is handled once. */
 const DEATHS_REMEMBERED = 1000;
 type RemovableKernel = Pick<KernelRecord, 'id' | 'owner' | 'containerId' | 'connDir' | 'clientSessionToken'>;

@@ -30,8 +30,12 @@ const specs = {
   names: async () => [LANG],
 } as unknown as KernelSpecRegistry;
 
+/**
+ * The periodic re-check against the records is off (an hour): what a replica hears within a test, it
+ * heard from an event, or from its own look at the record where a test says so.
+ */
 function configWith(overrides: Partial<Config>): Config {
-  return loadConfig({}, { defaultKernelName: LANG, defaultMaxMemKB: 65536, startTimeoutMs: 20_000, memoryBudgetKB: 0, maxKernels: 0, prespawnCount: 0, poolSizes: {}, ...overrides });
+  return loadConfig({}, { clusterSyncMs: 3_600_000, defaultKernelName: LANG, defaultMaxMemKB: 65536, startTimeoutMs: 20_000, memoryBudgetKB: 0, maxKernels: 0, prespawnCount: 0, poolSizes: {}, ...overrides });
 }
 
 type StoreKind = 'memory' | 'redis';
