@@ -32,6 +32,12 @@ export interface KernelHandle {
 
 /** The handle of a kernel placed by a provisioner. */
 export class ProvisionedKernelHandle implements KernelHandle {
+  /**
+   * The kernel's restart generation this process's connection is made for (KernelRecord.generation): a
+   * record or cluster event naming a later one means another replica restarted the kernel.
+   */
+  generation = 0;
+
   constructor(
     readonly kernel: LiveKernel,
     /**

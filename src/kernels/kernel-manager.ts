@@ -12,6 +12,10 @@
  * A kernel = a provisioned container + a store record + a LiveKernel in this process. Every path that
  * acquires one of them releases all of them on failure (`destroy`). Restart, delete, interrupt and death
  * handling of one kernel run one at a time (KeyedMutex).
+ *
+ * Replicas sharing one store serve each other's kernels: a request naming a kernel this process does not
+ * hold attaches to it (kernel-attach.ts), and deletes, restarts and deaths are told to the other replicas
+ * (cluster-events.ts), which drop, reconnect or treat the death as their own.
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
@@ -22,6 +26,8 @@ import { newKernelKey } from '../protocol/connection-file.js';
 import type { Store } from '../store/store.js';
 import { KernelAdmission, type RequestedLimits } from './kernel-admission.js';
 import { KernelAdoption } from './kernel-adoption.js';
+import { KernelAttachments } from './kernel-attach.js';
+import { ClusterEvents, type KernelEvent } from './cluster-events.js';
 import { ProvisionedKernelHandle, type KernelHandle } from './kernel-handle.js';
 import { KernelLauncher } from './kernel-launcher.js';
 import { newKernelRecord, type KernelRecord, type KernelState, type ResourceLimits } from './kernel-record.js';
@@ -77,6 +83,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   private readonly launcher: KernelLauncher;
   private readonly adoption: KernelAdoption;
   private readonly restarter: KernelRestarter;
+  private readonly attachments: KernelAttachments;
+  private readonly cluster: ClusterEvents;
+  private readonly store: Store;
+  /** Deaths this process has reacted to (heard from the provisioner and from another replica: once). */
+  private readonly deathsSeen = new Set<string>();
+  private syncTimer?: NodeJS.Timeout;
   private stopped = false;
 
   constructor(
@@ -89,6 +101,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   ) {
     super();
     this.records = new KernelRecords(store, config.kernelClaimTtlMs, clock);
+    this.store = store;
     this.slots = new KernelSlots(store, config.maxKernels, config.kernelClaimTtlMs);
     this.admission = new KernelAdmission(config, specs, this.slots);
     this.launcher = new KernelLauncher(config, provisioner, log, clock);
@@ -96,7 +109,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       config.restartDeadKernels,
       {
         died: (id, reason) => this.emit('died', id, reason),
-        restart: (id) => this.restart(id),
+        restart: (id) => this.restartAfterDeath(id),
         remove: (id, containerId, reason) =>
           this.lifecycle.run(id, async () => {
             // A kernel that died as its start ended: its record names its container once the start is over.
@@ -115,13 +128,27 @@ export class KernelManager extends EventEmitter<KernelEvents> {
       log,
       connect: (record) => this.launcher.connect(record),
       adopted: async (record, kernel) => {
-        this.register(record, kernel, await specs.resolve(record.lang).catch(() => undefined), record.limits, record.owner);
+        this.register(record, kernel, await specs.resolve(record.lang).catch(() => undefined), record.limits, record.owner, record.generation);
         this.memory.hold(record.id, record.limits.maxMemKB);
         // Not worth a live kernel: a hold the store missed is mended by the leader's reconcile.
         await this.slots.holdExisting(record.id).catch((error: Error) => log.warn('Could not hold the kernel slot', { kernelId: record.id, error: error.message }));
       },
       destroy: (record, reason) => this.destroy(record, reason),
     });
+    this.attachments = new KernelAttachments({
+      records: this.records,
+      registry: this.registry,
+      log,
+      connect: (record) => this.launcher.connect(record),
+      register: async (record, kernel) => {
+        this.register(record, kernel, await specs.resolve(record.lang).catch(() => undefined), record.limits, record.owner, record.generation);
+      },
+      busy: (id) => this.lifecycle.busy(id),
+      maxAttached: config.maxAttachedKernels,
+      idleMs: config.attachIdleMs,
+      clock,
+    });
+    this.cluster = new ClusterEvents(store, log, { event: (event) => this.onClusterEvent(event), gap: () => void this.resyncAll() });
     const sizes: Record<string, number> = { ...config.poolSizes };
     if (config.prespawnCount > 0) sizes[config.defaultKernelName] ??= config.prespawnCount;
     this.pool = new WarmPool(
@@ -141,6 +168,13 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   async start(): Promise<void> {
     await this.provisioner.start((id, containerId, reason) => this.onDeath(id, containerId, reason));
     await this.adoption.start(() => this.pool.fill());
+    await this.cluster.start();
+    // Off every request's path: idle attached kernels are let go, and what a lost event left is caught up.
+    this.syncTimer = setInterval(() => {
+      this.attachments.sweep();
+      void this.resyncAll();
+    }, this.config.clusterSyncMs);
+    this.syncTimer.unref();
   }
 
   resolveLimits(requested?: RequestedLimits): ResourceLimits {
@@ -224,9 +258,18 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     }
   }
 
-  private register(ref: KernelRef, kernel: LiveKernel, spec: KernelSpecEntry | undefined, limits: ResourceLimits, owner: string | undefined): void {
+  private register(
+    ref: KernelRef,
+    kernel: LiveKernel,
+    spec: KernelSpecEntry | undefined,
+    limits: ResourceLimits,
+    owner: string | undefined,
+    generation = 0,
+  ): void {
     const placed: KernelRef = { id: ref.id, lang: ref.lang, key: ref.key, containerId: ref.containerId, connDir: ref.connDir, runtime: ref.runtime, node: ref.node };
-    this.registry.add(new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason)));
+    const handle = new ProvisionedKernelHandle(kernel, placed, spec, limits, owner, this.provisioner, (id, reason) => this.delete(id, reason));
+    handle.generation = generation;
+    this.registry.add(handle);
   }
 
   /** A kernel for the warm pool: its own id, directory and key, the default limits. */
@@ -246,6 +289,8 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   async get(id: string): Promise<KernelRecord> {
     await this.registry.startOf(id);
     const record = await this.records.get(id);
+    // Read anyway: what it says of a kernel held here may show an event this process missed.
+    this.reconcile(id, record);
     if (!record) throw unknownKernel(id, this.registry.removalReason(id));
     return this.registry.withLiveFigures(record);
   }
@@ -256,7 +301,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   /** The kernel as a request uses it, resolved once per request; 404 when unknown, 503 before adoption. */
   async handle(id: string): Promise<KernelHandle> {
-    if (!this.registry.has(id) && !this.registry.isStarting(id)) this.adoption.assertDone();
+    if (this.registry.has(id)) this.attachments.touch(id);
+    else if (!this.registry.isStarting(id)) {
+      this.adoption.assertDone();
+      // Another replica's kernel: attached on its first request here (a gone or dead one stays the 404 below).
+      await this.attachments.attach(id);
+    }
     return this.registry.resolve(id);
   }
 
@@ -310,9 +360,12 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     const { kernel } = await this.handle(id);
     // An unreachable engine is a 503 that leaves the kernel as it was, not a failed restart that destroys it.
     if (!(await this.provisioner.ping())) throw unavailable('the Docker engine is unreachable (restart container); try again shortly');
+    const generation = (record.generation ?? 0) + 1;
     kernel.setState('restarting');
     kernel.hold();
     this.emit('state', id, 'restarting');
+    // The other replicas holding the kernel hold their clients' messages too until the new one is sealed.
+    await this.cluster.publish({ kind: 'restarting', kernelId: id, generation });
     try {
       await this.launcher.restart(kernel, record, record.limits.maxMemKB * 1024);
     } catch (error) {
@@ -321,8 +374,11 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     } finally {
       kernel.release();
     }
-    const patch: Partial<KernelRecord> = { state: kernel.state, lastActivity: this.clock(), cpuCreditBaseMs: record.cpuCreditUsedMs };
+    const patch: Partial<KernelRecord> = { state: kernel.state, lastActivity: this.clock(), cpuCreditBaseMs: record.cpuCreditUsedMs, generation };
+    const held = this.registry.peek(id);
+    if (held) held.generation = generation;
     await this.records.update(id, patch);
+    await this.cluster.publish({ kind: 'restarted', kernelId: id, generation });
     this.emit('state', id, kernel.state);
     return { ...record, ...patch };
   }
@@ -339,6 +395,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** `record`: the stored record, or what the process knows of a kernel whose record the store lost. */
   private async destroy(record: RemovableKernel, reason: string): Promise<void> {
     const handle = this.registry.take(record.id);
+    this.attachments.forget(record.id);
     handle?.kernel.close();
     this.restarter.forget(record.id);
     this.registry.remember(record, reason);
@@ -347,6 +404,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
     await this.records.delete(record);
     // After the record: a slot held without a record is what the leader's reconcile releases.
     await this.slots.release(record.id).catch((error: Error) => this.log.warn('Could not release the kernel slot', { kernelId: record.id, error: error.message }));
+    await this.cluster.publish({ kind: 'deleted', kernelId: record.id, generation: handle?.generation ?? 0, reason });
     if (handle) {
       this.emit('state', record.id, 'dead');
       this.emit('removed', record.id, reason);
@@ -356,8 +414,184 @@ export class KernelManager extends EventEmitter<KernelEvents> {
 
   private onDeath(id: string | undefined, containerId: string, reason: DeathReason): void {
     if (this.stopped || this.launcher.startDied(containerId, reason)) return;
-    if (id && this.registry.has(id)) this.restarter.onDeath(id, containerId, reason);
-    else if (!(id && this.adoption.diedWhileAdopted(id, reason))) this.pool.forget(containerId);
+    const handle = id ? this.registry.peek(id) : undefined;
+    if (id && handle) {
+      void this.cluster.publish({ kind: 'died', kernelId: id, generation: handle.generation, containerId, reason });
+      this.reactToDeath(handle, containerId, reason);
+    } else if (!(id && this.adoption.diedWhileAdopted(id, reason)) && !this.pool.forget(containerId) && id) {
+      void this.deathOfUnheld(id, containerId, reason).catch((error: Error) =>
+        this.log.warn('Could not handle the death of a kernel of another replica', { kernelId: id, error: error.message }),
+      );
+    }
+  }
+
+  /** Once per container and generation, however many times (provisioner, other replicas) it is told. */
+  private reactToDeath(handle: ProvisionedKernelHandle, containerId: string, reason: DeathReason): void {
+    if (handle.placement.containerId !== containerId) return;
+    const key = `${containerId}:${handle.generation}`;
+    if (this.deathsSeen.has(key)) return;
+    this.deathsSeen.add(key);
+    if (this.deathsSeen.size > DEATHS_REMEMBERED) this.deathsSeen.delete(this.deathsSeen.values().next().value!);
+    this.restarter.onDeath(handle.id, containerId, reason);
+  }
+
+  /**
+   * The provisioner told this process of the death of a kernel it does not hold (another replica's):
+   * the others are told, and this one acts as they do, so that the death is handled even when the
+   * replica holding it never hears of it from its own provisioner.
+   */
+  private async deathOfUnheld(id: string, containerId: string, reason: DeathReason): Promise<void> {
+    const record = await this.records.get(id);
+    if (!record || record.containerId !== containerId || record.state === 'dead') return;
+    await this.cluster.publish({ kind: 'died', kernelId: id, generation: record.generation ?? 0, containerId, reason });
+    // The restart needs a connection to the kernel; the container is dead, so no answer is waited for.
+    if (this.config.restartDeadKernels) await this.attachments.attach(id, { probe: false });
+    const handle = this.registry.peek(id);
+    if (handle) this.reactToDeath(handle, containerId, reason);
+    else this.restarter.onDeath(id, containerId, reason);
+  }
+
+  /**
+   * A restart after a death, which every replica holding the kernel reacts to: the one that claims the
+   * kernel's generation in the store restarts it; the others hold their clients' messages until its
+   * "restarted" event (or the record) tells them the new generation.
+   */
+  private restartAfterDeath(id: string): Promise<unknown> {
+    return this.lifecycle.run(id, async () => {
+      const handle = this.registry.peek(id);
+      if (!handle) return;
+      const generation = handle.generation;
+      const record = await this.records.get(id);
+      if (!record || (record.generation ?? 0) !== generation) return this.reconcileNow(id, record);
+      const claim = `${id}:${generation}`;
+      if (!(await this.store.putIfAbsent('kernel-claims', claim, { at: this.clock() }))) {
+        this.holdForRestartElsewhere(handle);
+        return;
+      }
+      try {
+        await this.restartNow(id);
+      } finally {
+        await this.store.delete('kernel-claims', claim).catch(() => false);
+      }
+    });
+  }
+
+  /** Another replica restarts the kernel: clients' messages wait, as for a restart made here. */
+  private holdForRestartElsewhere(handle: ProvisionedKernelHandle): void {
+    const { kernel } = handle;
+    if (kernel.state === 'dead') return;
+    if (kernel.state !== 'restarting') {
+      kernel.setState('restarting');
+      this.emit('state', handle.id, 'restarting');
+    }
+    kernel.hold();
+    // The "restarted" event may be lost: the record tells once a restart has had its time.
+    const check = setTimeout(() => void this.resync(handle.id), this.config.startTimeoutMs + this.config.clusterSyncMs);
+    check.unref();
+  }
+
+  private onClusterEvent(event: KernelEvent): void {
+    if (this.stopped) return;
+    const handle = this.registry.peek(event.kernelId);
+    if (!handle) return;
+    switch (event.kind) {
+      case 'deleted':
+        this.dropRemoved(event.kernelId, event.reason ?? 'deleted');
+        return;
+      case 'restarting':
+        if (event.generation > handle.generation && !this.lifecycle.busy(event.kernelId)) this.holdForRestartElsewhere(handle);
+        return;
+      case 'restarted':
+        if (event.generation > handle.generation) void this.resync(event.kernelId);
+        return;
+      case 'died':
+        if (event.containerId && event.generation === handle.generation) this.reactToDeath(handle, event.containerId, (event.reason ?? 'killed') as DeathReason);
+    }
+  }
+
+  /**
+   * Another replica removed the kernel (its container and record are gone): this process lets go of it as
+   * its own delete does, so its runs end and its clients hear why.
+   */
+  private dropRemoved(id: string, reason: string): void {
+    const handle = this.registry.take(id);
+    if (!handle) return;
+    const attached = this.attachments.has(id);
+    this.attachments.forget(id);
+    handle.kernel.close();
+    this.restarter.forget(id);
+    this.registry.remember({ id, owner: handle.owner }, reason);
+    if (!attached) this.memory.release(id);
+    this.emit('state', id, 'dead');
+    this.emit('removed', id, reason);
+    this.log.info('Kernel removed by another replica', { kernelId: id, reason });
+  }
+
+  /** Compares what the store says of a kernel held here with what this process holds (off the hot path). */
+  private reconcile(id: string, record: KernelRecord | undefined): void {
+    const handle = this.registry.peek(id);
+    if (!handle || this.registry.isStarting(id) || this.lifecycle.busy(id)) return;
+    if (!record || (record.generation ?? 0) > handle.generation || record.state === 'dead') void this.resync(id);
+  }
+
+  private resync(id: string): Promise<void> {
+    return this.lifecycle.run(id, async () => this.reconcileNow(id, await this.records.get(id))).catch((error: Error) =>
+      this.log.debug('Could not re-check a kernel against its record', { kernelId: id, error: error.message }),
+    );
+  }
+
+  /** Runs inside the kernel's lifecycle mutex. */
+  private async reconcileNow(id: string, record: KernelRecord | undefined): Promise<void> {
+    const handle = this.registry.peek(id);
+    if (!handle || this.stopped) return;
+    if (!record) {
+      if (this.attachments.has(id)) return this.dropRemoved(id, this.registry.removalReason(id) ?? 'deleted');
+      // A kernel of this process whose record is gone: deleted elsewhere, or lost by the store. Either
+      // way it goes by the one destroy path, or its container would outlive every record of it.
+      return this.destroy({ ...handle.placement, owner: handle.owner }, 'deleted');
+    }
+    // The record names another container, or says the kernel died: this process's transport is to
+    // nothing anyone serves. It lets go; the container the record names is not this one's to remove.
+    if (record.state === 'dead' || record.containerId !== handle.placement.containerId) return this.dropRemoved(id, 'died');
+    const generation = record.generation ?? 0;
+    if (generation > handle.generation) {
+      // Restarted by another replica: the old process's transport and pending requests go, as after a
+      // restart made here; clients' messages wait until the new process answers.
+      const { kernel } = handle;
+      kernel.hold();
+      try {
+        if (kernel.state !== 'restarting') {
+          kernel.setState('restarting');
+          this.emit('state', id, 'restarting');
+        }
+        kernel.reconnect();
+        kernel.setState('starting');
+        await kernel.waitReady(this.config.startTimeoutMs);
+        handle.generation = generation;
+      } catch (error) {
+        this.log.warn('Kernel restarted by another replica does not answer', { kernelId: id, error: (error as Error).message });
+        if (this.attachments.has(id)) this.attachments.detach(id);
+      } finally {
+        kernel.release();
+      }
+      this.emit('state', id, kernel.state);
+    } else if (handle.kernel.state === 'restarting') {
+      // Held for a restart elsewhere that did not happen (that replica failed): as it was.
+      handle.kernel.setState('idle');
+      handle.kernel.release();
+      this.emit('state', id, handle.kernel.state);
+    }
+  }
+
+  /** Re-reads the record of every kernel held here: after a gap in the events, and periodically. */
+  private async resyncAll(): Promise<void> {
+    await Promise.all(
+      this.registry.handles().map(async ({ id }) => {
+        if (this.registry.isStarting(id) || this.lifecycle.busy(id)) return;
+        const record = await this.records.get(id).catch(() => 'unreachable' as const);
+        if (record !== 'unreachable') this.reconcile(id, record);
+      }),
+    );
   }
 
   /** Resolves when every container removal started so far has finished. */
@@ -368,6 +602,10 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** On shutdown of the service: keep kernels for re-adoption, or remove them all. */
   async stop(keepKernels: boolean): Promise<void> {
     this.stopped = true;
+    clearInterval(this.syncTimer);
+    this.cluster.stop();
+    // Other replicas' kernels: this process only lets go of its connections to them.
+    for (const id of this.attachments.ids()) this.attachments.detach(id);
     this.adoption.stop();
     this.provisioner.stop();
     await this.pool.drain();
@@ -395,5 +633,7 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   }
 }
 /** What removing a kernel needs: where it is, whose it is, the token it holds. */
+/** Deaths remembered so that one told twice (provisioner, another replica) is handled once. */
+const DEATHS_REMEMBERED = 1000;
 type RemovableKernel = Pick<KernelRecord, 'id' | 'owner' | 'containerId' | 'connDir' | 'node' | 'clientSessionToken'>;
 

@@ -47,6 +47,11 @@ export interface KernelRecord {
    * replica running the kernel removes it with this reason.
    */
   cullReason?: string;
+  /**
+   * Restart generation: 0 at the start, one more after each restart (records of earlier versions have
+   * none: 0). Replicas holding a connection to the kernel compare it with theirs (cluster-events.ts).
+   */
+  generation?: number;
 }
 
 const ALLOWED: Record<KernelState, readonly KernelState[]> = {
@@ -82,5 +87,6 @@ export function newKernelRecord(
     cpuCreditUsedMs: 0,
     cpuCreditBaseMs: 0,
     connections: 0,
+    generation: 0,
   };
 }

@@ -102,6 +102,11 @@ export class LiveKernel {
     this.pending.clear((future) => waiting?.has(future.msgId) === true);
   }
 
+  /** Whether something (a channels hub) listens to every message: the kernel is in use in this process. */
+  get listened(): boolean {
+    return this.listeners.size > 0;
+  }
+
   onMessage(listener: MessageListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

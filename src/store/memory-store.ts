@@ -4,7 +4,8 @@
  * in this process), so code tested against it behaves the same with Redis; with one process there is
  * nobody to coordinate with: its one lease holder is always the leader.
  */
-import type { Fence, LeaseName, Namespace, SlotClaim, SlotSet, Store, UpdateOptions } from './store.js';
+import { EventEmitter } from 'node:events';
+import type { Fence, LeaseName, Namespace, SlotClaim, SlotSet, Store, Topic, TopicListener, UpdateOptions } from './store.js';
 
 interface HeldLease {
   holder: string;
@@ -18,6 +19,8 @@ export class MemoryStore implements Store {
   private readonly slotSets = new Map<SlotSet, Map<string, number>>();
   private readonly leases = new Map<LeaseName, HeldLease>();
   private readonly epochs = new Map<LeaseName, number>();
+  /** Managers sharing this store in one process (tests, one process hosting several apps) hear each other. */
+  private readonly topics = new EventEmitter().setMaxListeners(0);
 
   constructor(private readonly clock: () => number = Date.now) {}
 
@@ -138,6 +141,17 @@ export class MemoryStore implements Store {
   async updateFenced<T extends object>(ns: Namespace, id: string, patch: Partial<T>, fence: Fence): Promise<'written' | 'missing' | 'fenced'> {
     if (!this.holds(fence)) return 'fenced';
     return (await this.update(ns, id, patch)) ? 'written' : 'missing';
+  }
+
+  async publish(topic: Topic, message: string): Promise<void> {
+    // Delivered later, as over Redis: a publisher never runs its subscribers' reactions inside its own call.
+    setImmediate(() => this.topics.emit(topic, message));
+  }
+
+  async subscribe(topic: Topic, listener: TopicListener): Promise<() => void> {
+    const hear = (message: string) => listener.message(message);
+    this.topics.on(topic, hear);
+    return () => this.topics.off(topic, hear);
   }
 
   async ping(): Promise<boolean> {

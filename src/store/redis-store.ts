@@ -14,7 +14,7 @@
  */
 import { Redis } from 'ioredis';
 import { unavailable } from '../errors.js';
-import type { Fence, LeaseName, Namespace, SlotClaim, SlotSet, Store, UpdateOptions } from './store.js';
+import type { Fence, LeaseName, Namespace, SlotClaim, SlotSet, Store, Topic, TopicListener, UpdateOptions } from './store.js';
 
 // KEYS[1] record, KEYS[2] index; ARGV[1] id, then field/value pairs.
 const PUT_IF_ABSENT = `
@@ -102,8 +102,11 @@ export class RedisStore implements Store {
   private closed = false;
   /** Calls of ready() still waiting: close() ends them. */
   private readonly waiters = new Set<(error?: Error) => void>();
+  /** A connection in subscriber mode can send nothing else (ioredis): made on the first subscribe. */
+  private subscriber?: Redis;
+  private readonly topicListeners = new Map<string, Set<TopicListener>>();
 
-  constructor(url: string, private readonly prefix = 'polykernel:') {
+  constructor(private readonly url: string, private readonly prefix = 'polykernel:') {
     this.redis = new Redis(url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
@@ -304,6 +307,53 @@ export class RedisStore implements Store {
     return live;
   }
 
+  private topicKey(topic: Topic): string {
+    return `${this.prefix}${topic}`;
+  }
+
+  async publish(topic: Topic, message: string): Promise<void> {
+    await this.call(() => this.redis.publish(this.topicKey(topic), message));
+  }
+
+  async subscribe(topic: Topic, listener: TopicListener): Promise<() => void> {
+    const subscriber = this.openSubscriber();
+    const key = this.topicKey(topic);
+    let listeners = this.topicListeners.get(key);
+    if (!listeners) {
+      this.topicListeners.set(key, (listeners = new Set()));
+      // Queued while the connection is down and sent once it is up (ioredis subscribes again after every
+      // reconnect by itself); a start is not held up by it: what it misses meanwhile is a gap, told below.
+      void subscriber.subscribe(key).catch(() => undefined);
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size > 0) return;
+      this.topicListeners.delete(key);
+      void subscriber.unsubscribe(key).catch(() => undefined);
+    };
+  }
+
+  private openSubscriber(): Redis {
+    if (this.subscriber) return this.subscriber;
+    const subscriber = new Redis(this.url, {
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    subscriber.on('error', () => undefined);
+    subscriber.on('message', (key: string, message: string) => {
+      for (const listener of this.topicListeners.get(key) ?? []) listener.message(message);
+    });
+    // Every (re)connection may follow messages published while no subscription was up: Redis keeps none.
+    subscriber.on('ready', () => {
+      for (const listeners of this.topicListeners.values()) for (const listener of listeners) listener.onGap?.();
+    });
+    this.subscriber = subscriber;
+    return subscriber;
+  }
+
   async ping(): Promise<boolean> {
     try {
       return (await this.redis.ping()) === 'PONG';
@@ -316,5 +366,7 @@ export class RedisStore implements Store {
     this.closed = true;
     for (const settle of [...this.waiters]) settle(unavailable('the state store was closed'));
     this.redis.disconnect();
+    this.subscriber?.disconnect();
+    this.topicListeners.clear();
   }
 }

@@ -5,7 +5,7 @@
  * service and are seen by every replica. Each primitive is one atomic step in either store (a Lua script
  * in Redis, a synchronous step in memory): a read-then-write in the caller would race another replica.
  */
-export type Namespace = 'kernels' | 'tokens' | 'sessions' | 'executions' | 'submissions' | 'submission-index' | 'pending-callbacks';
+export type Namespace = 'kernels' | 'tokens' | 'sessions' | 'executions' | 'submissions' | 'submission-index' | 'pending-callbacks' | 'kernel-claims';
 
 /** Bounded sets of claims (slotsets): KG_MAX_KERNELS's kernels of every replica together. */
 export type SlotSet = 'kernel-slots';
@@ -39,6 +39,15 @@ export interface UpdateOptions<T> {
    * stored one (a last-activity time or a counter that several replicas write, each knowing only its part).
    */
   neverLower?: readonly (keyof T & string)[];
+}
+
+/** A publish/subscribe channel between the replicas sharing the store (cluster-events.ts). */
+export type Topic = 'kernel-events';
+
+/** What hears a topic. `onGap`: messages may have been missed (the subscriber's connection was lost). */
+export interface TopicListener {
+  message(message: string): void;
+  onGap?(): void;
 }
 
 export interface Store {
@@ -85,6 +94,13 @@ export interface Store {
    */
   updateFenced<T extends object>(ns: Namespace, id: string, patch: Partial<T>, fence: Fence): Promise<'written' | 'missing' | 'fenced'>;
 
+  /**
+   * Sends a message to every subscriber of `topic`, this process's included. Best effort: a replica whose
+   * subscription is down meanwhile misses it (Redis pub/sub keeps nothing), and hears `onGap` instead.
+   */
+  publish(topic: Topic, message: string): Promise<void>;
+  /** Hears `topic` until the returned function is called. */
+  subscribe(topic: Topic, listener: TopicListener): Promise<() => void>;
   /** Answers whether the backing store can be reached right now. */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -50,7 +50,11 @@ export class InProcessProvisioner implements KernelProvisioner {
   failLaunches = 0;
   /** Runs inside `seal`, before it: a test makes a kernel die at that moment. */
   onSeal?: (ref: KernelRef) => Promise<void>;
-  private onDeath?: KernelDeathListener;
+  /**
+   * Every manager started on this provisioner hears its deaths (as every replica's provisioner would hear
+   * the engine's); a test removes one to have a death heard by one replica only.
+   */
+  readonly deathListeners = new Set<KernelDeathListener>();
   private count = 0;
   private root = '';
 
@@ -61,7 +65,7 @@ export class InProcessProvisioner implements KernelProvisioner {
   }
 
   async start(onDeath: KernelDeathListener): Promise<void> {
-    this.onDeath = onDeath;
+    this.deathListeners.add(onDeath);
   }
 
   async launch(request: LaunchRequest): Promise<Pick<KernelRef, 'containerId' | 'connDir'>> {
@@ -109,7 +113,7 @@ export class InProcessProvisioner implements KernelProvisioner {
     if (!placed || !placed.running) return;
     await this.halt(placed);
     placed.deathReason = reason;
-    this.onDeath?.(placed.id, containerId, reason);
+    for (const listener of this.deathListeners) listener(placed.id, containerId, reason);
   }
 
   containerOf(kernelId: string): string | undefined {

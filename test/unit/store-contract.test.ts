@@ -301,10 +301,47 @@ function contract(kind: string, makeStore: StoreFactory): void {
     t.false(await store.renewLease(fence, 1000), 'a lapsed lease is not extended: it must be taken again, with a new epoch');
   });
 
+  test(name('publish reaches every subscriber of the topic, the publishing store\'s own included, until it unsubscribes'), async (t) => {
+    const store = await makeStore(t);
+    const heard: string[][] = [[], []];
+    const arrived = (n: number) => waitUntil(() => heard[0]!.length >= n && heard[1]!.length >= n);
+    const stopFirst = await store.subscribe('kernel-events', { message: (m) => m !== 'probe' && heard[0]!.push(m) });
+    const stopSecond = await store.subscribe('kernel-events', { message: (m) => m !== 'probe' && heard[1]!.push(m) });
+    await subscribed(store);
+    await store.publish('kernel-events', 'one');
+    await arrived(1);
+    stopFirst();
+    await store.publish('kernel-events', 'two');
+    await waitUntil(() => heard[1]!.length >= 2);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    t.deepEqual(heard, [['one'], ['one', 'two']]);
+    stopSecond();
+  });
+
   test(name('ping answers true while the store is reachable'), async (t) => {
     const store = await makeStore(t);
     t.true(await store.ping());
   });
+}
+
+/** Until a message published now reaches a subscription just made (Redis subscribes asynchronously). */
+async function subscribed(store: Store): Promise<void> {
+  let heard = false;
+  const stop = await store.subscribe('kernel-events', { message: (m) => (heard ||= m === 'probe') });
+  await waitUntil(async () => {
+    await store.publish('kernel-events', 'probe');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return heard;
+  });
+  stop();
+}
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 contract('memory', memory);
@@ -343,6 +380,26 @@ test('[redis] an unreachable Redis fails every operation fast with DomainError c
   await store.close();
   const closed = await t.throwsAsync(ready, { instanceOf: DomainError });
   t.is((closed as DomainError | undefined)?.code, 'unavailable');
+});
+
+test('[redis] two stores on one prefix hear each other\'s messages; a store on another prefix hears none of them', async (t) => {
+  if (!REDIS_URL) throw new Error('REDIS_URL is not set');
+  const prefix = `${RUN_PREFIX}pubsub:`;
+  const [a, b, other] = [new RedisStore(REDIS_URL, prefix), new RedisStore(REDIS_URL, prefix), new RedisStore(REDIS_URL, `${RUN_PREFIX}elsewhere:`)];
+  t.teardown(() => Promise.all([a.close(), b.close(), other.close()]));
+  await Promise.all([a.ready(), b.ready(), other.ready()]);
+  const heardByB: string[] = [];
+  const heardByOther: string[] = [];
+  let gaps = 0;
+  await b.subscribe('kernel-events', { message: (m) => heardByB.push(m), onGap: () => gaps++ });
+  await other.subscribe('kernel-events', { message: (m) => heardByOther.push(m) });
+  await subscribed(b);
+  await subscribed(other);
+  await a.publish('kernel-events', 'from-a');
+  await waitUntil(() => heardByB.includes('from-a'));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.false(heardByOther.includes('from-a'));
+  t.true(gaps >= 1, 'the first connection of the subscriber is told as a possible gap too');
 });
 
 test.after.always('remove every key of this run from Redis', async (t) => {
