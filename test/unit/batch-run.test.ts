@@ -9,6 +9,7 @@ import { DomainError } from '../../src/errors.js';
 import { BatchRun, INTERRUPTED_EXIT_CODE, resolveBatchCommands, STEP_MARKER_VARIABLE, type BatchCommands, type BatchRunOptions } from '../../src/runs/batch.js';
 import type { RunResult } from '../../src/runs/query.js';
 import type { CommandOutputListener, KernelCommand } from '../../src/kernels/kernel-handle.js';
+import { FILES_HELPER } from '../../src/files/work-dir-files.js';
 
 interface Step {
   out?: ['stdout' | 'stderr', string | Buffer][];
@@ -19,12 +20,22 @@ interface Step {
   until?: Promise<void>;
 }
 
+/** A file helper that wrote every file it was sent: the real one is proven on the engine (attack-batch-files). */
+const HELPER_WROTE: Step = { out: [['stdout', 'ok\n']] };
+
 class FakeKernel {
   readonly calls: KernelCommand[] = [];
-  constructor(private readonly script: (cmd: string[]) => Step, private readonly clock: { now: number }) {}
+  /** What the file helper was sent on its stdin, per call to it. */
+  readonly helperInput: Buffer[] = [];
+  constructor(
+    private readonly script: (cmd: string[]) => Step,
+    private readonly clock: { now: number },
+    private readonly helper: Step = HELPER_WROTE,
+  ) {}
 
   async exec(spec: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }> {
     this.calls.push(spec);
+    if (spec.cmd.includes(FILES_HELPER)) return this.fileHelper(spec, onOutput);
     const step = this.script(spec.cmd);
     for (const [stream, chunk] of step.out ?? []) onOutput(stream, Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
     await step.until;
@@ -32,7 +43,15 @@ class FakeKernel {
     return { exitCode: step.exitCode ?? 0 };
   }
 
-  /** The shell command of each step run so far (files unpacked by tar are left out). */
+  private async fileHelper(spec: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of spec.stdin as AsyncIterable<Buffer | string>) chunks.push(Buffer.from(chunk));
+    this.helperInput.push(Buffer.concat(chunks));
+    for (const [stream, chunk] of this.helper.out ?? []) await onOutput(stream, Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+    return { exitCode: this.helper.exitCode ?? 0 };
+  }
+
+  /** The shell command of each step run so far (the file helper's calls are left out). */
   get commands(): string[] {
     return this.calls.filter((call) => call.cmd.includes('sh')).map((call) => call.cmd[call.cmd.length - 1]!);
   }
@@ -47,7 +66,7 @@ interface Harness {
 
 function harness(commands: Partial<BatchCommands>, script: (command: string) => Step, options: Partial<BatchRunOptions> & { stdin?: string; files?: { name: string; content: string }[] } = {}): Harness {
   const clock = { now: 1_000_000 };
-  const kernel = new FakeKernel((cmd) => (cmd.includes('tar') ? {} : script(cmd[cmd.length - 1]!)), clock);
+  const kernel = new FakeKernel((cmd) => script(cmd[cmd.length - 1]!), clock);
   const timeouts = { count: 0 };
   const errors: Error[] = [];
   const run = new BatchRun('run-1', { build: '', exec: '', clean: '', ...commands }, options.files ?? [], options.stdin, {
@@ -75,7 +94,7 @@ async function drive(run: BatchRun, flushWindowMs = 1000): Promise<RunResult[]> 
 
 const text = (result: RunResult) => result.console.map((item) => item[1]).join('');
 
-test('files go in with one tar exec, then build and exec run beside the kernel as its user in its work directory', async (t) => {
+test('files go in with one file helper exec, then build and exec run beside the kernel as its user in its work directory', async (t) => {
   const { run, kernel } = harness(
     { build: 'make', exec: './main' },
     (command) => (command === 'make' ? { out: [['stdout', 'compiling\n']] } : { out: [['stdout', 'hi Ada\n']], exitCode: 0 }),
@@ -88,9 +107,9 @@ test('files go in with one tar exec, then build and exec run beside the kernel a
   t.deepEqual(results[1]!.console, [['stdout', 'hi Ada\n']]);
   t.is(results[1]!.exitCode, 0);
   t.is(results[0]!.exitCode, null);
-  const [tar, build, exec] = kernel.calls;
-  t.deepEqual(tar!.cmd.slice(4), ['tar', '-x', '-m', '--no-same-owner', '-f', '-']);
-  t.true(Buffer.isBuffer(tar!.stdin) && (tar!.stdin as Buffer).subarray(0, 6).toString() === 'main.c');
+  const [put, build, exec] = kernel.calls;
+  t.deepEqual(put!.cmd.slice(4, 7), [FILES_HELPER, 'put', '/home/work'], 'the no-follow helper places the files, never tar');
+  t.is(kernel.helperInput[0]!.toString(), 'f main.c\n12\nint main(){}0\ncommit\n', 'every file, then commit');
   for (const call of kernel.calls) {
     t.is(call.as, undefined, "the kernel's user (the handle's default), never root");
     t.is(call.workingDir, undefined, "the kernel's work directory (the handle's default)");
@@ -212,9 +231,9 @@ test('multi-byte characters split across output chunks arrive whole', async (t) 
   t.is(text((await drive(run)).at(-1)!), '✓ done\n');
 });
 
-test('files that tar cannot write make start() fail with a 400 that quotes tar', async (t) => {
+test('files the helper refuses make start() fail with a 4xx that says why, and no step runs', async (t) => {
   const clock = { now: 0 };
-  const kernel = new FakeKernel(() => ({ out: [['stderr', 'tar: main.py: Cannot open: No space left on device\n']], exitCode: 2 }), clock);
+  const kernel = new FakeKernel(() => ({}), clock, { out: [['stdout', 'error symlink 0\n']], exitCode: 2 });
   const run = new BatchRun(undefined, { build: '', exec: 'x', clean: '' }, [{ name: 'main.py', content: '' }], undefined, {
     kernel: kernel,
     timeoutMs: 1000,
@@ -225,7 +244,7 @@ test('files that tar cannot write make start() fail with a 400 that quotes tar',
   });
   const error = await t.throwsAsync(run.start(), { instanceOf: DomainError });
   t.is(error?.code, 'invalid_input');
-  t.regex(error?.message ?? '', /could not write options\.files into the work directory: tar: main\.py: Cannot open: No space left/);
+  t.regex(error?.message ?? '', /could not write options\.files into the work directory: "main\.py" is or passes through a symbolic link.*; nothing was written$/);
   t.is(kernel.calls.length, 1, 'no step ran');
 });
 
