@@ -90,6 +90,8 @@ export class KernelAttachments {
         await this.deps.register(record, kernel);
       } catch (error) {
         kernel.close();
+        // Deleted meanwhile (by any replica): it did not answer because it is gone, the usual 404.
+        if (!(await records.get(kernelId).catch(() => record))) return false;
         this.deps.log.warn('Could not attach to a kernel of another replica', { kernelId, error: (error as Error).message });
         throw unavailable(`kernel ${kernelId} does not answer this replica (${(error as Error).message}); try again shortly`);
       }

@@ -302,7 +302,9 @@ export class KernelManager extends EventEmitter<KernelEvents> {
   /** The kernel as a request uses it, resolved once per request; 404 when unknown, 503 before adoption. */
   async handle(id: string): Promise<KernelHandle> {
     if (this.registry.has(id)) this.attachments.touch(id);
-    else if (!this.registry.isStarting(id)) {
+    // A kernel this replica removed is gone for every replica: the 404 below, never an attach to a kernel
+    // dying under a delete whose record is not yet gone (that attach would fail with a 503).
+    else if (!this.registry.isStarting(id) && !this.registry.wasRemoved(id)) {
       this.adoption.assertDone();
       // Another replica's kernel: attached on its first request here (a gone or dead one stays the 404 below).
       await this.attachments.attach(id);
