@@ -4,27 +4,17 @@
  * Redis: a clientSessionToken names one kernel however many replicas create with it at once.
  */
 import test, { type ExecutionContext } from 'ava';
-import { loadConfig, type Config } from '../../src/config/index.js';
 import { DomainError } from '../../src/errors.js';
 import { KernelManager } from '../../src/kernels/kernel-manager.js';
 import { KernelSlots } from '../../src/kernels/kernel-slots.js';
-import type { KernelSpecEntry, KernelSpecRegistry } from '../../src/kernels/kernel-specs.js';
 import { silentLogger } from '../../src/logger.js';
 import type { Store } from '../../src/store/store.js';
 import { InProcessProvisioner } from '../helpers/in-process-provisioner.js';
+import type { Config } from '../../src/config/index.js';
+import { configWith, LANG, specs } from '../helpers/in-process-kernels.js';
 import { STORE_KINDS, redisKeys, removeRunKeys, runPrefix, sharedStore, type StoreKind } from '../helpers/stores.js';
 
-const LANG = 'javascript';
 const RUN = runPrefix('cluster-kernels');
-
-const specs = {
-  resolve: async (name: string) => (name === LANG ? ({ name: LANG, image: 'test/javascript', aliases: [], resources: [] } as unknown as KernelSpecEntry) : undefined),
-  names: async () => [LANG],
-} as unknown as KernelSpecRegistry;
-
-function configWith(overrides: Partial<Config>): Config {
-  return loadConfig({}, { defaultKernelName: LANG, defaultMaxMemKB: 65536, startTimeoutMs: 20_000, memoryBudgetKB: 0, maxKernels: 0, prespawnCount: 0, poolSizes: {}, ...overrides });
-}
 
 interface Replica {
   manager: KernelManager;

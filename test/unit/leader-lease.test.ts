@@ -6,17 +6,16 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { LeaderLease, type Leadership } from '../../src/cluster/leader-lease.js';
-import { loadConfig, type Config } from '../../src/config/index.js';
 import { KernelManager } from '../../src/kernels/kernel-manager.js';
-import type { KernelSpecEntry, KernelSpecRegistry } from '../../src/kernels/kernel-specs.js';
 import { UsageMonitor } from '../../src/kernels/usage-monitor.js';
 import { silentLogger } from '../../src/logger.js';
 import type { Store } from '../../src/store/store.js';
 import { InProcessProvisioner } from '../helpers/in-process-provisioner.js';
+import type { Config } from '../../src/config/index.js';
+import { configWith, LANG, specs } from '../helpers/in-process-kernels.js';
 import { STORE_KINDS, redisKeys, removeRunKeys, runPrefix, sharedStore, type SharedStore, type StoreKind } from '../helpers/stores.js';
 
 const RUN = runPrefix('leader-lease');
-const LANG = 'javascript';
 // Seconds: a renewal every third of it must not miss on a loaded machine.
 const TTL_MS = 3000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -34,15 +33,6 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<boole
     await sleep(20);
   }
   return true;
-}
-
-const specs = {
-  resolve: async (name: string) => (name === LANG ? ({ name: LANG, image: 'test/javascript', aliases: [], resources: [] } as unknown as KernelSpecEntry) : undefined),
-  names: async () => [LANG],
-} as unknown as KernelSpecRegistry;
-
-function configWith(overrides: Partial<Config>): Config {
-  return loadConfig({}, { defaultKernelName: LANG, defaultMaxMemKB: 65536, startTimeoutMs: 20_000, memoryBudgetKB: 0, maxKernels: 0, prespawnCount: 0, poolSizes: {}, ...overrides });
 }
 
 interface Replica {
