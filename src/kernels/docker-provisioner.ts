@@ -9,12 +9,12 @@
  */
 import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import pidusage from 'pidusage';
 import type { Config } from '../config/index.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { containerConnectionInfo, hostConnectionInfo } from '../protocol/connection-file.js';
 import { cgroupCpuMs } from '../runtime/cgroup-files.js';
+import { processFigures } from '../runtime/proc-stat.js';
 import { CONTAINER_WORK_DIR, KERNEL_USER, LABELS, type ContainerRuntime, type ResourceUsage } from '../runtime/runtime.js';
 import { KernelConnection } from '../transport/kernel-connection.js';
 import type { KernelTransport } from '../transport/kernel-transport.js';
@@ -146,31 +146,18 @@ export class DockerProvisioner implements KernelProvisioner {
   }
 
   /**
-   * Every process of the container: pidusage over its host PIDs, or the engine's stats where those PIDs
-   * are not visible (the service itself in a container without the host's PID namespace). CPU time is the
-   * container's cgroup counter where the host's cgroup files are readable: it keeps the time of processes
-   * that have exited, so a burner made of short-lived processes is counted in full (pidusage only sees
-   * processes alive at the sample).
+   * Every process of the container: their /proc figures over its host PIDs, or the engine's stats where
+   * those PIDs are not visible (the service itself in a container without the host's PID namespace). CPU
+   * time is the container's cgroup counter where the host's cgroup files are readable: it keeps the time of
+   * processes that have exited, so a burner made of short-lived processes is counted in full (/proc only
+   * shows processes alive at the sample).
    */
   async usage(ref: KernelRef): Promise<ResourceUsage | undefined> {
     const pids = await this.runtime.processIds(ref.containerId);
     if (pids.length > 0) {
-      try {
-        const stats = await pidusage(pids);
-        let memoryBytes = 0;
-        let cpuMs = 0;
-        for (const stat of Object.values(stats)) {
-          if (!stat) continue;
-          memoryBytes += stat.memory;
-          cpuMs += stat.ctime;
-        }
-        return { memoryBytes, cpuMs: cgroupCpuMs(ref.containerId) ?? cpuMs };
-      } catch {
-        // A process exited between listing and reading; the engine's figures will do for this round.
-      } finally {
-        // pidusage keeps per-PID history for its CPU percentage, which we do not use: drop it.
-        pidusage.clear();
-      }
+      const figures = await processFigures(pids);
+      if (figures.read > 0) return { memoryBytes: figures.memoryBytes, cpuMs: cgroupCpuMs(ref.containerId) ?? figures.cpuMs };
+      // Every process listed exited before its read: the engine's figures will do for this round.
     }
     return this.runtime.engineUsage(ref.containerId);
   }

@@ -120,6 +120,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
   const { instance, stateDir } = service;
   const call = (method: string, route: string, body?: unknown) => service.http.call(method, route, body);
   const containers = () => containersOfInstance(instance);
+  let figures: LoadFigures;
   try {
     const started = rssMB(service);
     let peak = started;
@@ -225,10 +226,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
       const listed = (await call('GET', '/api/kernels')).body as unknown[];
       clearInterval(sampler);
 
-      const storeKeys = redisUrl
-        ? execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${instance}:*`], { encoding: 'utf8' }).split('\n').filter(Boolean).length
-        : null;
-      return {
+      figures = {
         kernels: options.kernels,
         executions: options.executions,
         errors: errors.length,
@@ -243,7 +241,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         rssMB: { started, beforeLoad: beforeLoad.rss, peak, withKernels, afterLoad: afterLoad.rss },
         heapUsedMB: { beforeLoad: beforeLoad.heap, afterLoad: afterLoad.heap },
         afterEachRound: rounds.map((r) => ({ rssMB: r.after.rss, heapUsedMB: r.after.heap, heapTotalMB: r.after.heapTotal, externalMB: r.after.external })),
-        leaks: { containers: containers().length, socketDirs: (await readdir(instanceConnectionDirs(stateDir, instance))).length, storeKeys, kernelsListed: listed.length },
+        // The store is counted once the service has stopped: while it runs it rightly holds its leader lease.
+        leaks: { containers: containers().length, socketDirs: (await readdir(instanceConnectionDirs(stateDir, instance))).length, storeKeys: null, kernelsListed: listed.length },
         store: redisUrl ? 'redis' : 'memory',
         machine: { cpus: os.cpus().length, node: process.version },
       };
@@ -255,6 +254,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
     // Whatever a failed run left behind.
     for (const id of containers()) execFileSync('/usr/bin/docker', ['rm', '-f', id], { stdio: 'ignore' });
   }
+  if (redisUrl) {
+    figures.leaks.storeKeys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${instance}:*`], { encoding: 'utf8' }).split('\n').filter(Boolean).length;
+  }
+  return figures;
 }
 
 function option(args: string[], name: string, fallback: number): number {
