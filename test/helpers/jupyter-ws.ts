@@ -77,6 +77,24 @@ export class JupyterWs {
     return this.next((m) => m.parent_header.msg_id === parentId && m.header.msg_type === msgType, 15_000, msgType);
   }
 
+  /**
+   * Asks for kernel_info every second until one is answered, as jupyter_client's wait_for_ready does: a
+   * proxy in between may drop what it is sent before its own connection onward is up (jupyter_server
+   * 1.23's gateway client queues such a message on a future that never resolves when it arrives before
+   * its connect task has run).
+   */
+  async ready(timeoutMs = 30_000): Promise<WsMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const request = this.send('shell', 'kernel_info_request');
+      try {
+        return await this.next((m) => m.parent_header.msg_id === request && m.header.msg_type === 'kernel_info_reply', 1000, 'kernel_info_reply');
+      } catch {
+        if (Date.now() > deadline) throw new Error(`no kernel_info_reply within ${timeoutMs} ms`);
+      }
+    }
+  }
+
   idle(parentId: string): Promise<WsMessage> {
     return this.next(
       (m) => m.parent_header.msg_id === parentId && m.header.msg_type === 'status' && m.content.execution_state === 'idle',

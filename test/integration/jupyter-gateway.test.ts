@@ -103,6 +103,7 @@ test.serial('jupyter_server starts a kernel here and executes a cell through its
   t.true(env.includes('KERNEL_FROM_JUPYTER_SERVER=yes'), 'KERNEL_* variables of the gateway client reach the kernel');
 
   const client = await JupyterWs.open(`${channelsUrl(jupyterUrl, kernelId)}?token=${SERVER_TOKEN}`);
+  await client.ready();
   const { reply, stdout } = await client.execute('import sys\nprint("via gateway", sys.version_info[0])');
   t.is(reply.content.status, 'ok');
   t.is(stdout, 'via gateway 3\n');
