@@ -253,7 +253,9 @@ int main(int argc, char **argv) {
       await compile(t, sb, `#include <unistd.h>
 int main(void) { for (;;) fork(); }`);
       for (let i = 0; i < 5; i++) {
-        const bomb = await run(sb, ['./main'], { limits: { maxProcesses: 20 } });
+        // CPU and wall time to spare: under gVisor on a loaded machine the bomb's first 20 processes can
+        // burn the usual 2.5 s of CPU before the 21st fork (seen in CI: killed for cpu-time).
+        const bomb = await run(sb, ['./main'], { limits: { maxProcesses: 20, cpuTimeMs: 15_000, wallTimeMs: 30_000 } });
         t.is(bomb.killedFor, 'processes', `round ${i}`);
         const after = await sh(sb, OTHER_PROGRAM_PROCESSES);
         t.is(after.stdout.toString(), '', `round ${i}`);
