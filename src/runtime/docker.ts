@@ -139,6 +139,21 @@ function hardenedHostConfig(spec: Hardening): Docker.HostConfig {
   };
 }
 
+/** A hijacked attach: the container's stdin to write, its multiplexed stdout and stderr to read. */
+type AttachStream = NodeJS.ReadWriteStream & { destroy?: (error?: Error) => void; end(): void };
+
+/** How long the engine may take to start a judge sandbox before the start counts as failed. */
+const SANDBOX_START_TIMEOUT_MS = 60_000;
+
+/** `promise`, or a rejection once `ms` have passed. */
+function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
   private readonly docker: Docker;
   private readonly deathListeners = new Set<DeathListener>();
@@ -276,11 +291,13 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
         },
       }),
     );
+    let stream: AttachStream | undefined;
     try {
       // Attached before the start, so that not a byte of the supervisor's output is missed.
-      const stream = (await this.call('attach container', () =>
+      stream = (await this.call('attach container', () =>
         container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }),
-      )) as NodeJS.ReadWriteStream & { destroy?: (error?: Error) => void; end(): void };
+      )) as AttachStream;
+      const attached = stream;
       const stdout = new Set<(chunk: Buffer) => void>();
       const stderr = new Set<(chunk: Buffer) => void>();
       const ends = new Set<(error?: Error) => void>();
@@ -307,16 +324,18 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
         listeners.add(listener);
         for (const chunk of early.get(listeners)!.splice(0)) listener(chunk);
       };
-      this.docker.modem.demuxStream(stream, sink(stdout), sink(stderr));
-      stream.once('end', () => finish());
-      stream.once('close', () => finish());
-      stream.on('error', (error: Error) => finish(error));
-      await this.call('start container', () => container.start());
+      this.docker.modem.demuxStream(attached, sink(stdout), sink(stderr));
+      attached.once('end', () => finish());
+      attached.once('close', () => finish());
+      attached.on('error', (error: Error) => finish(error));
+      // Bounded: a start the engine never answers would otherwise keep this attach open, and with it a
+      // started supervisor that no one will ever talk to (seen under load: a sandbox left running).
+      await this.call('start container', () => withDeadline(container.start(), SANDBOX_START_TIMEOUT_MS, 'the engine did not answer the sandbox start'));
       this.log.debug('Started judge sandbox', { containerId: container.id.slice(0, 12), image: spec.image });
       return {
         containerId: container.id,
-        write: (data) => (ended ? false : stream.write(data)),
-        onDrain: (listener) => stream.once('drain', listener),
+        write: (data) => (ended ? false : attached.write(data)),
+        onDrain: (listener) => attached.once('drain', listener),
         onStdout: (listener) => listen(stdout, listener),
         onStderr: (listener) => listen(stderr, listener),
         onEnd: (listener) => {
@@ -325,12 +344,14 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
         },
         end: () => {
           // end() half-closes the hijacked connection: the engine closes the supervisor's stdin.
-          stream.end();
-          stream.destroy?.();
+          attached.end();
+          attached.destroy?.();
           finish();
         },
       };
     } catch (error) {
+      // The supervisor exits at its stdin's EOF (StdinOnce) even if the removal below comes too early.
+      stream?.destroy?.();
       await this.remove(container.id);
       throw error;
     }

@@ -25,6 +25,8 @@ interface Units {
 
 let units: Units | undefined;
 
+const READS_AT_ONCE = 4;
+
 /** USER_HZ and the page size, once per process (100 and 4096 where getconf is missing). */
 function hostUnits(): Units {
   if (!units) {
@@ -60,18 +62,24 @@ export function parseStat(line: string): { ticks: number; rssPages: number } | u
 /** The summed figures of `pids`; one that is gone or unreadable is left out, never an error. */
 export async function processFigures(pids: readonly number[]): Promise<ProcessFigures> {
   const { ticksPerSecond, pageBytes } = hostUnits();
-  const lines = await Promise.all(
-    pids.map((pid) => (Number.isInteger(pid) && pid > 0 ? readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined) : undefined)),
-  );
   let ticks = 0;
   let pages = 0;
   let read = 0;
-  for (const line of lines) {
-    const stat = line === undefined ? undefined : parseStat(line);
-    if (!stat) continue;
-    ticks += stat.ticks;
-    pages += stat.rssPages;
-    read++;
-  }
+  let next = 0;
+  // A few reads at a time, not one per PID at once: each read in flight holds an fd, and a kernel may have
+  // hundreds of processes.
+  const reader = async () => {
+    while (next < pids.length) {
+      const pid = pids[next++]!;
+      if (!Number.isInteger(pid) || pid <= 0) continue;
+      const line = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+      const stat = line === undefined ? undefined : parseStat(line);
+      if (!stat) continue;
+      ticks += stat.ticks;
+      pages += stat.rssPages;
+      read++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, pids.length) }, reader));
   return { cpuMs: (ticks * 1000) / ticksPerSecond, memoryBytes: pages * pageBytes, read };
 }

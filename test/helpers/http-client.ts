@@ -46,6 +46,15 @@ export class HttpClient {
 
   call(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return this.send(method, route, payload, headers, true);
+  }
+
+  /**
+   * A request on a pooled connection that the server closed as idle (its keepAliveTimeout) just as this
+   * one went out fails with ECONNRESET before any answer; the server never read it, so it is sent again
+   * once, on a fresh connection, as Node's documentation of `request.reusedSocket` advises.
+   */
+  private send(method: string, route: string, payload: Buffer | undefined, headers: Record<string, string>, mayRetry: boolean): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const req = http.request(
         this.url + route,
@@ -73,7 +82,10 @@ export class HttpClient {
         },
       );
       req.setNoDelay(true);
-      req.on('error', reject);
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (mayRetry && req.reusedSocket && error.code === 'ECONNRESET') resolve(this.send(method, route, payload, headers, false));
+        else reject(error);
+      });
       req.end(payload);
     });
   }

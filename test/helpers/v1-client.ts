@@ -63,6 +63,13 @@ export async function runOrThrow(call: Call, kernelId: string, body: Record<stri
 }
 
 export const query = (call: Call, kernelId: string, code: string) => runToEnd(call, kernelId, { mode: 'query', code });
+
+/** The output of a query that must finish (set-up cells of a test); anything else is thrown. */
+export async function queryText(call: Call, kernelId: string, code: string): Promise<string> {
+  const outcome = await query(call, kernelId, code);
+  if (outcome.status !== 'finished') throw new Error(`query ${outcome.status}: ${outcome.text}`);
+  return outcome.text;
+}
 export const batch = (call: Call, kernelId: string, exec: string) => runToEnd(call, kernelId, { mode: 'batch', options: { exec } });
 
 /** Polls GET /v1/kernel/:id until the kernel says it is busy, for about 5 s at the most (then it just returns). */

@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, query, runToEnd } from '../helpers/v1-client.js';
+import { createKernel, queryText, runToEnd } from '../helpers/v1-client.js';
 
 let svc: TestService;
 
@@ -19,11 +19,7 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-async function py(id: string, code: string): Promise<string> {
-  const outcome = await query(svc.call, id, code);
-  if (outcome.status !== 'finished') throw new Error(`query ${outcome.status}: ${outcome.text}`);
-  return outcome.text;
-}
+const py = (id: string, code: string) => queryText(svc.call, id, code);
 
 test('a link to a directory outside, planted where a batch file goes, is refused (400) and nothing lands outside', async (t) => {
   const id = await createKernel(svc.call);

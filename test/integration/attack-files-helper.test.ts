@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, query } from '../helpers/v1-client.js';
+import { createKernel, query, queryText } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 const FILES_TIMEOUT_MS = 2000;
@@ -22,11 +22,7 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-async function py(id: string, code: string): Promise<string> {
-  const outcome = await query(svc.call, id, code);
-  if (outcome.status !== 'finished') throw new Error(`query ${outcome.status}: ${outcome.text}`);
-  return outcome.text;
-}
+const py = (id: string, code: string) => queryText(svc.call, id, code);
 
 /**
  * Starts, in the kernel's container, a process of the kernel's user that SIGSTOPs every `timeout` and file

@@ -7,7 +7,7 @@
 import test from 'ava';
 import net from 'node:net';
 import { startTestService, type TestService } from '../helpers/service.js';
-import { createKernel, query } from '../helpers/v1-client.js';
+import { createKernel, queryText } from '../helpers/v1-client.js';
 import { sleep } from '../helpers/wait.js';
 
 let svc: TestService;
@@ -20,11 +20,7 @@ test.after.always(async () => {
   await svc?.stop();
 });
 
-async function py(id: string, code: string): Promise<string> {
-  const outcome = await query(svc.call, id, code);
-  if (outcome.status !== 'finished') throw new Error(`query ${outcome.status}: ${outcome.text}`);
-  return outcome.text;
-}
+const py = (id: string, code: string) => queryText(svc.call, id, code);
 
 test('a file the kernel grows and truncates while it is downloaded: every answer is exactly its Content-Length, or a clear error', async (t) => {
   t.timeout(120_000);

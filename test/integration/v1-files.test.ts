@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { containersOfKernel, docker } from '../helpers/docker.js';
-import { createKernel, query } from '../helpers/v1-client.js';
+import { createKernel, queryText } from '../helpers/v1-client.js';
 import { auth, KeysFile } from '../helpers/tenant-keys.js';
 import { sleep } from '../helpers/wait.js';
 
@@ -91,11 +91,7 @@ async function list(svc: TestService, id: string, dir?: string): Promise<{ statu
   return { status, body };
 }
 
-async function py(svc: TestService, id: string, code: string): Promise<string> {
-  const outcome = await query(svc.call, id, code);
-  if (outcome.status !== 'finished') throw new Error(`query ${outcome.status}: ${outcome.text}`);
-  return outcome.text;
-}
+const py = (svc: TestService, id: string, code: string) => queryText(svc.call, id, code);
 
 /** How many file helpers run in the kernel's container. */
 async function helpersRunning(svc: TestService, id: string): Promise<string> {
