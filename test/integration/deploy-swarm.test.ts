@@ -247,7 +247,11 @@ test.after.always(async () => {
   const deleted = await callAt(gatewayUrl(second.node))('DELETE', `/v1/kernel/${id}`);
   t.is(deleted.status, 204, JSON.stringify(deleted.body));
   t.true(await eventually(async () => (await kernelContainersOn(nodeIndex(kernelNode), id)).length === 0, 30_000), 'the kernel container is removed from its node');
+  started = Date.now();
   await onNode(0, ['stack', 'rm', STACK]);
+  const stackContainers = async () => (await Promise.all(Array.from({ length: NODES }, (_, n) => onNode(n, ['ps', '-aq', '--filter', `label=com.docker.stack.namespace=${STACK}`])))).join('');
+  t.true(await eventually(async () => (await stackContainers()) === '', 60_000, 500), "the stack's containers are gone from every node");
+  times.stackRm = seconds(Date.now() - started);
   started = Date.now();
   await sim('down');
   simulated = false;
