@@ -45,6 +45,62 @@ function run(command, argv, options = {}) {
   return result;
 }
 
+/**
+ * One build at a time per image prefix on this host: the tests of the compose set-up and of the Swarm stack
+ * both build these images first, and may run at once. Two builds side by side would run `npm run build`
+ * over the same dist/ and tag the same names; after waiting, the second build finds docker's cache warm.
+ * The lock is a file holding its holder's pid: one whose holder is gone is taken over.
+ */
+const LOCK = path.join(os.tmpdir(), `polykernel-service-images-${PREFIX.replace(/[^A-Za-z0-9_.-]/g, '_')}.lock`);
+const LOCK_WAIT_MS = 15 * 60_000;
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+function takeLock() {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      fs.writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (error) {
+      if (error.code !== 'EEXIST') throw error;
+    }
+    let holder;
+    try {
+      holder = Number(fs.readFileSync(LOCK, 'utf8').trim() || 0);
+    } catch {
+      continue; // Released between the two steps.
+    }
+    // Empty: its holder has created it and not yet written its pid.
+    if (holder && !alive(holder)) {
+      // Gone without releasing it (killed): removed only if it is still that holder's.
+      try {
+        if (fs.readFileSync(LOCK, 'utf8').trim() === String(holder)) fs.rmSync(LOCK, { force: true });
+      } catch {
+        // Released meanwhile.
+      }
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`another build (pid ${holder}) has held ${LOCK} for ${LOCK_WAIT_MS / 60_000} min`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+  }
+}
+
+function releaseLock() {
+  try {
+    if (fs.readFileSync(LOCK, 'utf8').trim() === String(process.pid)) fs.rmSync(LOCK, { force: true });
+  } catch {
+    // Not ours, or already gone.
+  }
+}
+
 const hasImage = (ref) => run(DOCKER, ['image', 'inspect', ref], { allowFailure: true }).status === 0;
 
 function nodeImageAvailable() {
@@ -83,6 +139,7 @@ function buildLocally() {
 }
 
 try {
+  takeLock();
   if (!hasImage(BASE)) throw new Error(`${BASE} is missing: run \`npm run images\` first`);
   const started = Date.now();
   const fromRegistry = mode === 'registry' || (mode === 'auto' && nodeImageAvailable());
@@ -94,6 +151,8 @@ try {
   });
   process.stdout.write(`build-service-images: ${REDIS} built; ${((Date.now() - started) / 1000).toFixed(1)} s in all\n`);
 } catch (error) {
+  releaseLock();
   process.stderr.write(`build-service-images: ${error.message}\n`);
   process.exit(1);
 }
+releaseLock();

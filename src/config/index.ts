@@ -63,10 +63,14 @@ const containerLabels: Parser<Record<string, string>> = (raw, name) => {
   return labels;
 };
 
-/** host:port, as a link address is given (a TCP endpoint of libzmq); `*` listens on every interface. */
+/**
+ * host:port, as a link address is given (a TCP endpoint of libzmq); `*` listens on every interface. A host
+ * name may hold `_`: Docker's DNS names a Swarm task `<stack>_<service>.<node or slot>.<task id>`, and
+ * getaddrinfo resolves it as any other name.
+ */
 const hostPort: Parser<string> = (raw, name) => {
   if (raw === '') return raw;
-  const match = /^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$/.exec(raw);
+  const match = /^(\*|[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$/.exec(raw);
   if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) throw new ConfigError(`${name} must be host:port (e.g. 0.0.0.0:7700), got "${raw}"`);
   return raw;
 };

@@ -45,6 +45,9 @@ test('a gateway or agent without the cluster key file, or without Redis, refuses
   t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'agent', POLYKERNEL_CLUSTER_KEY_FILE: '/k' }), { instanceOf: ConfigError, message: /needs REDIS_URL/ });
   t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'agent', POLYKERNEL_CLUSTER_KEY_FILE: '/k', REDIS_URL: 'redis://x' }), { instanceOf: ConfigError, message: /POLYKERNEL_AGENT_LISTEN/ });
   t.throws(() => loadConfig({ POLYKERNEL_AGENT_LISTEN: 'nohost' }), { instanceOf: ConfigError, message: /host:port/ });
+  // A Swarm task's DNS name, as deploy/swarm/stack.yml advertises it.
+  t.is(loadConfig({ POLYKERNEL_AGENT_ADVERTISE: 'polykernel_agent.x3ti0erg11rjpg64m75kej2mz.wo41w8hg8qanxwjwsg4kxpprj:7700' }).agentAdvertise, 'polykernel_agent.x3ti0erg11rjpg64m75kej2mz.wo41w8hg8qanxwjwsg4kxpprj:7700');
+  t.throws(() => loadConfig({ POLYKERNEL_AGENT_ADVERTISE: 'a b:7700' }), { instanceOf: ConfigError, message: /host:port/ });
   t.throws(() => loadConfig({ POLYKERNEL_ROLE: 'edge' }), { instanceOf: ConfigError, message: /all, gateway, agent/ });
   t.is(loadConfig({}).role, 'all');
 });
