@@ -56,6 +56,8 @@ export class AgentLink {
   private readonly calls = new Map<string, Pending>();
   private readonly execs = new Map<string, ExecState>();
   private readonly conns = new Map<string, LinkFrames>();
+  /** Per kernel, the OOM kill count its agent sent with its latest message, and the connection it came on. */
+  private readonly oomSeen = new Map<string, { kills: number; conn: LinkFrames }>();
   private nextId = 1;
   private lastHeard = 0;
   private heartbeat?: NodeJS.Timeout;
@@ -188,9 +190,17 @@ export class AgentLink {
     void exec.outputChain.then(() => (error ? exec.reject(error) : exec.resolve(value)));
   }
 
+  /** The OOM kill count that came with the kernel's latest message over this link (see KernelProvisioner.oomKillsSeen). */
+  oomKillsSeen(kernelId: string): number | undefined {
+    return this.oomSeen.get(kernelId)?.kills;
+  }
+
   /** A new multiplexed connection to a kernel's sockets on the agent. */
   connect(ref: KernelRef, onBadFrame: (error: Error) => void): LinkFrames {
-    const conn = new LinkFrames(this, randomUUID(), ref, onBadFrame, () => this.conns.delete(conn.id));
+    const conn = new LinkFrames(this, randomUUID(), ref, onBadFrame, () => {
+      this.conns.delete(conn.id);
+      if (this.oomSeen.get(ref.id)?.conn === conn) this.oomSeen.delete(ref.id);
+    });
     this.conns.set(conn.id, conn);
     conn.open();
     return conn;
@@ -216,8 +226,15 @@ export class AgentLink {
     switch (str(typeFrame)) {
       case TYPE.heartbeatAnswer:
         return;
-      case TYPE.fromKernel:
-        return this.conns.get(str(a))?.deliver(str(b) as Channel, rest);
+      case TYPE.fromKernel: {
+        const conn = this.conns.get(str(a));
+        if (!conn) return;
+        const [oom, ...message] = rest;
+        // Before the message is handed on: a run that ends on it finds the count at least as fresh.
+        const kills = oom && oom.length > 0 ? Number(str(oom)) : NaN;
+        if (Number.isSafeInteger(kills) && kills >= 0) this.oomSeen.set(conn.kernelId, { kills, conn });
+        return conn.deliver(str(b) as Channel, message);
+      }
       case TYPE.result: {
         const id = str(a);
         const value = JSON.parse(str(b)) as unknown;
@@ -291,6 +308,10 @@ export class LinkFrames implements FrameTransport {
     private readonly onBadFrame: (error: Error) => void,
     private readonly forget: () => void,
   ) {}
+
+  get kernelId(): string {
+    return this.ref.id;
+  }
 
   open(): void {
     this.lastOpen = Date.now();

@@ -22,6 +22,7 @@ import type { DockerProvisioner } from '../kernels/docker-provisioner.js';
 import type { KernelRef, LaunchRequest } from '../kernels/provisioner.js';
 import type { KernelSpecRegistry } from '../kernels/kernel-specs.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
+import { cgroupOomKills } from '../runtime/cgroup-files.js';
 import type { ClusterKey } from './cluster-key.js';
 import {
   EXEC_WINDOW,
@@ -473,7 +474,13 @@ export class AgentServer {
         conn.sockets = new KernelSockets(hostConnectionInfo(ref.connDir, containerConnectionInfo(ref.key, ref.lang)), (error) =>
           this.reply(peer, [TYPE.badFrame, connId, error.message]),
         );
-        conn.sockets.onFrames((channel, frames) => this.reply(peer, [TYPE.fromKernel, connId, channel, ...frames], true));
+        // The OOM count goes with every message: read after the kernel sent it, so it holds every kill the
+        // kernel could have seen before, and a gateway's run that ends on this message needs no call for
+        // it (oom-notice.ts). A synchronous cgroup read: microseconds, less than relaying the message.
+        conn.sockets.onFrames((channel, frames) => {
+          const kills = cgroupOomKills(ref.containerId);
+          this.reply(peer, [TYPE.fromKernel, connId, channel, kills === undefined ? '' : String(kills), ...frames], true);
+        });
       },
       (error: Error) => {
         if (peer.conns.get(connId) === conn) peer.conns.delete(connId);

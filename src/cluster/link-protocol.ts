@@ -13,7 +13,8 @@
  *   K conn channel frames...    one signed Jupyter message to the kernel, frames as they go on the wire
  *   Q conn                      closes the connection
  *                               d json-death    a kernel's container died (to every live gateway)
- *                               k conn channel frames...   one message from the kernel, as it came
+ *                               k conn channel oom frames...   one message from the kernel, as it came, and
+ *                                   the kernel's OOM kill count read as it was relayed (empty: unknown)
  *                               b conn why      the relay cut a message the kernel sent (too large)
  *                               q conn why      the agent closed the connection (kernel removed, unknown)
  *
@@ -46,8 +47,8 @@ export const TYPE = {
 
 /** libzmq's ZMQ_MAXMSGSIZE (per frame) on both ends: a kernel's largest message and a little room. */
 export const LINK_MAX_FRAME_BYTES = MAX_KERNEL_MESSAGE_BYTES + 64 * 1024;
-/** A link message is a kernel message and at most three frames of its own. */
-export const LINK_MAX_FRAMES = MAX_KERNEL_MESSAGE_FRAMES + 3;
+/** A link message is a kernel message and at most four frames of its own (`k conn channel oom`). */
+export const LINK_MAX_FRAMES = MAX_KERNEL_MESSAGE_FRAMES + 4;
 /** stdin is sent in chunks of at most this, and each side holds at most EXEC_WINDOW chunks unacknowledged. */
 export const EXEC_CHUNK_BYTES = 64 * 1024;
 export const EXEC_WINDOW = 8;
