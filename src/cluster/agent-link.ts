@@ -16,7 +16,8 @@ import type { Channel } from '../protocol/messages.js';
 import type { FrameTransport, FramesListener } from '../transport/kernel-sockets.js';
 import type { CommandOutputListener, KernelCommand, KernelRef } from '../kernels/provisioner.js';
 import type { ClusterKey } from './cluster-key.js';
-import { EXEC_CHUNK_BYTES, EXEC_WINDOW, HEARTBEAT_INTERVAL_MS, LINK_MAX_FRAME_BYTES, SendQueue, str, TYPE, type LinkError } from './link-protocol.js';
+import { LinkDialer, payloadBytes } from './link-guard.js';
+import { EXEC_CHUNK_BYTES, EXEC_WINDOW, HEARTBEAT_INTERVAL_MS, LINK_MAX_FRAME_BYTES, LINK_MESSAGE_BOUNDS, SendQueue, str, TYPE, type LinkError } from './link-protocol.js';
 
 export interface AgentLinkOptions {
   node: string;
@@ -52,6 +53,8 @@ function linkError(body: LinkError, node: string): Error {
 
 export class AgentLink {
   private readonly dealer: zmq.Dealer;
+  /** The agent's messages come through it, bounded as whole messages (link-guard.ts). */
+  private readonly relay: LinkDialer;
   private readonly queue: SendQueue;
   private readonly calls = new Map<string, Pending>();
   private readonly execs = new Map<string, ExecState>();
@@ -83,11 +86,16 @@ export class AgentLink {
       sendTimeout: 2000,
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,
-      heartbeatInterval: 1000,
-      heartbeatTimeout: 5000,
+      // No ZMTP heartbeats: the relay's window would count them; the link's own heartbeat and the relay's
+      // idle cut (a connection silent past the peer timeout) stand in.
     });
     this.queue = new SendQueue(this.dealer);
-    this.dealer.connect(`tcp://${options.address}`);
+    this.relay = new LinkDialer(options.address, {
+      bounds: LINK_MESSAGE_BOUNDS,
+      idleMs: options.peerTimeoutMs,
+      onCut: (why) => this.log.warn('Cut the link to a node agent', { node: options.node, why }),
+    });
+    this.dealer.connect(this.relay.endpoint);
     this.lastHeard = Date.now();
     void this.readLoop();
     const beat = () => {
@@ -209,6 +217,7 @@ export class AgentLink {
   private async readLoop(): Promise<void> {
     try {
       for await (const frames of this.dealer) {
+        this.relay.consumed(frames.length, payloadBytes(frames));
         this.lastHeard = Date.now();
         try {
           this.dispatch(frames);
@@ -289,6 +298,7 @@ export class AgentLink {
     for (const conn of [...this.conns.values()]) conn.close();
     this.queue.clear();
     this.dealer.close();
+    this.relay.close();
   }
 }
 

@@ -10,6 +10,8 @@
  * everything it held here. The agent never blocks on a peer: its ROUTER drops what a peer's full pipe (its
  * HWM) cannot take, rather than queue it.
  */
+import { rmSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import * as zmq from 'zeromq';
@@ -28,6 +30,8 @@ import {
   EXEC_WINDOW,
   LINK_MAX_FRAME_BYTES,
   LINK_MAX_FRAMES,
+  LINK_MESSAGE_BOUNDS,
+  MAX_LINK_CONNECTIONS,
   MAX_CALLS_IN_FLIGHT,
   MAX_EXECS_PER_PEER,
   SendQueue,
@@ -35,6 +39,7 @@ import {
   TYPE,
   type LinkError,
 } from './link-protocol.js';
+import { LinkRelay, parseHostPort, payloadBytes, privateEndpointPath } from './link-guard.js';
 import { ZapHandler } from './zap.js';
 
 export interface AgentServerOptions {
@@ -70,8 +75,17 @@ interface Exec {
   credit?: () => void;
 }
 
+/** One link connection: its own ROUTER behind its relay. */
+interface LinkSocket {
+  router: zmq.Router;
+  queue: SendQueue;
+  relay?: LinkRelay;
+}
+
 interface Peer {
   routing: Buffer;
+  /** The connection it was last heard on: answers go there (a gateway that reconnected takes over). */
+  socket: LinkSocket;
   lastSeen: number;
   calls: number;
   conns: Map<string, Conn>;
@@ -79,8 +93,8 @@ interface Peer {
 }
 
 export class AgentServer {
-  private readonly router: zmq.Router;
-  private readonly queue: SendQueue;
+  private readonly listener: net.Server;
+  private readonly sockets = new Set<LinkSocket>();
   private readonly zap: ZapHandler;
   private readonly peers = new Map<string, Peer>();
   /** Containers of this instance, so a call can name no other container of the host. */
@@ -99,31 +113,64 @@ export class AgentServer {
     private readonly log: Logger,
   ) {
     this.zap = new ZapHandler(options.key.publicKeyBytes, log);
-    this.router = new zmq.Router({
+    this.listener = net.createServer({ pauseOnConnect: true }, (remote) => void this.accept(remote));
+  }
+
+  /**
+   * One ROUTER per link connection, reached through its LinkRelay (link-guard.ts): what the relay's window
+   * lets in is counted per connection, so one gateway's message past the bounds never holds up another's.
+   */
+  private async accept(remote: net.Socket): Promise<void> {
+    if (this.closed || this.sockets.size >= MAX_LINK_CONNECTIONS) return void remote.destroy();
+    const router = new zmq.Router({
       linger: 0,
       curveServer: true,
-      curveSecretKey: options.key.secretKey,
-      curvePublicKey: options.key.publicKey,
+      curveSecretKey: this.options.key.secretKey,
+      curvePublicKey: this.options.key.publicKey,
       zapDomain: 'polykernel',
       maxMessageSize: LINK_MAX_FRAME_BYTES,
       // A peer's pipe holds this many messages; past it the ROUTER drops what goes to that peer.
       sendHighWaterMark: 1000,
       receiveHighWaterMark: 1000,
       mandatory: false,
-      // A gateway whose TCP connection was replaced (same routing id) takes over its state.
-      handover: true,
-      heartbeatInterval: 1000,
-      heartbeatTimeout: 5000,
+      // No ZMTP heartbeats: the relay's window would count them (link-guard.ts); the link's own heartbeat
+      // and the relay's idle cut stand in.
       handshakeInterval: 5000,
     });
-    this.queue = new SendQueue(this.router);
+    const address = `${remote.remoteAddress ?? '?'}:${remote.remotePort ?? '?'}`;
     // A peer without the cluster secret fails the CurveZMQ handshake itself (it cannot know the server's
     // key, or cannot prove its own): libzmq says so here, before any ZAP request.
     for (const event of ['handshake:error:protocol', 'handshake:error:auth', 'handshake:error:other'] as const) {
-      this.router.events.on(event, (details: { address?: string; error?: Error }) =>
-        this.zap.refuse(details.address ?? '?', event, `its CurveZMQ handshake failed (${event.slice('handshake:error:'.length)}: ${details.error?.message ?? 'no detail'}); not a peer with the cluster key`),
+      router.events.on(event, (details: { error?: Error }) =>
+        this.zap.refuse(address, event, `its CurveZMQ handshake failed (${event.slice('handshake:error:'.length)}: ${details.error?.message ?? 'no detail'}); not a peer with the cluster key`),
       );
     }
+    const socketPath = privateEndpointPath();
+    const socket: LinkSocket = { router, queue: new SendQueue(router) };
+    this.sockets.add(socket);
+    const release = () => {
+      if (!this.sockets.delete(socket)) return;
+      socket.queue.clear();
+      router.close();
+      rmSync(socketPath, { force: true });
+    };
+    remote.once('close', release);
+    try {
+      await router.bind(`ipc://${socketPath}`);
+    } catch (error) {
+      this.log.warn('Could not open a link socket', { error: (error as Error).message });
+      remote.destroy();
+      return release();
+    }
+    if (this.closed || remote.destroyed) return release();
+    const local = net.connect({ path: socketPath });
+    socket.relay = new LinkRelay(remote, local, {
+      bounds: LINK_MESSAGE_BOUNDS,
+      idleMs: this.options.peerTimeoutMs,
+      onCut: (why) => this.zap.refuse(address, `relay:${why.split(' ')[0]}`, `the link relay cut it: ${why}`),
+      onClose: release,
+    });
+    void this.serve(socket);
   }
 
   /** Free memory under the budget, for the membership record. */
@@ -154,16 +201,22 @@ export class AgentServer {
       if (found.id) this.reserved.set(found.id, 0);
     }
     await this.zap.start();
-    await this.router.bind(`tcp://${this.options.listen}`);
+    const { host, port } = parseHostPort(this.options.listen);
+    await new Promise<void>((resolve, reject) => {
+      this.listener.once('error', reject);
+      this.listener.listen(port, host, () => {
+        this.listener.off('error', reject);
+        resolve();
+      });
+    });
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(1000, this.options.peerTimeoutMs / 2));
     this.sweepTimer.unref();
-    void this.serve();
   }
 
   /** A container died: every live gateway hears of it. */
   reportDeath(kernelId: string | undefined, containerId: string, reason: string): void {
     const body = Buffer.from(JSON.stringify({ kernelId, containerId, reason }));
-    for (const peer of this.peers.values()) void this.queue.send([peer.routing, Buffer.from(TYPE.death), body]).catch(() => undefined);
+    for (const peer of this.peers.values()) void peer.socket.queue.send([peer.routing, Buffer.from(TYPE.death), body]).catch(() => undefined);
   }
 
   close(): void {
@@ -171,47 +224,50 @@ export class AgentServer {
     this.closed = true;
     clearInterval(this.sweepTimer);
     for (const id of [...this.peers.keys()]) this.dropPeer(id);
-    this.queue.clear();
-    this.router.close();
+    this.listener.close();
+    for (const socket of [...this.sockets]) socket.relay?.close();
     this.zap.close();
   }
 
-  private async serve(): Promise<void> {
+  private async serve(socket: LinkSocket): Promise<void> {
     try {
-      for await (const frames of this.router) {
+      for await (const frames of socket.router) {
+        // Room in the relay's window for what waits: every frame but the routing id came over the wire.
+        socket.relay?.consumed(frames.length - 1, payloadBytes(frames, 1));
         try {
-          this.dispatch(frames);
+          this.dispatch(socket, frames);
         } catch (error) {
           this.log.warn('Dropped a bad link message', { error: (error as Error).message });
         }
       }
     } catch (error) {
-      if (!this.closed) this.log.error('Link socket failed', { error: (error as Error).message });
+      if (!this.closed && this.sockets.has(socket)) this.log.error('Link socket failed', { error: (error as Error).message });
     }
   }
 
-  private peer(routing: Buffer): Peer {
+  private peer(socket: LinkSocket, routing: Buffer): Peer {
     const id = routing.toString('hex');
     let peer = this.peers.get(id);
     if (!peer) {
-      peer = { routing, lastSeen: Date.now(), calls: 0, conns: new Map(), execs: new Map() };
+      peer = { routing, socket, lastSeen: Date.now(), calls: 0, conns: new Map(), execs: new Map() };
       this.peers.set(id, peer);
       this.log.info('Gateway linked', { peer: id.slice(0, 16) });
     }
     peer.lastSeen = Date.now();
+    peer.socket = socket;
     return peer;
   }
 
   private reply(peer: Peer, frames: Array<Buffer | string>, droppable = false): void {
     if (this.closed) return;
-    void this.queue.send([peer.routing, ...frames.map((f) => (typeof f === 'string' ? Buffer.from(f) : f))], droppable).catch(() => undefined);
+    void peer.socket.queue.send([peer.routing, ...frames.map((f) => (typeof f === 'string' ? Buffer.from(f) : f))], droppable).catch(() => undefined);
   }
 
-  private dispatch(frames: Buffer[]): void {
+  private dispatch(socket: LinkSocket, frames: Buffer[]): void {
     if (frames.length > LINK_MAX_FRAMES + 1) throw new Error(`a message of ${frames.length} frames`);
     const [routing, typeFrame, a, b, ...rest] = frames;
     if (!routing) return;
-    const peer = this.peer(routing);
+    const peer = this.peer(socket, routing);
     switch (str(typeFrame)) {
       case TYPE.heartbeat:
         return this.reply(peer, [TYPE.heartbeatAnswer]);

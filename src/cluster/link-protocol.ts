@@ -49,6 +49,14 @@ export const TYPE = {
 export const LINK_MAX_FRAME_BYTES = MAX_KERNEL_MESSAGE_BYTES + 64 * 1024;
 /** A link message is a kernel message and at most four frames of its own (`k conn channel oom`). */
 export const LINK_MAX_FRAMES = MAX_KERNEL_MESSAGE_FRAMES + 4;
+/**
+ * A whole link message at most, in frames and payload bytes (the routing id a ROUTER adds is not on the
+ * wire): the window of every link relay (link-guard.ts), so no peer makes a side assemble more.
+ */
+export const LINK_MAX_MESSAGE_BYTES = MAX_KERNEL_MESSAGE_BYTES + 64 * 1024;
+export const LINK_MESSAGE_BOUNDS = { maxFrames: LINK_MAX_FRAMES, maxBytes: LINK_MAX_MESSAGE_BYTES };
+/** TCP connections an agent's link port holds at once (each has a ROUTER of its own); more are refused. */
+export const MAX_LINK_CONNECTIONS = 256;
 /** stdin is sent in chunks of at most this, and each side holds at most EXEC_WINDOW chunks unacknowledged. */
 export const EXEC_CHUNK_BYTES = 64 * 1024;
 export const EXEC_WINDOW = 8;
