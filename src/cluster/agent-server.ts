@@ -32,7 +32,12 @@ import {
   LINK_MAX_FRAMES,
   LINK_MESSAGE_BOUNDS,
   MAX_LINK_CONNECTIONS,
+  EXEC_CHUNK_BYTES,
+  MAX_CALL_ARGS_BYTES,
+  MAX_CALL_BYTES_IN_FLIGHT,
   MAX_CALLS_IN_FLIGHT,
+  MAX_PEERS,
+  MAX_PENDING_KERNEL_BYTES_PER_PEER,
   MAX_EXECS_PER_PEER,
   SendQueue,
   str,
@@ -88,6 +93,10 @@ interface Peer {
   socket: LinkSocket;
   lastSeen: number;
   calls: number;
+  /** Argument bytes of its calls in flight. */
+  callBytes: number;
+  /** Bytes of its messages still waiting for their kernels to take them. */
+  pendingKernelBytes: number;
   conns: Map<string, Conn>;
   execs: Map<string, Exec>;
 }
@@ -185,10 +194,16 @@ export class AgentServer {
   }
 
   /** Gateways heard from within the peer timeout, and the kernel connections they hold here. */
-  get linked(): { peers: number; connections: number } {
+  get linked(): { peers: number; connections: number; commands: number; calls: number; linkConnections: number } {
     let connections = 0;
-    for (const peer of this.peers.values()) connections += peer.conns.size;
-    return { peers: this.peers.size, connections };
+    let commands = 0;
+    let calls = 0;
+    for (const peer of this.peers.values()) {
+      connections += peer.conns.size;
+      commands += peer.execs.size;
+      calls += peer.calls;
+    }
+    return { peers: this.peers.size, connections, commands, calls, linkConnections: this.sockets.size };
   }
 
   get refusedPeers(): number {
@@ -249,7 +264,8 @@ export class AgentServer {
     const id = routing.toString('hex');
     let peer = this.peers.get(id);
     if (!peer) {
-      peer = { routing, socket, lastSeen: Date.now(), calls: 0, conns: new Map(), execs: new Map() };
+      if (this.peers.size >= MAX_PEERS) this.dropSilentest();
+      peer = { routing, socket, lastSeen: Date.now(), calls: 0, callBytes: 0, pendingKernelBytes: 0, conns: new Map(), execs: new Map() };
       this.peers.set(id, peer);
       this.log.info('Gateway linked', { peer: id.slice(0, 16) });
     }
@@ -306,19 +322,26 @@ export class AgentServer {
 
   private call(peer: Peer, id: string, method: string, argsFrame: Buffer | undefined): void {
     if (peer.calls >= MAX_CALLS_IN_FLIGHT) return this.fail(peer, id, unavailable(`the node agent has ${MAX_CALLS_IN_FLIGHT} calls of this gateway in flight; try again shortly`));
-    peer.calls++;
+    const bytes = argsFrame?.length ?? 0;
+    if (bytes > MAX_CALL_ARGS_BYTES) return this.fail(peer, id, invalidInput(`call arguments of ${bytes} bytes; at most ${MAX_CALL_ARGS_BYTES}`));
+    // What a call holds while it runs is its arguments: bounded together, not only in count.
+    if (peer.callBytes + bytes > MAX_CALL_BYTES_IN_FLIGHT) return this.fail(peer, id, unavailable(`the node agent holds ${MAX_CALL_BYTES_IN_FLIGHT} bytes of this gateway's calls in flight; try again shortly`));
     let args: unknown[];
     try {
       args = JSON.parse(str(argsFrame)) as unknown[];
       if (!Array.isArray(args)) throw new Error('not a list');
     } catch {
-      peer.calls--;
       return this.fail(peer, id, invalidInput('call arguments must be a JSON list'));
     }
+    peer.calls++;
+    peer.callBytes += bytes;
     this.run(method, args).then(
       (value) => this.reply(peer, [TYPE.result, id, JSON.stringify(value ?? null)]),
       (error) => this.fail(peer, id, error),
-    ).finally(() => peer.calls--);
+    ).finally(() => {
+      peer.calls--;
+      peer.callBytes -= bytes;
+    });
   }
 
   /** A ref as this agent made it: its id checked, its socket directory this agent's own, its container ours. */
@@ -454,6 +477,7 @@ export class AgentServer {
   private startExec(peer: Peer, id: string, body: Buffer | undefined): void {
     if (peer.execs.has(id)) return this.fail(peer, id, invalidInput('command id in use'));
     if (peer.execs.size >= MAX_EXECS_PER_PEER) return this.fail(peer, id, unavailable(`the node agent runs ${MAX_EXECS_PER_PEER} commands of this gateway already; try again shortly`));
+    if ((body?.length ?? 0) > MAX_CALL_ARGS_BYTES) return this.fail(peer, id, invalidInput(`a command spec of ${body?.length} bytes; at most ${MAX_CALL_ARGS_BYTES}`));
     const exec: Exec = { abort: new AbortController(), unackedStdin: 0, unackedOutput: 0 };
     peer.execs.set(id, exec);
     void (async () => {
@@ -501,7 +525,9 @@ export class AgentServer {
     const exec = peer.execs.get(id);
     if (!exec?.stdin) return;
     if (!chunk) return void exec.stdin.end();
-    // A peer past its window would make this buffer grow: the command is cut instead.
+    // A peer past its window, or with chunks larger than the window's, would make this buffer grow: the
+    // command is cut instead (a window of 8 chunks of up to 16 MiB each would be 128 MiB per command).
+    if (chunk.length > EXEC_CHUNK_BYTES) return exec.abort.abort(new Error(`a stdin chunk of ${chunk.length} bytes (at most ${EXEC_CHUNK_BYTES})`));
     if (++exec.unackedStdin > EXEC_WINDOW) return exec.abort.abort(new Error('stdin sent past its window'));
     exec.stdin.write(chunk, () => {
       exec.unackedStdin--;
@@ -550,8 +576,15 @@ export class AgentServer {
     if (!conn) return this.reply(peer, [TYPE.closedConn, connId, 'unknown connection']);
     if (!conn.sockets || !(CHANNELS as string[]).includes(channel)) return;
     if (conn.pending >= MAX_PENDING_KERNEL_SENDS) return;
+    // Counted in bytes per gateway too: 1000 messages of 16 MiB to each of 1024 connections is no bound.
+    const bytes = payloadBytes(frames);
+    if (peer.pendingKernelBytes + bytes > MAX_PENDING_KERNEL_BYTES_PER_PEER) return;
     conn.pending++;
-    conn.sockets.sendFrames(channel as Channel, frames).catch(() => undefined).finally(() => conn.pending--);
+    peer.pendingKernelBytes += bytes;
+    conn.sockets.sendFrames(channel as Channel, frames).catch(() => undefined).finally(() => {
+      conn.pending--;
+      peer.pendingKernelBytes -= bytes;
+    });
   }
 
   private closeConn(peer: Peer, connId: string): void {
@@ -579,6 +612,15 @@ export class AgentServer {
     for (const conn of peer.conns.values()) conn.sockets?.close();
     for (const exec of peer.execs.values()) exec.abort.abort(new Error('gateway gone'));
     peer.conns.clear();
+  }
+
+  /** Room for one more gateway: the one heard from longest ago loses what it held here. */
+  private dropSilentest(): void {
+    let oldest: [string, Peer] | undefined;
+    for (const entry of this.peers) if (!oldest || entry[1].lastSeen < oldest[1].lastSeen) oldest = entry;
+    if (!oldest) return;
+    this.log.warn('Too many gateways: the one silent longest loses its kernel connections and commands here', { peer: oldest[0].slice(0, 16), max: MAX_PEERS });
+    this.dropPeer(oldest[0]);
   }
 
   private sweep(): void {

@@ -69,6 +69,16 @@ export const HEARTBEAT_INTERVAL_MS = 1000;
 export const MAX_CALLS_IN_FLIGHT = 512;
 export const MAX_EXECS_PER_PEER = 16;
 /**
+ * A call's arguments, and a command's spec, at most (a launch request with its environment is a few KB);
+ * and the argument bytes of one gateway's calls in flight together. Past them: 400 / 503.
+ */
+export const MAX_CALL_ARGS_BYTES = 1024 * 1024;
+export const MAX_CALL_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+/** Bytes of one gateway's messages waiting for kernels that do not read; past it they are dropped. */
+export const MAX_PENDING_KERNEL_BYTES_PER_PEER = 64 * 1024 * 1024;
+/** Gateways (routing ids) an agent keeps state for; past it the one silent longest loses its state. */
+export const MAX_PEERS = 256;
+/**
  * What a side holds queued for its socket at most (the socket's own HWM is past this). Only kernel traffic
  * is dropped past it: a kernel's output, as a Jupyter client would lose it past its own HWM.
  */
