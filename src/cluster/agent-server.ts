@@ -5,7 +5,7 @@
  * sockets (KernelSockets, so a flooding kernel is cut here as it would be in one process), and pushes
  * container deaths to every live gateway. link-protocol.ts has the wire format.
  *
- * Peers are authenticated, but a gateway is still kept within bounds: calls and commands in flight, kernel
+ * Peers are authenticated, but a gateway is still kept within bounds (README "Bounds"): calls and commands in flight, kernel
  * connections per peer, message sizes, and a peer silent past POLYKERNEL_LINK_PEER_TIMEOUT_MS loses
  * everything it held here. The agent never blocks on a peer: its ROUTER drops what a peer's full pipe (its
  * HWM) cannot take, rather than queue it.
