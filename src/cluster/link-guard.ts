@@ -272,7 +272,9 @@ export class LinkDialer {
     const { host, port } = parseHostPort(this.address);
     const remote = net.connect({ host, port });
     remote.pause();
+    // Until the relay holds them (refused: the DEALER reconnects, and this is dialled again).
     remote.once('error', () => local.destroy());
+    local.once('error', () => remote.destroy());
     remote.once('connect', () => {
       if (this.closed) return void remote.destroy();
       this.current?.close();
