@@ -194,7 +194,7 @@ export class LinkRelay {
     if (this.closed) return;
     const forward = this.window.accept(chunk);
     if (this.window.violation) return this.cut(this.window.violation);
-    if (forward > 0 && !this.local.write(forward === chunk.length ? chunk : chunk.subarray(0, forward))) {
+    if (forward > 0 && !this.local.write(forward === chunk.length ? chunk : chunk.subarray(0, forward)) && !this.localBusy) {
       this.localBusy = true;
       this.remote.pause();
       this.local.once('drain', () => {
