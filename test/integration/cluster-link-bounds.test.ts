@@ -165,3 +165,26 @@ test.serial('a peer flooding stdin chunks of 4 MiB and calls with 2 MiB argument
   t.is((await query(id, 'print(6 * 7)')).text.trim(), '42', 'the agent still serves the real gateway');
   await gateway.http.call('DELETE', `/api/kernels/${id}`);
 });
+
+/** As limits-memory.test.ts, through the link: the count that ends a query comes with the kernel's messages. */
+const ALLOCATE_512MB = 'x = b"\\x01" * (512 * 2**20)\nprint("still here")';
+const stderrOf = (console: [string, unknown][]) => console.filter(([kind]) => kind === 'stderr').map(([, text]) => text).join('');
+
+test.serial('through the link: a subprocess past maxMem is killed, the kernel lives on and the query says out of memory; a batch step too', async (t) => {
+  const call = gateway.http.call.bind(gateway.http);
+  const id = await createKernel(call, { lang: 'python3', resourceLimits: { maxMem: 192 * 1024 } });
+  try {
+    t.is((await query(id, 'print("warm")')).text.trim(), 'warm');
+    const outcome = await query(id, `import subprocess\nr = subprocess.run(["python3", "-c", ${JSON.stringify(ALLOCATE_512MB)}])\nprint("child exit", r.returncode)`);
+    t.is(outcome.status, 'finished');
+    t.regex(outcome.text, /child exit -9/);
+    t.regex(stderrOf(outcome.console), /\[out of memory: a process of this kernel was killed by its memory cap \(maxMem 196608 KB\)\]/);
+    const next = await query(id, 'print("alive")');
+    t.is(next.text, 'alive\n');
+    t.notRegex(stderrOf(next.console), /out of memory/, 'the same kill is reported once');
+    const stepped = await runToEnd(call, id, { mode: 'batch', options: { exec: 'head -c 600M /dev/zero | tail -c 600M > /dev/null' } });
+    t.regex(stderrOf(stepped.console), /\[out of memory: a process of this kernel was killed/);
+  } finally {
+    await call('DELETE', `/api/kernels/${id}`);
+  }
+});
