@@ -5,9 +5,10 @@
  * sockets (KernelSockets, so a flooding kernel is cut here as it would be in one process), and pushes
  * container deaths to every live gateway. link-protocol.ts has the wire format.
  *
- * Peers are authenticated, but a gateway is still kept within bounds (README "Bounds"): calls and commands in flight, kernel
- * connections per peer, message sizes, and a peer silent past POLYKERNEL_LINK_PEER_TIMEOUT_MS loses
- * everything it held here. The agent never blocks on a peer: its ROUTER drops what a peer's full pipe (its
+ * Peers are authenticated, but a gateway is still kept within bounds (README "Bounds"): whole link
+ * messages (each link connection passes a LinkRelay, link-guard.ts), calls and their argument bytes in
+ * flight, commands, kernel connections and bytes waiting for kernels per peer, and a peer silent past
+ * POLYKERNEL_LINK_PEER_TIMEOUT_MS loses everything it held here. The agent never blocks on a peer: its ROUTER drops what a peer's full pipe (its
  * HWM) cannot take, rather than queue it.
  */
 import { rmSync } from 'node:fs';
@@ -123,6 +124,7 @@ export class AgentServer {
   ) {
     this.zap = new ZapHandler(options.key.publicKeyBytes, log);
     this.listener = net.createServer({ pauseOnConnect: true }, (remote) => void this.accept(remote));
+    this.listener.on('error', (error) => this.log.error('Link port failed', { error: error.message }));
   }
 
   /**
@@ -130,6 +132,8 @@ export class AgentServer {
    * lets in is counted per connection, so one gateway's message past the bounds never holds up another's.
    */
   private async accept(remote: net.Socket): Promise<void> {
+    // A reset before the relay holds it must not be an unhandled 'error'.
+    remote.on('error', () => remote.destroy());
     if (this.closed || this.sockets.size >= MAX_LINK_CONNECTIONS) return void remote.destroy();
     const router = new zmq.Router({
       linger: 0,
