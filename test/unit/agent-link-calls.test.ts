@@ -6,6 +6,8 @@
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import * as zmq from 'zeromq';
 import { AgentLink } from '../../src/cluster/agent-link.js';
 import { AgentServer } from '../../src/cluster/agent-server.js';
 import { parseClusterKey } from '../../src/cluster/cluster-key.js';
@@ -47,7 +49,7 @@ async function linked() {
   };
 }
 
-test('calls cross the relays both ways; arguments past 1 MiB are refused and past 16 MiB in flight are 503', async (t) => {
+test.serial('calls cross the relays both ways; arguments past 1 MiB are refused and past 16 MiB in flight are 503', async (t) => {
   const { server, link, release, close } = await linked();
   try {
     t.deepEqual(await link.call('list', []), []);
@@ -63,6 +65,37 @@ test('calls cross the relays both ways; arguments past 1 MiB are refused and pas
     const settled = await Promise.all(waiting.slice(0, 16));
     t.deepEqual(settled, Array.from({ length: 16 }, () => 'ok'));
     t.deepEqual(await link.call('list', []), [], 'room again once they ended');
+  } finally {
+    close();
+  }
+});
+
+test.serial('garbage, a plain ZMQ peer and a Curve peer with a key of its own get nothing from the relayed agent; the link still works', async (t) => {
+  const { server, link, close } = await linked();
+  const port = Number((link.options.address.split(':')[1]));
+  try {
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+      socket.on('connect', () => {
+        for (let i = 0; i < 32; i++) socket.write(randomBytes(1024 * 1024));
+        socket.end();
+      });
+    });
+    const plain = new zmq.Dealer({ linger: 0, sendTimeout: 500 });
+    plain.connect(`tcp://127.0.0.1:${port}`);
+    await plain.send(['C', '1', 'list', '[]']).catch(() => undefined);
+    const stranger = zmq.curveKeyPair();
+    const curve = new zmq.Dealer({ linger: 0, sendTimeout: 500, curveServerKey: link.options.key.publicKey, curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey });
+    curve.connect(`tcp://127.0.0.1:${port}`);
+    await curve.send(['C', '1', 'list', '[]']).catch(() => undefined);
+    const answered = await Promise.race([Promise.any([plain.receive(), curve.receive()]).then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 2000))]);
+    plain.close();
+    curve.close();
+    t.false(answered);
+    t.true(server.refusedPeers >= 2, `refused ${server.refusedPeers}`);
+    t.deepEqual(await link.call('list', []), []);
   } finally {
     close();
   }
