@@ -42,9 +42,12 @@ async function linked() {
     server,
     link,
     release,
-    close: () => {
+    // The ZAP handler's inproc endpoint is one per process and libzmq unbinds it asynchronously: the next
+    // test's agent binds it again only once it is free.
+    close: async () => {
       link.close();
       server.close();
+      await new Promise((resolve) => setTimeout(resolve, 500));
     },
   };
 }
@@ -66,7 +69,7 @@ test.serial('calls cross the relays both ways; arguments past 1 MiB are refused 
     t.deepEqual(settled, Array.from({ length: 16 }, () => 'ok'));
     t.deepEqual(await link.call('list', []), [], 'room again once they ended');
   } finally {
-    close();
+    await close();
   }
 });
 
@@ -97,6 +100,6 @@ test.serial('garbage, a plain ZMQ peer and a Curve peer with a key of its own ge
     t.true(server.refusedPeers >= 2, `refused ${server.refusedPeers}`);
     t.deepEqual(await link.call('list', []), []);
   } finally {
-    close();
+    await close();
   }
 });
