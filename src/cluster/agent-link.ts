@@ -16,7 +16,8 @@ import type { Channel } from '../protocol/messages.js';
 import type { FrameTransport, FramesListener } from '../transport/kernel-sockets.js';
 import type { CommandOutputListener, KernelCommand, KernelRef } from '../kernels/provisioner.js';
 import type { ClusterKey } from './cluster-key.js';
-import { EXEC_CHUNK_BYTES, EXEC_WINDOW, HEARTBEAT_INTERVAL_MS, LINK_MAX_FRAME_BYTES, SendQueue, str, TYPE, type LinkError } from './link-protocol.js';
+import { LinkDialer, payloadBytes } from './link-guard.js';
+import { EXEC_CHUNK_BYTES, EXEC_WINDOW, HEARTBEAT_INTERVAL_MS, LINK_MAX_FRAME_BYTES, LINK_MESSAGE_BOUNDS, SendQueue, str, TYPE, type LinkError } from './link-protocol.js';
 
 export interface AgentLinkOptions {
   node: string;
@@ -52,10 +53,14 @@ function linkError(body: LinkError, node: string): Error {
 
 export class AgentLink {
   private readonly dealer: zmq.Dealer;
+  /** The agent's messages come through it, bounded as whole messages (link-guard.ts). */
+  private readonly relay: LinkDialer;
   private readonly queue: SendQueue;
   private readonly calls = new Map<string, Pending>();
   private readonly execs = new Map<string, ExecState>();
   private readonly conns = new Map<string, LinkFrames>();
+  /** Per kernel, the OOM kill count its agent sent with its latest message, and the connection it came on. */
+  private readonly oomSeen = new Map<string, { kills: number; conn: LinkFrames }>();
   private nextId = 1;
   private lastHeard = 0;
   private heartbeat?: NodeJS.Timeout;
@@ -81,11 +86,16 @@ export class AgentLink {
       sendTimeout: 2000,
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,
-      heartbeatInterval: 1000,
-      heartbeatTimeout: 5000,
+      // No ZMTP heartbeats: the relay's window would count them; the link's own heartbeat and the relay's
+      // idle cut (a connection silent past the peer timeout) stand in.
     });
     this.queue = new SendQueue(this.dealer);
-    this.dealer.connect(`tcp://${options.address}`);
+    this.relay = new LinkDialer(options.address, {
+      bounds: LINK_MESSAGE_BOUNDS,
+      idleMs: options.peerTimeoutMs,
+      onCut: (why) => this.log.warn('Cut the link to a node agent', { node: options.node, why }),
+    });
+    this.dealer.connect(this.relay.endpoint);
     this.lastHeard = Date.now();
     void this.readLoop();
     const beat = () => {
@@ -188,9 +198,17 @@ export class AgentLink {
     void exec.outputChain.then(() => (error ? exec.reject(error) : exec.resolve(value)));
   }
 
+  /** The OOM kill count that came with the kernel's latest message over this link (see KernelProvisioner.oomKillsSeen). */
+  oomKillsSeen(kernelId: string): number | undefined {
+    return this.oomSeen.get(kernelId)?.kills;
+  }
+
   /** A new multiplexed connection to a kernel's sockets on the agent. */
   connect(ref: KernelRef, onBadFrame: (error: Error) => void): LinkFrames {
-    const conn = new LinkFrames(this, randomUUID(), ref, onBadFrame, () => this.conns.delete(conn.id));
+    const conn = new LinkFrames(this, randomUUID(), ref, onBadFrame, () => {
+      this.conns.delete(conn.id);
+      if (this.oomSeen.get(ref.id)?.conn === conn) this.oomSeen.delete(ref.id);
+    });
     this.conns.set(conn.id, conn);
     conn.open();
     return conn;
@@ -199,6 +217,7 @@ export class AgentLink {
   private async readLoop(): Promise<void> {
     try {
       for await (const frames of this.dealer) {
+        this.relay.consumed(frames.length, payloadBytes(frames));
         this.lastHeard = Date.now();
         try {
           this.dispatch(frames);
@@ -216,8 +235,15 @@ export class AgentLink {
     switch (str(typeFrame)) {
       case TYPE.heartbeatAnswer:
         return;
-      case TYPE.fromKernel:
-        return this.conns.get(str(a))?.deliver(str(b) as Channel, rest);
+      case TYPE.fromKernel: {
+        const conn = this.conns.get(str(a));
+        if (!conn) return;
+        const [oom, ...message] = rest;
+        // Before the message is handed on: a run that ends on it finds the count at least as fresh.
+        const kills = oom && oom.length > 0 ? Number(str(oom)) : NaN;
+        if (Number.isSafeInteger(kills) && kills >= 0) this.oomSeen.set(conn.kernelId, { kills, conn });
+        return conn.deliver(str(b) as Channel, message);
+      }
       case TYPE.result: {
         const id = str(a);
         const value = JSON.parse(str(b)) as unknown;
@@ -272,6 +298,7 @@ export class AgentLink {
     for (const conn of [...this.conns.values()]) conn.close();
     this.queue.clear();
     this.dealer.close();
+    this.relay.close();
   }
 }
 
@@ -291,6 +318,10 @@ export class LinkFrames implements FrameTransport {
     private readonly onBadFrame: (error: Error) => void,
     private readonly forget: () => void,
   ) {}
+
+  get kernelId(): string {
+    return this.ref.id;
+  }
 
   open(): void {
     this.lastOpen = Date.now();

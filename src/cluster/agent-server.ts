@@ -5,11 +5,14 @@
  * sockets (KernelSockets, so a flooding kernel is cut here as it would be in one process), and pushes
  * container deaths to every live gateway. link-protocol.ts has the wire format.
  *
- * Peers are authenticated, but a gateway is still kept within bounds: calls and commands in flight, kernel
- * connections per peer, message sizes, and a peer silent past POLYKERNEL_LINK_PEER_TIMEOUT_MS loses
- * everything it held here. The agent never blocks on a peer: its ROUTER drops what a peer's full pipe (its
+ * Peers are authenticated, but a gateway is still kept within bounds (README "Bounds"): whole link
+ * messages (each link connection passes a LinkRelay, link-guard.ts), calls and their argument bytes in
+ * flight, commands, kernel connections and bytes waiting for kernels per peer, and a peer silent past
+ * POLYKERNEL_LINK_PEER_TIMEOUT_MS loses everything it held here. The agent never blocks on a peer: its ROUTER drops what a peer's full pipe (its
  * HWM) cannot take, rather than queue it.
  */
+import { rmSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import * as zmq from 'zeromq';
@@ -22,18 +25,27 @@ import type { DockerProvisioner } from '../kernels/docker-provisioner.js';
 import type { KernelRef, LaunchRequest } from '../kernels/provisioner.js';
 import type { KernelSpecRegistry } from '../kernels/kernel-specs.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
+import { cgroupOomKills } from '../runtime/cgroup-files.js';
 import type { ClusterKey } from './cluster-key.js';
 import {
   EXEC_WINDOW,
   LINK_MAX_FRAME_BYTES,
   LINK_MAX_FRAMES,
+  LINK_MESSAGE_BOUNDS,
+  MAX_LINK_CONNECTIONS,
+  EXEC_CHUNK_BYTES,
+  MAX_CALL_ARGS_BYTES,
+  MAX_CALL_BYTES_IN_FLIGHT,
   MAX_CALLS_IN_FLIGHT,
+  MAX_PEERS,
+  MAX_PENDING_KERNEL_BYTES_PER_PEER,
   MAX_EXECS_PER_PEER,
   SendQueue,
   str,
   TYPE,
   type LinkError,
 } from './link-protocol.js';
+import { LinkRelay, parseHostPort, payloadBytes, privateEndpointPath } from './link-guard.js';
 import { ZapHandler } from './zap.js';
 
 export interface AgentServerOptions {
@@ -69,17 +81,30 @@ interface Exec {
   credit?: () => void;
 }
 
+/** One link connection: its own ROUTER behind its relay. */
+interface LinkSocket {
+  router: zmq.Router;
+  queue: SendQueue;
+  relay?: LinkRelay;
+}
+
 interface Peer {
   routing: Buffer;
+  /** The connection it was last heard on: answers go there (a gateway that reconnected takes over). */
+  socket: LinkSocket;
   lastSeen: number;
   calls: number;
+  /** Argument bytes of its calls in flight. */
+  callBytes: number;
+  /** Bytes of its messages still waiting for their kernels to take them. */
+  pendingKernelBytes: number;
   conns: Map<string, Conn>;
   execs: Map<string, Exec>;
 }
 
 export class AgentServer {
-  private readonly router: zmq.Router;
-  private readonly queue: SendQueue;
+  private readonly listener: net.Server;
+  private readonly sockets = new Set<LinkSocket>();
   private readonly zap: ZapHandler;
   private readonly peers = new Map<string, Peer>();
   /** Containers of this instance, so a call can name no other container of the host. */
@@ -98,31 +123,67 @@ export class AgentServer {
     private readonly log: Logger,
   ) {
     this.zap = new ZapHandler(options.key.publicKeyBytes, log);
-    this.router = new zmq.Router({
+    this.listener = net.createServer({ pauseOnConnect: true }, (remote) => void this.accept(remote));
+    this.listener.on('error', (error) => this.log.error('Link port failed', { error: error.message }));
+  }
+
+  /**
+   * One ROUTER per link connection, reached through its LinkRelay (link-guard.ts): what the relay's window
+   * lets in is counted per connection, so one gateway's message past the bounds never holds up another's.
+   */
+  private async accept(remote: net.Socket): Promise<void> {
+    // A reset before the relay holds it must not be an unhandled 'error'.
+    remote.on('error', () => remote.destroy());
+    if (this.closed || this.sockets.size >= MAX_LINK_CONNECTIONS) return void remote.destroy();
+    const router = new zmq.Router({
       linger: 0,
       curveServer: true,
-      curveSecretKey: options.key.secretKey,
-      curvePublicKey: options.key.publicKey,
+      curveSecretKey: this.options.key.secretKey,
+      curvePublicKey: this.options.key.publicKey,
       zapDomain: 'polykernel',
       maxMessageSize: LINK_MAX_FRAME_BYTES,
       // A peer's pipe holds this many messages; past it the ROUTER drops what goes to that peer.
       sendHighWaterMark: 1000,
       receiveHighWaterMark: 1000,
       mandatory: false,
-      // A gateway whose TCP connection was replaced (same routing id) takes over its state.
-      handover: true,
-      heartbeatInterval: 1000,
-      heartbeatTimeout: 5000,
+      // No ZMTP heartbeats: the relay's window would count them (link-guard.ts); the link's own heartbeat
+      // and the relay's idle cut stand in.
       handshakeInterval: 5000,
     });
-    this.queue = new SendQueue(this.router);
+    const address = `${remote.remoteAddress ?? '?'}:${remote.remotePort ?? '?'}`;
     // A peer without the cluster secret fails the CurveZMQ handshake itself (it cannot know the server's
     // key, or cannot prove its own): libzmq says so here, before any ZAP request.
     for (const event of ['handshake:error:protocol', 'handshake:error:auth', 'handshake:error:other'] as const) {
-      this.router.events.on(event, (details: { address?: string; error?: Error }) =>
-        this.zap.refuse(details.address ?? '?', event, `its CurveZMQ handshake failed (${event.slice('handshake:error:'.length)}: ${details.error?.message ?? 'no detail'}); not a peer with the cluster key`),
+      router.events.on(event, (details: { error?: Error }) =>
+        this.zap.refuse(address, event, `its CurveZMQ handshake failed (${event.slice('handshake:error:'.length)}: ${details.error?.message ?? 'no detail'}); not a peer with the cluster key`),
       );
     }
+    const socketPath = privateEndpointPath();
+    const socket: LinkSocket = { router, queue: new SendQueue(router) };
+    this.sockets.add(socket);
+    const release = () => {
+      if (!this.sockets.delete(socket)) return;
+      socket.queue.clear();
+      router.close();
+      rmSync(socketPath, { force: true });
+    };
+    remote.once('close', release);
+    try {
+      await router.bind(`ipc://${socketPath}`);
+    } catch (error) {
+      this.log.warn('Could not open a link socket', { error: (error as Error).message });
+      remote.destroy();
+      return release();
+    }
+    if (this.closed || remote.destroyed) return release();
+    const local = net.connect({ path: socketPath });
+    socket.relay = new LinkRelay(remote, local, {
+      bounds: LINK_MESSAGE_BOUNDS,
+      idleMs: this.options.peerTimeoutMs,
+      onCut: (why) => this.zap.refuse(address, `relay:${why.split(' ')[0]}`, `the link relay cut it: ${why}`),
+      onClose: release,
+    });
+    void this.serve(socket);
   }
 
   /** Free memory under the budget, for the membership record. */
@@ -137,10 +198,16 @@ export class AgentServer {
   }
 
   /** Gateways heard from within the peer timeout, and the kernel connections they hold here. */
-  get linked(): { peers: number; connections: number } {
+  get linked(): { peers: number; connections: number; commands: number; calls: number; linkConnections: number } {
     let connections = 0;
-    for (const peer of this.peers.values()) connections += peer.conns.size;
-    return { peers: this.peers.size, connections };
+    let commands = 0;
+    let calls = 0;
+    for (const peer of this.peers.values()) {
+      connections += peer.conns.size;
+      commands += peer.execs.size;
+      calls += peer.calls;
+    }
+    return { peers: this.peers.size, connections, commands, calls, linkConnections: this.sockets.size };
   }
 
   get refusedPeers(): number {
@@ -153,16 +220,22 @@ export class AgentServer {
       if (found.id) this.reserved.set(found.id, 0);
     }
     await this.zap.start();
-    await this.router.bind(`tcp://${this.options.listen}`);
+    const { host, port } = parseHostPort(this.options.listen);
+    await new Promise<void>((resolve, reject) => {
+      this.listener.once('error', reject);
+      this.listener.listen(port, host, () => {
+        this.listener.off('error', reject);
+        resolve();
+      });
+    });
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(1000, this.options.peerTimeoutMs / 2));
     this.sweepTimer.unref();
-    void this.serve();
   }
 
   /** A container died: every live gateway hears of it. */
   reportDeath(kernelId: string | undefined, containerId: string, reason: string): void {
     const body = Buffer.from(JSON.stringify({ kernelId, containerId, reason }));
-    for (const peer of this.peers.values()) void this.queue.send([peer.routing, Buffer.from(TYPE.death), body]).catch(() => undefined);
+    for (const peer of this.peers.values()) void peer.socket.queue.send([peer.routing, Buffer.from(TYPE.death), body]).catch(() => undefined);
   }
 
   close(): void {
@@ -170,47 +243,51 @@ export class AgentServer {
     this.closed = true;
     clearInterval(this.sweepTimer);
     for (const id of [...this.peers.keys()]) this.dropPeer(id);
-    this.queue.clear();
-    this.router.close();
+    this.listener.close();
+    for (const socket of [...this.sockets]) socket.relay?.close();
     this.zap.close();
   }
 
-  private async serve(): Promise<void> {
+  private async serve(socket: LinkSocket): Promise<void> {
     try {
-      for await (const frames of this.router) {
+      for await (const frames of socket.router) {
+        // Room in the relay's window for what waits: every frame but the routing id came over the wire.
+        socket.relay?.consumed(frames.length - 1, payloadBytes(frames, 1));
         try {
-          this.dispatch(frames);
+          this.dispatch(socket, frames);
         } catch (error) {
           this.log.warn('Dropped a bad link message', { error: (error as Error).message });
         }
       }
     } catch (error) {
-      if (!this.closed) this.log.error('Link socket failed', { error: (error as Error).message });
+      if (!this.closed && this.sockets.has(socket)) this.log.error('Link socket failed', { error: (error as Error).message });
     }
   }
 
-  private peer(routing: Buffer): Peer {
+  private peer(socket: LinkSocket, routing: Buffer): Peer {
     const id = routing.toString('hex');
     let peer = this.peers.get(id);
     if (!peer) {
-      peer = { routing, lastSeen: Date.now(), calls: 0, conns: new Map(), execs: new Map() };
+      if (this.peers.size >= MAX_PEERS) this.dropSilentest();
+      peer = { routing, socket, lastSeen: Date.now(), calls: 0, callBytes: 0, pendingKernelBytes: 0, conns: new Map(), execs: new Map() };
       this.peers.set(id, peer);
       this.log.info('Gateway linked', { peer: id.slice(0, 16) });
     }
     peer.lastSeen = Date.now();
+    peer.socket = socket;
     return peer;
   }
 
   private reply(peer: Peer, frames: Array<Buffer | string>, droppable = false): void {
     if (this.closed) return;
-    void this.queue.send([peer.routing, ...frames.map((f) => (typeof f === 'string' ? Buffer.from(f) : f))], droppable).catch(() => undefined);
+    void peer.socket.queue.send([peer.routing, ...frames.map((f) => (typeof f === 'string' ? Buffer.from(f) : f))], droppable).catch(() => undefined);
   }
 
-  private dispatch(frames: Buffer[]): void {
+  private dispatch(socket: LinkSocket, frames: Buffer[]): void {
     if (frames.length > LINK_MAX_FRAMES + 1) throw new Error(`a message of ${frames.length} frames`);
     const [routing, typeFrame, a, b, ...rest] = frames;
     if (!routing) return;
-    const peer = this.peer(routing);
+    const peer = this.peer(socket, routing);
     switch (str(typeFrame)) {
       case TYPE.heartbeat:
         return this.reply(peer, [TYPE.heartbeatAnswer]);
@@ -249,19 +326,26 @@ export class AgentServer {
 
   private call(peer: Peer, id: string, method: string, argsFrame: Buffer | undefined): void {
     if (peer.calls >= MAX_CALLS_IN_FLIGHT) return this.fail(peer, id, unavailable(`the node agent has ${MAX_CALLS_IN_FLIGHT} calls of this gateway in flight; try again shortly`));
-    peer.calls++;
+    const bytes = argsFrame?.length ?? 0;
+    if (bytes > MAX_CALL_ARGS_BYTES) return this.fail(peer, id, invalidInput(`call arguments of ${bytes} bytes; at most ${MAX_CALL_ARGS_BYTES}`));
+    // What a call holds while it runs is its arguments: bounded together, not only in count.
+    if (peer.callBytes + bytes > MAX_CALL_BYTES_IN_FLIGHT) return this.fail(peer, id, unavailable(`the node agent holds ${MAX_CALL_BYTES_IN_FLIGHT} bytes of this gateway's calls in flight; try again shortly`));
     let args: unknown[];
     try {
       args = JSON.parse(str(argsFrame)) as unknown[];
       if (!Array.isArray(args)) throw new Error('not a list');
     } catch {
-      peer.calls--;
       return this.fail(peer, id, invalidInput('call arguments must be a JSON list'));
     }
+    peer.calls++;
+    peer.callBytes += bytes;
     this.run(method, args).then(
       (value) => this.reply(peer, [TYPE.result, id, JSON.stringify(value ?? null)]),
       (error) => this.fail(peer, id, error),
-    ).finally(() => peer.calls--);
+    ).finally(() => {
+      peer.calls--;
+      peer.callBytes -= bytes;
+    });
   }
 
   /** A ref as this agent made it: its id checked, its socket directory this agent's own, its container ours. */
@@ -397,6 +481,7 @@ export class AgentServer {
   private startExec(peer: Peer, id: string, body: Buffer | undefined): void {
     if (peer.execs.has(id)) return this.fail(peer, id, invalidInput('command id in use'));
     if (peer.execs.size >= MAX_EXECS_PER_PEER) return this.fail(peer, id, unavailable(`the node agent runs ${MAX_EXECS_PER_PEER} commands of this gateway already; try again shortly`));
+    if ((body?.length ?? 0) > MAX_CALL_ARGS_BYTES) return this.fail(peer, id, invalidInput(`a command spec of ${body?.length} bytes; at most ${MAX_CALL_ARGS_BYTES}`));
     const exec: Exec = { abort: new AbortController(), unackedStdin: 0, unackedOutput: 0 };
     peer.execs.set(id, exec);
     void (async () => {
@@ -444,7 +529,9 @@ export class AgentServer {
     const exec = peer.execs.get(id);
     if (!exec?.stdin) return;
     if (!chunk) return void exec.stdin.end();
-    // A peer past its window would make this buffer grow: the command is cut instead.
+    // A peer past its window, or with chunks larger than the window's, would make this buffer grow: the
+    // command is cut instead (a window of 8 chunks of up to 16 MiB each would be 128 MiB per command).
+    if (chunk.length > EXEC_CHUNK_BYTES) return exec.abort.abort(new Error(`a stdin chunk of ${chunk.length} bytes (at most ${EXEC_CHUNK_BYTES})`));
     if (++exec.unackedStdin > EXEC_WINDOW) return exec.abort.abort(new Error('stdin sent past its window'));
     exec.stdin.write(chunk, () => {
       exec.unackedStdin--;
@@ -473,7 +560,13 @@ export class AgentServer {
         conn.sockets = new KernelSockets(hostConnectionInfo(ref.connDir, containerConnectionInfo(ref.key, ref.lang)), (error) =>
           this.reply(peer, [TYPE.badFrame, connId, error.message]),
         );
-        conn.sockets.onFrames((channel, frames) => this.reply(peer, [TYPE.fromKernel, connId, channel, ...frames], true));
+        // The OOM count goes with every message: read after the kernel sent it, so it holds every kill the
+        // kernel could have seen before, and a gateway's run that ends on this message needs no call for
+        // it (oom-notice.ts). A synchronous cgroup read: microseconds, less than relaying the message.
+        conn.sockets.onFrames((channel, frames) => {
+          const kills = cgroupOomKills(ref.containerId);
+          this.reply(peer, [TYPE.fromKernel, connId, channel, kills === undefined ? '' : String(kills), ...frames], true);
+        });
       },
       (error: Error) => {
         if (peer.conns.get(connId) === conn) peer.conns.delete(connId);
@@ -487,8 +580,15 @@ export class AgentServer {
     if (!conn) return this.reply(peer, [TYPE.closedConn, connId, 'unknown connection']);
     if (!conn.sockets || !(CHANNELS as string[]).includes(channel)) return;
     if (conn.pending >= MAX_PENDING_KERNEL_SENDS) return;
+    // Counted in bytes per gateway too: 1000 messages of 16 MiB to each of 1024 connections is no bound.
+    const bytes = payloadBytes(frames);
+    if (peer.pendingKernelBytes + bytes > MAX_PENDING_KERNEL_BYTES_PER_PEER) return;
     conn.pending++;
-    conn.sockets.sendFrames(channel as Channel, frames).catch(() => undefined).finally(() => conn.pending--);
+    peer.pendingKernelBytes += bytes;
+    conn.sockets.sendFrames(channel as Channel, frames).catch(() => undefined).finally(() => {
+      conn.pending--;
+      peer.pendingKernelBytes -= bytes;
+    });
   }
 
   private closeConn(peer: Peer, connId: string): void {
@@ -516,6 +616,15 @@ export class AgentServer {
     for (const conn of peer.conns.values()) conn.sockets?.close();
     for (const exec of peer.execs.values()) exec.abort.abort(new Error('gateway gone'));
     peer.conns.clear();
+  }
+
+  /** Room for one more gateway: the one heard from longest ago loses what it held here. */
+  private dropSilentest(): void {
+    let oldest: [string, Peer] | undefined;
+    for (const entry of this.peers) if (!oldest || entry[1].lastSeen < oldest[1].lastSeen) oldest = entry;
+    if (!oldest) return;
+    this.log.warn('Too many gateways: the one silent longest loses its kernel connections and commands here', { peer: oldest[0].slice(0, 16), max: MAX_PEERS });
+    this.dropPeer(oldest[0]);
   }
 
   private sweep(): void {

@@ -13,7 +13,8 @@
  *   K conn channel frames...    one signed Jupyter message to the kernel, frames as they go on the wire
  *   Q conn                      closes the connection
  *                               d json-death    a kernel's container died (to every live gateway)
- *                               k conn channel frames...   one message from the kernel, as it came
+ *                               k conn channel oom frames...   one message from the kernel, as it came, and
+ *                                   the kernel's OOM kill count read as it was relayed (empty: unknown)
  *                               b conn why      the relay cut a message the kernel sent (too large)
  *                               q conn why      the agent closed the connection (kernel removed, unknown)
  *
@@ -46,8 +47,16 @@ export const TYPE = {
 
 /** libzmq's ZMQ_MAXMSGSIZE (per frame) on both ends: a kernel's largest message and a little room. */
 export const LINK_MAX_FRAME_BYTES = MAX_KERNEL_MESSAGE_BYTES + 64 * 1024;
-/** A link message is a kernel message and at most three frames of its own. */
-export const LINK_MAX_FRAMES = MAX_KERNEL_MESSAGE_FRAMES + 3;
+/** A link message is a kernel message and at most four frames of its own (`k conn channel oom`). */
+export const LINK_MAX_FRAMES = MAX_KERNEL_MESSAGE_FRAMES + 4;
+/**
+ * A whole link message at most, in frames and payload bytes (the routing id a ROUTER adds is not on the
+ * wire): the window of every link relay (link-guard.ts), so no peer makes a side assemble more.
+ */
+export const LINK_MAX_MESSAGE_BYTES = MAX_KERNEL_MESSAGE_BYTES + 64 * 1024;
+export const LINK_MESSAGE_BOUNDS = { maxFrames: LINK_MAX_FRAMES, maxBytes: LINK_MAX_MESSAGE_BYTES };
+/** TCP connections an agent's link port holds at once (each has a ROUTER of its own); more are refused. */
+export const MAX_LINK_CONNECTIONS = 256;
 /** stdin is sent in chunks of at most this, and each side holds at most EXEC_WINDOW chunks unacknowledged. */
 export const EXEC_CHUNK_BYTES = 64 * 1024;
 export const EXEC_WINDOW = 8;
@@ -59,6 +68,16 @@ export const HEARTBEAT_INTERVAL_MS = 1000;
  */
 export const MAX_CALLS_IN_FLIGHT = 512;
 export const MAX_EXECS_PER_PEER = 16;
+/**
+ * A call's arguments, and a command's spec, at most (a launch request with its environment is a few KB);
+ * and the argument bytes of one gateway's calls in flight together. Past them: 400 / 503.
+ */
+export const MAX_CALL_ARGS_BYTES = 1024 * 1024;
+export const MAX_CALL_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+/** Bytes of one gateway's messages waiting for kernels that do not read; past it they are dropped. */
+export const MAX_PENDING_KERNEL_BYTES_PER_PEER = 64 * 1024 * 1024;
+/** Gateways (routing ids) an agent keeps state for; past it the one silent longest loses its state. */
+export const MAX_PEERS = 256;
 /**
  * What a side holds queued for its socket at most (the socket's own HWM is past this). Only kernel traffic
  * is dropped past it: a kernel's output, as a Jupyter client would lose it past its own HWM.

@@ -122,6 +122,10 @@ export class RemoteProvisioner implements KernelProvisioner, KernelImageSource {
     return (await this.link(ref.node).call<number | null>('oomKills', [ref])) ?? undefined;
   }
 
+  oomKillsSeen(ref: KernelRef): number | undefined {
+    return this.links.get(ref.node ?? '')?.oomKillsSeen(ref.id);
+  }
+
   async inspect(ref: Pick<KernelRef, 'containerId' | 'node'>): Promise<{ running: boolean; deathReason?: DeathReason } | undefined> {
     return (await this.link(ref.node).call<{ running: boolean; deathReason?: DeathReason } | null>('inspect', [{ containerId: ref.containerId }])) ?? undefined;
   }

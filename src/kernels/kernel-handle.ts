@@ -25,6 +25,8 @@ export interface KernelHandle {
   exec(command: KernelCommand, onOutput: CommandOutputListener): Promise<{ exitCode: number }>;
   /** Processes of this kernel its memory cap killed so far; undefined when that cannot be seen. */
   oomKills(): Promise<number | undefined>;
+  /** The count as of the kernel's last message received here, when its messages carry it (KernelProvisioner.oomKillsSeen). */
+  oomKillsSeen?(): number | undefined;
   usage(): Promise<ResourceUsage | undefined>;
   /** Removes the kernel (a run past its time limit); resolves once it is unreachable. */
   remove(reason: string): Promise<void>;
@@ -66,6 +68,10 @@ export class ProvisionedKernelHandle implements KernelHandle {
 
   oomKills(): Promise<number | undefined> {
     return this.provisioner.oomKills(this.placement);
+  }
+
+  oomKillsSeen(): number | undefined {
+    return this.provisioner.oomKillsSeen?.(this.placement);
   }
 
   usage(): Promise<ResourceUsage | undefined> {

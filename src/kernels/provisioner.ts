@@ -105,6 +105,12 @@ export interface KernelProvisioner {
   usage(ref: KernelRef): Promise<ResourceUsage | undefined>;
   /** How many processes the memory cap killed so far; undefined when that cannot be seen. */
   oomKills(ref: KernelRef): Promise<number | undefined>;
+  /**
+   * The same count as it stood when the kernel's last message reached this process, for a provisioner
+   * whose kernel messages carry it (a gateway: the node agent reads it as it relays each one), so that
+   * a run ending on a kernel message needs no round trip for it. Undefined: ask oomKills.
+   */
+  oomKillsSeen?(ref: KernelRef): number | undefined;
   /** Whether the kernel's container still runs, and why it died if not; undefined when it is gone. */
   inspect(ref: Pick<KernelRef, 'containerId' | 'node'>): Promise<{ running: boolean; deathReason?: DeathReason } | undefined>;
   /**

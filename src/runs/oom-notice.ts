@@ -34,12 +34,19 @@ export class OomNotices {
     return kills === undefined ? undefined : { reported: kills };
   }
 
-  /** When a run ends: adds the notice to its last result if the cap killed something meanwhile. */
-  async end(kernel: Pick<KernelHandle, 'id' | 'oomKills' | 'limits'>, result: RunResult): Promise<void> {
+  /**
+   * When a run ends: adds the notice to its last result if the cap killed something meanwhile.
+   * `endedOnKernelMessage`: the run finished on a message of the kernel (a query's execute_reply and idle
+   * status), so the count carried with the kernel's messages (oomKillsSeen) will do: it was read after the
+   * kernel sent that message, so after anything killed before the kernel saw the death. A batch step or a
+   * timeout ends without one: the count is asked for.
+   */
+  async end(kernel: Pick<KernelHandle, 'id' | 'oomKills' | 'oomKillsSeen' | 'limits'>, result: RunResult, endedOnKernelMessage = false): Promise<void> {
     if (result.status !== 'finished' && result.status !== 'exec-timeout') return;
     const seen = await this.kernels.get(kernel.id);
     if (!seen) return;
-    const kills = await kernel.oomKills().catch(() => undefined);
+    const carried = endedOnKernelMessage && result.status === 'finished' ? kernel.oomKillsSeen?.() : undefined;
+    const kills = carried ?? (await kernel.oomKills().catch(() => undefined));
     if (kills === undefined || kills <= seen.reported) return;
     seen.reported = kills;
     const died = result.console.some((item) => item[0] === 'stderr' && item[1].includes('[kernel died'));

@@ -79,7 +79,7 @@ export class QueryService {
     if (result.status === 'finished' || result.status === 'exec-timeout') {
       // A program the kernel started killed by the memory cap, the kernel alive: say so (oom-notice.ts).
       const kernel = await this.kernels.handle(kernelId).catch(() => undefined);
-      if (kernel) await this.oom.end(kernel, result);
+      if (kernel) await this.oom.end(kernel, result, run instanceof QueryRun);
     }
     return result;
   }

@@ -7,6 +7,7 @@
  *   files reach a kernel's work directory through `exec` (the image's file helper, src/files/work-dir-files.ts).
  * - An exec's output stream can end a moment before the engine records its exit code.
  */
+import { readFileSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { conflict, unavailable } from '../errors.js';
@@ -36,6 +37,17 @@ import {
 } from './runtime.js';
 
 export { CONTAINER_WORK_DIR, KERNEL_USER };
+
+/** A host process's parent PID (/proc/<pid>/stat, after the command name's closing parenthesis). */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function statusCode(error: unknown): number | undefined {
   return (error as { statusCode?: number }).statusCode;
@@ -545,7 +557,11 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
     }
     const stream = await this.call('start exec', () => exec.start({ hijack: true, stdin: withStdin }));
     const signal = spec.signal;
-    const onAbort = () => stream.destroy();
+    const onAbort = () => {
+      stream.destroy();
+      // Closing its stream does not end the command (a `sleep` never notices): it is killed.
+      void this.killExec(exec, containerId);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal?.aborted) stream.destroy();
@@ -575,6 +591,38 @@ export class DockerRuntime implements ContainerRuntime, SandboxRuntime {
       }
       if (attempt >= 250) throw new Error(`exec ${info.ID.slice(0, 12)} reports no exit code after its output ended`);
       await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /**
+   * The engine has no call that stops an exec: its process (a host PID under runc) and every descendant of
+   * it among the container's processes get SIGKILL. Only while the engine says it still runs, so the PID
+   * is the exec's and not a reused one.
+   */
+  private async killExec(exec: Docker.Exec, containerId: string): Promise<void> {
+    try {
+      const info = await exec.inspect();
+      if (!info.Running || !info.Pid) return;
+      const parents = new Map<number, number>();
+      for (const pid of cgroupProcessIds(containerId) ?? []) {
+        const ppid = parentOf(pid);
+        if (ppid !== undefined) parents.set(pid, ppid);
+      }
+      const victims = new Set<number>([info.Pid]);
+      for (let grew = true; grew; ) {
+        grew = false;
+        for (const [pid, ppid] of parents) if (!victims.has(pid) && victims.has(ppid)) (victims.add(pid), (grew = true));
+      }
+      for (const pid of victims) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Exited meanwhile.
+        }
+      }
+      this.log.debug('Killed an aborted exec', { containerId: containerId.slice(0, 12), processes: victims.size });
+    } catch (error) {
+      this.log.debug('Could not kill an aborted exec', { containerId: containerId.slice(0, 12), error: (error as Error).message });
     }
   }
 

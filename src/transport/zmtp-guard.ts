@@ -110,7 +110,7 @@ export class ZmtpInspector {
 let relayDir: string | undefined;
 
 /** This process's directory of relay sockets (0700, made once, removed at exit). */
-function ownRelayDir(): string {
+export function ownRelayDir(): string {
   if (!relayDir) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pk-zmtp-'));
     relayDir = dir;

@@ -61,3 +61,60 @@ test('a kernel whose kills cannot be seen gets no notices; a forgotten one takes
   await notices.end(restarted, fresh);
   t.deepEqual(fresh.console, [NOTICE]);
 });
+
+/** A kernel whose messages carry its count (a gateway's, through its node agent): `asked` counts the calls. */
+function carryingKernel(seen: number | undefined, asked: number) {
+  return {
+    id: 'k-2',
+    limits: { maxMemKB: 65536, timeoutMs: 1000, idleTimeoutMs: 0, maxCpuCreditMs: 0 },
+    seen,
+    asked,
+    calls: 0,
+    oomKillsSeen() {
+      return this.seen;
+    },
+    async oomKills() {
+      this.calls++;
+      return this.asked;
+    },
+  };
+}
+
+test('a query that ended on a kernel message takes the count its messages carried, with no call', async (t) => {
+  const notices = new OomNotices();
+  const handle = carryingKernel(0, 0);
+  await notices.begin(handle);
+  t.is(handle.calls, 1, 'the baseline is asked for once');
+  handle.seen = 1;
+  const killed = finished();
+  await notices.end(handle, killed, true);
+  t.deepEqual(killed.console, [NOTICE]);
+  t.is(handle.calls, 1, 'no call at the end of the query');
+  const quiet = finished();
+  await notices.end(handle, quiet, true);
+  t.deepEqual(quiet.console, []);
+  t.is(handle.calls, 1);
+});
+
+test('a batch run or a timeout asks for the count (nothing carried it), and so does a kernel whose messages carry none', async (t) => {
+  const notices = new OomNotices();
+  const handle = carryingKernel(0, 0);
+  await notices.begin(handle);
+  // A batch step killed: the kernel sent nothing since, so the carried count is stale.
+  handle.asked = 1;
+  const batchRun = finished();
+  await notices.end(handle, batchRun, false);
+  t.deepEqual(batchRun.console, [NOTICE]);
+  t.is(handle.calls, 2);
+  handle.asked = 2;
+  const timedOut: RunResult = { ...finished(), status: 'exec-timeout', exitCode: null };
+  await notices.end(handle, timedOut, true);
+  t.deepEqual(timedOut.console, [NOTICE]);
+  t.is(handle.calls, 3);
+  handle.seen = undefined;
+  handle.asked = 3;
+  const uncarried = finished();
+  await notices.end(handle, uncarried, true);
+  t.deepEqual(uncarried.console, [NOTICE]);
+  t.is(handle.calls, 4);
+});
